@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a machine with only Python 3.10+:
+#   make demo   -> virtual environment, install, run `ecgcnn demo`
+#   make test   -> virtual environment, install, lint, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: install demo test lint format clean
+
+$(BIN)/ecgcnn: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned: the CPU wheel on these machines; an unpinned torch pulls a CUDA build.
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(BIN)/ecgcnn
+
+install: $(BIN)/ecgcnn
+
+demo: install
+	$(BIN)/ecgcnn demo --out runs/demo
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: install lint
+	$(BIN)/python -m pytest -q
+
+format: install
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

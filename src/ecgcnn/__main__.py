@@ -1,0 +1,3 @@
+from ecgcnn.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""The record cache: every record of a root converted once into one memory-mapped array.
+
+A run reads ECGs as slices of ``signals_<fs>hz.npy`` (N, 12, T, float32: a batch is a slice) instead of parsing WFDB files.
+``manifest_<fs>hz.json`` beside it holds the ecg_ids, the rate, the lead names and a fingerprint of the
+metadata and record files; it is written last, atomically, so a build that was interrupted leaves no
+cache that is trusted later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ecgcnn import atomic
+from ecgcnn.errors import EcgcnnError, RecordError
+from ecgcnn.records import DATABASE_CSV, LEADS, STATEMENTS_CSV, Database, check_rate, read_record
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Signals:
+    """All readable records of a root at one rate: ``data[i]`` is the (12, T) ECG of ``ecg_ids[i]``."""
+
+    data: np.ndarray
+    ecg_ids: np.ndarray
+    fs: int
+    leads: tuple[str, ...]
+    failed: dict[int, str]
+
+    def rows(self, ecg_ids: np.ndarray) -> np.ndarray:
+        """Row numbers in ``data`` of the given ecg_ids (all must be present)."""
+        pos = np.searchsorted(self.ecg_ids, ecg_ids)
+        pos = np.clip(pos, 0, len(self.ecg_ids) - 1)
+        if not np.array_equal(self.ecg_ids[pos], ecg_ids):
+            missing = np.setdiff1d(ecg_ids, self.ecg_ids)
+            raise EcgcnnError(f"ecg_id(s) {missing[:5].tolist()} are not in the record cache")
+        return pos
+
+
+def default_cache_dir(root: Path) -> Path:
+    """A per-root folder under $ECGCNN_CACHE (default ~/.cache/ecgcnn): data roots may be read-only."""
+    base = Path(os.environ.get("ECGCNN_CACHE", Path.home() / ".cache" / "ecgcnn"))
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return base / f"{root.resolve().name}-{key}"
+
+
+def fingerprint(db: Database, fs: int) -> str:
+    """Hash of the two CSVs' bytes and the size and mtime of every record file at this rate."""
+    h = hashlib.sha256()
+    for name in (DATABASE_CSV, STATEMENTS_CSV):
+        h.update((db.root / name).read_bytes())
+    column = "filename_lr" if fs == 100 else "filename_hr"
+    for rel in db.records[column]:
+        for ext in (".hea", ".dat"):
+            try:
+                st = os.stat(db.root / f"{rel}{ext}")
+                h.update(f"{rel}{ext}:{st.st_size}:{st.st_mtime_ns};".encode())
+            except OSError:
+                h.update(f"{rel}{ext}:missing;".encode())
+    return h.hexdigest()
+
+
+def load_signals(
+    db: Database,
+    fs: int = 100,
+    cache_dir: str | Path | None = None,
+    skip_missing: bool = False,
+    progress: bool = True,
+) -> Signals:
+    """Load every record of ``db`` at ``fs`` Hz through the cache, building it when stale or absent.
+
+    Unreadable records are an error naming how many and the first few, unless ``skip_missing``
+    (then a warning with the count, and the records are left out).
+    """
+    check_rate(fs)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir(db.root)
+    npy, manifest_path = cache / f"signals_{fs}hz.npy", cache / f"manifest_{fs}hz.json"
+    fp = fingerprint(db, fs)
+    signals = _open_cache(npy, manifest_path, fp)
+    if signals is None:
+        if manifest_path.exists():
+            log.info("record cache %s is stale or damaged: rebuilding", cache)
+        signals = _build_cache(db, fs, npy, manifest_path, fp, progress)
+    if signals.failed:
+        listing = "; ".join(f"ecg_id {k}: {v}" for k, v in list(signals.failed.items())[:3])
+        n = len(signals.failed)
+        if not skip_missing:
+            raise EcgcnnError(
+                f"{n} record(s) missing or unreadable under {db.root} (first: {listing}); "
+                "pass --skip-missing to train without them"
+            )
+        log.warning("skipping %d missing or unreadable record(s) (first: %s)", n, listing)
+    return signals
+
+
+def _open_cache(npy: Path, manifest_path: Path, fp: str) -> Signals | None:
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format") != CACHE_FORMAT or manifest.get("fingerprint") != fp:
+            return None
+        data = np.load(npy, mmap_mode="r")
+        if list(data.shape) != manifest["shape"] or npy.stat().st_size != manifest["bytes"]:
+            return None
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None
+    failed = {int(k): v for k, v in manifest["failed"].items()}
+    return Signals(
+        data, np.asarray(manifest["ecg_ids"], dtype=np.int64), manifest["fs"], tuple(manifest["leads"]),
+        failed,
+    )  # fmt: skip
+
+
+def _build_cache(
+    db: Database, fs: int, npy: Path, manifest_path: Path, fp: str, progress: bool
+) -> Signals:
+    cache = npy.parent
+    cache.mkdir(parents=True, exist_ok=True)
+    manifest_path.unlink(missing_ok=True)  # no manifest, no trust, until the new array is complete
+    ids = db.records.index.to_numpy(dtype=np.int64)
+    length = fs * 10
+    failed: dict[int, str] = {}
+    ok = np.zeros(len(ids), dtype=bool)
+    fd, tmp_name = tempfile.mkstemp(dir=cache, prefix=npy.name, suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        buf = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), 12, length))
+        for i, eid in enumerate(tqdm(ids, desc=f"caching {fs} Hz records", disable=not progress)):
+            try:
+                sig, rec_fs = read_record(db.record_path(int(eid), fs), LEADS)
+                if rec_fs != fs or sig.shape[0] != length:
+                    raise RecordError(str(db.record_path(int(eid), fs)),
+                                      f"expected {length} samples at {fs} Hz, got {sig.shape[0]} at {rec_fs} Hz")  # fmt: skip
+            except RecordError as exc:
+                failed[int(eid)] = str(exc)
+                continue
+            buf[i] = sig.T
+            ok[i] = True
+        if not ok.all():
+            # Compact so the cache holds only readable records, in ecg_id order.
+            buf.flush()
+            kept = np.asarray(buf[ok])
+            del buf
+            buf = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=kept.shape)
+            buf[:] = kept
+        buf.flush()
+        shape = list(buf.shape)
+        del buf
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, npy)
+    finally:
+        tmp.unlink(missing_ok=True)
+    manifest = {
+        "format": CACHE_FORMAT,
+        "root": str(db.root.resolve()),
+        "fs": fs,
+        "leads": list(LEADS),
+        "shape": shape,
+        "bytes": npy.stat().st_size,
+        "ecg_ids": ids[ok].tolist(),
+        "failed": {str(k): v for k, v in failed.items()},
+        "fingerprint": fp,
+    }
+    atomic.write_text(manifest_path, json.dumps(manifest))
+    return Signals(np.load(npy, mmap_mode="r"), ids[ok], fs, LEADS, failed)

@@ -1,0 +1,55 @@
+"""Self-describing checkpoints: the weights plus everything needed to use them.
+
+A checkpoint is a plain dict of tensors, numbers, strings and lists, saved atomically with
+``torch.save`` and loaded with ``torch.load(weights_only=True)``, so loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ecgcnn import __version__, atomic
+from ecgcnn.errors import EcgcnnError
+from ecgcnn.models import Classifier, create_model
+
+FORMAT = "ecgcnn-checkpoint/1"
+
+
+def save_checkpoint(path: str | Path, model: Classifier, meta: dict[str, Any]) -> None:
+    """Write ``model`` and its metadata (see ``build_meta`` in train) atomically."""
+    payload = {"format": FORMAT, "version": __version__, **meta, "state_dict": model.state_dict()}
+    atomic.write_with(path, lambda f: torch.save(payload, f))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint dict, loaded safely (no arbitrary objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EcgcnnError(f"checkpoint {path} not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise EcgcnnError(f"{path}: not a loadable ecgcnn checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise EcgcnnError(f"{path}: not an ecgcnn checkpoint (expected format {FORMAT})")
+    return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any]) -> Classifier:
+    arch = payload["model"]
+    net = create_model(arch["name"], len(payload["classes"]), **arch.get("kwargs", {}))
+    pre = payload["preprocess"]
+    model = Classifier(net, torch.tensor(pre["mean"]), torch.tensor(pre["std"]))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    model.meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load a trained model in eval mode; ``model.meta`` holds classes, rate, thresholds and more."""
+    return model_from_checkpoint(load_checkpoint(path, map_location))

@@ -1,0 +1,172 @@
+"""Evaluation: metrics JSON and one confusion-matrix PNG per class, from saved predictions or a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix  # noqa: E402
+from torch import nn  # noqa: E402
+
+from ecgcnn import atomic  # noqa: E402
+from ecgcnn.errors import EcgcnnError  # noqa: E402
+from ecgcnn.metrics import compute_metrics  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module,
+    data: np.ndarray,
+    rows: np.ndarray,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Sigmoid probabilities of ``model`` for the ECGs ``data[rows]`` (each (12, T))."""
+    if len(rows) == 0:
+        raise EcgcnnError("no records to predict")
+    model.eval()
+    out = []
+    for start in range(0, len(rows), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(data[rows[start : start + batch_size]], dtype=np.float32))
+        out.append(torch.sigmoid(model(x.to(device))).cpu().numpy())
+    return np.concatenate(out)
+
+
+def safe_name(label: str) -> str:
+    """A file-name-safe form of a statement code (LAO/LAE -> LAO-LAE)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "class"
+
+
+def plot_confusion_matrices(
+    y_true: np.ndarray, y_prob: np.ndarray, classes: list[str], thresholds: np.ndarray, out: Path,
+    prefix: str = "confusion",
+) -> list[Path]:  # fmt: skip
+    """One PNG per class: the 2 x 2 confusion matrix at that class's threshold."""
+    paths = []
+    for j, name in enumerate(classes):
+        pred = (y_prob[:, j] >= thresholds[j]).astype(int)
+        cm = confusion_matrix(y_true[:, j].astype(int), pred, labels=[0, 1])
+        fig, ax = plt.subplots(figsize=(3.6, 3.2), dpi=110)
+        ConfusionMatrixDisplay(cm, display_labels=["absent", "present"]).plot(
+            ax=ax, cmap="Blues", colorbar=False, values_format="d"
+        )
+        ax.set_title(f"{name} (threshold {thresholds[j]:.2f})", fontsize=10)
+        fig.tight_layout()
+        path = out / f"{prefix}_{safe_name(name)}.png"
+        atomic.write_with(path, lambda f, fig=fig: fig.savefig(f, format="png"))
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def write_evaluation(
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    ecg_ids: np.ndarray,
+    classes: list[str],
+    thresholds: np.ndarray,
+    out: Path,
+    split: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Metrics JSON and confusion matrices for one set of predictions."""
+    metrics = compute_metrics(y_true, y_prob, classes, thresholds) | {"split": split} | (extra or {})
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(out / f"metrics_{split}.json", metrics)
+    atomic.write_npz(out / f"predictions_{split}.npz", y_true=y_true, y_prob=y_prob, ecg_ids=ecg_ids)
+    metrics["plots"] = [str(p) for p in plot_confusion_matrices(
+        y_true, y_prob, classes, thresholds, out, prefix=f"confusion_{split}")]  # fmt: skip
+    return metrics
+
+
+def stored_thresholds(checkpoint_meta: dict[str, Any], override: float | None) -> np.ndarray:
+    n = len(checkpoint_meta["classes"])
+    if override is not None:
+        if not 0.0 <= override <= 1.0:
+            raise EcgcnnError(f"--threshold must be between 0 and 1, got {override}")
+        return np.full(n, override)
+    return np.asarray(checkpoint_meta["thresholds"], dtype=np.float64)
+
+
+def evaluate_run(
+    run_dir: str | Path, fold: int | None = None, threshold: float | None = None
+) -> dict[str, dict[str, Any]]:
+    """Re-score a run's saved predictions (no retraining); writes to each ``fold/evaluation/``."""
+    from ecgcnn.checkpoint import load_checkpoint
+
+    run = Path(run_dir)
+    config_path = run / "config.json"
+    if not config_path.is_file():
+        raise EcgcnnError(f"{run} is not a run folder (no config.json)")
+    names = json.loads(config_path.read_text())["fold_names"]
+    if fold is not None:
+        if not 0 <= fold < len(names):
+            raise EcgcnnError(f"--fold {fold} is not a fold of this run (0..{len(names) - 1})")
+        names = [names[fold]]
+    results = {}
+    for name in names:
+        fold_dir = run / name
+        if not (fold_dir / "checkpoint.pt").is_file():
+            raise EcgcnnError(f"{fold_dir}: no checkpoint.pt (fold not trained yet?)")
+        meta = load_checkpoint(fold_dir / "checkpoint.pt")
+        thr = stored_thresholds(meta, threshold)
+        for split in ("val", "test"):
+            pred_path = fold_dir / f"predictions_{split}.npz"
+            if not pred_path.is_file():
+                continue
+            p = np.load(pred_path)
+            results[f"{name}/{split}"] = write_evaluation(
+                p["y_true"], p["y_prob"], p["ecg_ids"], meta["classes"], thr, fold_dir / "evaluation",
+                split, {"fold": name, "thresholds": "override" if threshold is not None else "stored"},
+            )  # fmt: skip
+    return results
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data_root: str | Path,
+    out: str | Path,
+    test_fold: int | None = None,
+    threshold: float | None = None,
+    cache_dir: str | Path | None = None,
+    skip_missing: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score a checkpoint on a PTB-XL root (one strat_fold, or every record), matching labels by name."""
+    from ecgcnn.cache import load_signals
+    from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from ecgcnn.labels import make_labels
+    from ecgcnn.records import load_database
+
+    payload = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(payload)
+    classes = list(payload["classes"])
+    db = load_database(data_root)
+    labels = make_labels(db, payload["task"], tuple(classes))
+    signals = load_signals(db, payload["fs"], cache_dir, skip_missing, progress)
+    ids = labels.ecg_ids[np.isin(labels.ecg_ids, signals.ecg_ids)]
+    if test_fold is not None:
+        folds = db.records.loc[ids, "strat_fold"].to_numpy()
+        if not (folds == test_fold).any():
+            present = sorted(set(db.records["strat_fold"].tolist()))
+            raise EcgcnnError(f"strat_fold {test_fold} holds no records in {data_root}; it has {present}")
+        ids = ids[folds == test_fold]
+    y = labels.y[np.searchsorted(labels.ecg_ids, ids)]
+    prob = predict_proba(model, signals.data, signals.rows(ids))
+    split = f"fold{test_fold}" if test_fold is not None else "all"
+    return write_evaluation(
+        y, prob, ids, classes, stored_thresholds(payload, threshold), Path(out), split,
+        {"checkpoint": str(checkpoint), "data_root": str(data_root),
+         "thresholds": "override" if threshold is not None else "stored"},
+    )  # fmt: skip

@@ -1,0 +1,146 @@
+"""PTB-XL on disk: the metadata tables and the WFDB records they point to."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import wfdb
+
+from ecgcnn.errors import EcgcnnError, RecordError
+
+LEADS: tuple[str, ...] = (
+    "I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6",
+)  # fmt: skip
+DATABASE_CSV = "ptbxl_database.csv"
+STATEMENTS_CSV = "scp_statements.csv"
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "ecg_id", "patient_id", "scp_codes", "strat_fold", "filename_lr", "filename_hr",
+)  # fmt: skip
+OPTIONAL_COLUMNS: tuple[str, ...] = ("age", "sex")
+RATES = {100: "filename_lr", 500: "filename_hr"}
+
+
+@dataclass(frozen=True)
+class Database:
+    """The metadata of one PTB-XL root: one row per record (indexed by ecg_id) and the statements."""
+
+    root: Path
+    records: pd.DataFrame
+    statements: pd.DataFrame
+
+    def record_path(self, ecg_id: int, fs: int) -> Path:
+        """Path of a record without extension (as wfdb wants it)."""
+        return self.root / str(self.records.at[ecg_id, RATES[fs]])
+
+
+def check_rate(fs: int) -> int:
+    if fs not in RATES:
+        raise EcgcnnError(f"sampling rate {fs} Hz is not in PTB-XL; expected one of {sorted(RATES)}")
+    return fs
+
+
+def parse_scp_codes(text: object, where: str) -> dict[str, float]:
+    """Parse one scp_codes cell, a Python dict literal, safely (never eval)."""
+    try:
+        value = ast.literal_eval(str(text))
+    except (ValueError, SyntaxError) as exc:
+        raise EcgcnnError(f"{where}: scp_codes {text!r} is not a dict literal ({exc})") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, int | float) for k, v in value.items()
+    ):
+        raise EcgcnnError(f"{where}: scp_codes {text!r} is not a dict of code -> likelihood")
+    return {k: float(v) for k, v in value.items()}
+
+
+def load_database(root: str | Path) -> Database:
+    """Read and validate ptbxl_database.csv and scp_statements.csv under a PTB-XL root."""
+    root = Path(root)
+    if not root.is_dir():
+        raise EcgcnnError(f"data root {root} does not exist or is not a directory")
+    db_path, st_path = root / DATABASE_CSV, root / STATEMENTS_CSV
+    for path in (db_path, st_path):
+        if not path.is_file():
+            raise EcgcnnError(f"{path} not found: a PTB-XL root holds {DATABASE_CSV} and {STATEMENTS_CSV}")
+    try:
+        head = pd.read_csv(db_path, nrows=0)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise EcgcnnError(f"{db_path}: not a readable CSV ({exc})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in head.columns]
+    if missing:
+        raise EcgcnnError(
+            f"{db_path}: missing required column(s) {', '.join(missing)}; "
+            f"expected at least {', '.join(REQUIRED_COLUMNS)}"
+        )
+    usecols = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in head.columns]
+    try:
+        df = pd.read_csv(db_path, usecols=usecols)
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise EcgcnnError(f"{db_path}: not a readable CSV ({exc})") from None
+    for col in ("ecg_id", "patient_id", "strat_fold"):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() | (values != values.round())
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise EcgcnnError(
+                f"{db_path}: column {col} must hold whole numbers; row {row + 2} has {df[col].iloc[row]!r}"
+            )
+        df[col] = values.astype(np.int64)
+    if df["ecg_id"].duplicated().any():
+        dup = int(df.loc[df["ecg_id"].duplicated(), "ecg_id"].iloc[0])
+        raise EcgcnnError(f"{db_path}: ecg_id {dup} appears more than once")
+    df["scp_codes"] = [
+        parse_scp_codes(text, f"{db_path} ecg_id {eid}")
+        for eid, text in zip(df["ecg_id"], df["scp_codes"], strict=True)
+    ]
+    df = df.set_index("ecg_id").sort_index()
+    statements = _load_statements(st_path)
+    return Database(root=root, records=df, statements=statements)
+
+
+def _load_statements(path: Path) -> pd.DataFrame:
+    try:
+        st = pd.read_csv(path, index_col=0)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise EcgcnnError(f"{path}: not a readable CSV ({exc})") from None
+    needed = ("diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass")
+    missing = [c for c in needed if c not in st.columns]
+    if missing:
+        raise EcgcnnError(f"{path}: missing column(s) {', '.join(missing)}")
+    for col in ("diagnostic", "form", "rhythm"):
+        st[col] = pd.to_numeric(st[col], errors="coerce").fillna(0).astype(int)
+    return st
+
+
+def read_record(path: str | Path, leads: tuple[str, ...] = LEADS) -> tuple[np.ndarray, int]:
+    """Read a WFDB record (path without extension) as float32 millivolts of shape (T, leads).
+
+    Leads are matched by name, case-insensitively, and put in the order asked for.
+    Any failure becomes a RecordError naming the record.
+    """
+    name = str(path)
+    try:
+        signal, fields = wfdb.rdsamp(name)
+    except FileNotFoundError as exc:
+        raise RecordError(name, f"file not found ({Path(exc.filename or name).name})") from None
+    except Exception as exc:  # wfdb raises many types on corrupt input
+        raise RecordError(name, f"unreadable WFDB record ({type(exc).__name__}: {exc})") from None
+    expected_len = fields.get("sig_len")
+    if signal.ndim != 2 or (expected_len is not None and signal.shape[0] != expected_len):
+        raise RecordError(name, f"signal has shape {signal.shape}, header says {expected_len} samples")
+    names = [str(n).upper() for n in fields["sig_name"]]
+    try:
+        order = [names.index(lead.upper()) for lead in leads]
+    except ValueError:
+        absent = [lead for lead in leads if lead.upper() not in names]
+        raise RecordError(name, f"missing lead(s) {', '.join(absent)}; has {', '.join(names)}") from None
+    signal = signal[:, order]
+    units = [str(u).lower() for u in np.asarray(fields.get("units") or ["mv"] * len(names))[order]]
+    scale = np.array([1e-3 if u in ("uv", "µv", "microvolt") else 1.0 for u in units])
+    signal = signal * scale
+    if not np.isfinite(signal).all():
+        raise RecordError(name, "signal contains NaN or infinite samples")
+    return signal.astype(np.float32), int(fields["fs"])

@@ -1,0 +1,371 @@
+"""Training: one run is one folder, with one sub-folder per fold.
+
+::
+
+    runs/NAME/
+      config.json            resolved settings (recipe + overrides), classes, package version
+      splits.json            fold of every ecg_id, sizes and label counts per part
+      fold_0/                (or benchmark/ for the benchmark protocol)
+        checkpoint.pt        self-describing, see ecgcnn.checkpoint
+        history.json         loss and validation metrics per epoch
+        predictions_val.npz  y_true, y_prob, ecg_ids of the validation records
+        metrics.json         validation metrics at the stored thresholds
+        predictions_test.npz, metrics_test.json   when a holdout / test fold is set
+      cv_results.json        every fold and mean +- std of each metric
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ecgcnn import __version__, atomic
+from ecgcnn.cache import Signals, load_signals
+from ecgcnn.checkpoint import save_checkpoint
+from ecgcnn.dataset import RecordDataset, collate_batch, standardization
+from ecgcnn.errors import EcgcnnError
+from ecgcnn.evaluate import predict_proba
+from ecgcnn.labels import Labels, check_task, make_labels
+from ecgcnn.metrics import compute_metrics, summarize, tune_thresholds
+from ecgcnn.models import Classifier, check_model, create_model
+from ecgcnn.records import LEADS, check_rate, load_database
+from ecgcnn.recipes import Recipe, get_recipe
+from ecgcnn.splits import PROTOCOLS, Split, benchmark_split, cv_folds, cv_splits, describe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; written to config.json as resolved."""
+
+    data_root: str
+    out: str
+    model: str = "cnn1d"
+    task: str = "top5"
+    protocol: str = "cv"
+    folds: int = 5
+    seed: int = 42
+    fs: int = 100
+    recipe: Recipe = field(default_factory=lambda: get_recipe("seed"))
+    holdout_fold: int | None = None
+    only_fold: int | None = None
+    train_folds: list[int] = field(default_factory=lambda: list(range(1, 9)))
+    val_fold: int = 9
+    test_fold: int = 10
+    skip_missing: bool = False
+    cache_dir: str | None = None
+    device: str = "auto"
+    progress: bool = True
+
+    def validate(self) -> None:
+        check_model(self.model)
+        check_task(self.task)
+        check_rate(self.fs)
+        if self.protocol not in PROTOCOLS:
+            raise EcgcnnError(f"unknown protocol {self.protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+        if self.only_fold is not None and not 0 <= self.only_fold < self.folds:
+            raise EcgcnnError(f"--only-fold {self.only_fold} is not a fold of 0..{self.folds - 1}")
+        r = self.recipe
+        if r.epochs < 1 or r.batch_size < 1 or r.lr <= 0:
+            raise EcgcnnError("epochs and batch size must be at least 1 and the learning rate positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["recipe"] = self.recipe.to_dict()
+        return d
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Prepared:
+    """The data of a run: labels of the usable records, their rows in the cache, and the splits."""
+
+    labels: Labels
+    signals: Signals
+    cache_rows: np.ndarray
+    patient_ids: np.ndarray
+    strat_fold: np.ndarray
+    splits: list[Split]
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    """Read the root (through the cache), build labels and splits as ``cfg`` says."""
+    db = load_database(cfg.data_root)
+    signals = load_signals(db, cfg.fs, cfg.cache_dir, cfg.skip_missing, cfg.progress)
+    labels = make_labels(db, cfg.task)
+    keep = np.isin(labels.ecg_ids, signals.ecg_ids)
+    labels = Labels(labels.task, labels.classes, labels.ecg_ids[keep], labels.y[keep])
+    records = db.records.loc[labels.ecg_ids]
+    patient_ids = records["patient_id"].to_numpy()
+    strat_fold = records["strat_fold"].to_numpy()
+    if cfg.protocol == "benchmark":
+        splits = [benchmark_split(strat_fold, cfg.train_folds, cfg.val_fold, cfg.test_fold)]
+    else:
+        in_cv = np.ones(len(labels.ecg_ids), dtype=bool)
+        test = None
+        if cfg.holdout_fold is not None:
+            in_cv = strat_fold != cfg.holdout_fold
+            test = np.flatnonzero(~in_cv)
+            if len(test) == 0:
+                raise EcgcnnError(f"--holdout-fold {cfg.holdout_fold} holds no records in {db.root}")
+        cv_rows = np.flatnonzero(in_cv)
+        folds = cv_folds(patient_ids[cv_rows], labels.y[cv_rows], cfg.folds, cfg.seed)
+        splits = [
+            Split(s.name, cv_rows[s.train], cv_rows[s.val], s.test)
+            for s in cv_splits(folds, cfg.folds, test)
+        ]
+    return Prepared(labels, signals, signals.rows(labels.ecg_ids), patient_ids, strat_fold, splits)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train every fold of a run (or ``cfg.only_fold``) and return cv_results (or that fold's metrics)."""
+    cfg.validate()
+    out = Path(cfg.out)
+    data = prepare(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    config = cfg.to_dict() | {
+        "classes": list(data.labels.classes),
+        "leads": list(LEADS),
+        "version": __version__,
+        "fold_names": [s.name for s in data.splits],
+    }
+    atomic.write_json(out / "config.json", config)
+    write_splits(out / "splits.json", data)
+    log.info(
+        "%d records, %d classes (%s), %s protocol, %d fold(s)",
+        len(data.labels.ecg_ids), len(data.labels.classes), ", ".join(data.labels.classes),
+        cfg.protocol, len(data.splits),
+    )  # fmt: skip
+    chosen = data.splits if cfg.only_fold is None else [data.splits[cfg.only_fold]]
+    results = [train_fold(cfg, data, split, out / split.name) for split in chosen]
+    if cfg.only_fold is not None:
+        return results[0]
+    return cv_summary(out)
+
+
+def write_splits(path: Path, data: Prepared) -> None:
+    y, classes = data.labels.y, data.labels.classes
+    parts = {}
+    for s in data.splits:
+        rows = {"train": s.train, "val": s.val}
+        if s.test is not None:
+            rows["test"] = s.test
+        parts[s.name] = describe(rows, y, classes) | {
+            "val_ecg_ids": data.labels.ecg_ids[s.val].tolist()
+        }
+    atomic.write_json(path, {"classes": list(classes), "splits": parts})
+
+
+def class_weights(y: np.ndarray, classes: tuple[str, ...], max_weight: float) -> torch.Tensor:
+    """pos_weight = negatives / positives per class, from the training fold; clamped and warned."""
+    pos = y.sum(axis=0)
+    neg = len(y) - pos
+    weight = neg / np.maximum(pos, 1)
+    clamped = [c for c, p, w in zip(classes, pos, weight, strict=True) if p == 0 or w > max_weight]
+    if clamped:
+        log.warning(
+            "class(es) %s have no or very few positives in the training fold: pos_weight clamped to %g",
+            ", ".join(clamped), max_weight,
+        )  # fmt: skip
+    return torch.tensor(np.minimum(weight, max_weight), dtype=torch.float32)
+
+
+def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -> dict[str, Any]:
+    """Train one fold, keep its best (or last) epoch, tune thresholds, write everything to fold_dir."""
+    recipe, labels, signals = cfg.recipe, data.labels, data.signals
+    fold_index = [s.name for s in data.splits].index(split.name)
+    seed_everything(cfg.seed + fold_index)
+    device = resolve_device(cfg.device)
+    rows_train, rows_val = data.cache_rows[split.train], data.cache_rows[split.val]
+    y_train, y_val = labels.y[split.train], labels.y[split.val]
+    mean, std = standardization(signals.data, rows_train, seed=cfg.seed)
+    net = create_model(cfg.model, len(labels.classes))
+    model = Classifier(net, torch.from_numpy(mean), torch.from_numpy(std)).to(device)
+    pos_weight = (
+        class_weights(y_train, labels.classes, recipe.max_pos_weight) if recipe.class_weighted else None
+    )
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=None if pos_weight is None else pos_weight.to(device))
+    optimizer = make_optimizer(recipe, model)
+    gen = torch.Generator().manual_seed(cfg.seed + fold_index)
+    train_set = RecordDataset(signals.data, rows_train, y_train, recipe.noise_std, gen)
+    loader = DataLoader(
+        train_set, batch_size=recipe.batch_size, shuffle=True, generator=gen, collate_fn=collate_batch
+    )
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"score": -np.inf}
+    log.info("%s: %d train / %d validation records", split.name, len(rows_train), len(rows_val))
+    for epoch in range(1, recipe.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        total, seen = 0.0, 0
+        bar = tqdm(loader, desc=f"{split.name} epoch {epoch}/{recipe.epochs}", leave=False,
+                   disable=not cfg.progress)  # fmt: skip
+        for x, y in bar:
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(x)
+            seen += len(x)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+        prob_val = predict_proba(model, signals.data, rows_val, device=device)
+        m = compute_metrics(y_val, prob_val, labels.classes, warn=epoch == 1)
+        row = {
+            "epoch": epoch,
+            "train_loss": total / max(seen, 1),
+            "val_loss": bce(y_val, prob_val, pos_weight),
+            "val_pr_auc_macro": m["pr_auc_macro"],
+            "val_roc_auc_macro": m["roc_auc_macro"],
+            "val_f1_macro_at_0.5": m["f1_macro"],
+            "seconds": time.perf_counter() - start,
+        }
+        history.append(row)
+        log.info(
+            "%s epoch %d/%d  loss %.4f  val loss %.4f  PR-AUC %s  ROC-AUC %s  (%.1fs)",
+            split.name, epoch, recipe.epochs, row["train_loss"], row["val_loss"],
+            fmt(row["val_pr_auc_macro"]), fmt(row["val_roc_auc_macro"]), row["seconds"],
+        )  # fmt: skip
+        atomic.write_json(fold_dir / "history.json", history)
+        score = m["pr_auc_macro"] if m["pr_auc_macro"] is not None else -row["val_loss"]
+        if not recipe.select_best or score > best["score"]:
+            best = {"score": score, "epoch": epoch, "prob": prob_val,
+                    "state": copy.deepcopy(model.state_dict())}  # fmt: skip
+    model.load_state_dict(best["state"])
+    thresholds, sources = tune_thresholds(y_val, best["prob"])
+    metrics = compute_metrics(y_val, best["prob"], labels.classes, thresholds, warn=False)
+    metrics |= {"split": "val", "fold": split.name, "epoch": best["epoch"], "threshold_source": sources}
+    atomic.write_npz(fold_dir / "predictions_val.npz", y_true=y_val, y_prob=best["prob"],
+                     ecg_ids=labels.ecg_ids[split.val])  # fmt: skip
+    atomic.write_json(fold_dir / "metrics.json", metrics)
+    result = {"val": metrics}
+    if split.test is not None:
+        rows_test, y_test = data.cache_rows[split.test], labels.y[split.test]
+        prob_test = predict_proba(model, signals.data, rows_test, device=device)
+        test_metrics = compute_metrics(y_test, prob_test, labels.classes, thresholds)
+        test_metrics |= {"split": "test", "fold": split.name, "epoch": best["epoch"]}
+        atomic.write_npz(fold_dir / "predictions_test.npz", y_true=y_test, y_prob=prob_test,
+                         ecg_ids=labels.ecg_ids[split.test])  # fmt: skip
+        atomic.write_json(fold_dir / "metrics_test.json", test_metrics)
+        result["test"] = test_metrics
+    meta = {
+        "model": {"name": cfg.model, "kwargs": {}},
+        "task": cfg.task,
+        "classes": list(labels.classes),
+        "leads": list(signals.leads),
+        "fs": cfg.fs,
+        "input_length": int(signals.data.shape[2]),
+        "preprocess": {"mean": mean.tolist(), "std": std.tolist()},
+        "thresholds": thresholds,
+        "threshold_source": sources,
+        "metrics": {"val": scalar_metrics(metrics)}
+        | ({"test": scalar_metrics(result["test"])} if "test" in result else {}),
+        "epoch": best["epoch"],
+        "fold": split.name,
+        "config": json.loads(json.dumps(cfg.to_dict())),
+    }
+    save_checkpoint(fold_dir / "checkpoint.pt", model.cpu(), meta)
+    log.info(
+        "%s done: best epoch %d, validation PR-AUC %s, ROC-AUC %s, F1 macro %.3f",
+        split.name, best["epoch"], fmt(metrics["pr_auc_macro"]), fmt(metrics["roc_auc_macro"]),
+        metrics["f1_macro"],
+    )  # fmt: skip
+    return result
+
+
+def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    raise EcgcnnError(f"unknown optimizer {recipe.optimizer!r}; expected adam or adamw")
+
+
+def bce(y: np.ndarray, prob: np.ndarray, pos_weight: torch.Tensor | None) -> float:
+    """The training loss on predicted probabilities (for the validation log)."""
+    p = np.clip(prob, 1e-7, 1 - 1e-7)
+    w = 1.0 if pos_weight is None else pos_weight.cpu().numpy()
+    return float(np.mean(-(w * y * np.log(p) + (1 - y) * np.log(1 - p))))
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float) or v is None}
+
+
+def cv_summary(run_dir: str | Path) -> dict[str, Any]:
+    """Merge the fold results of a run into cv_results.json (also after ``--only-fold`` runs)."""
+    run = Path(run_dir)
+    config_path = run / "config.json"
+    if not config_path.is_file():
+        raise EcgcnnError(f"{run} is not a run folder (no config.json)")
+    config = json.loads(config_path.read_text())
+    names = config["fold_names"]
+    missing = [n for n in names if not (run / n / "metrics.json").is_file()]
+    if missing:
+        raise EcgcnnError(f"{run}: fold(s) {', '.join(missing)} not trained yet (no metrics.json)")
+    folds = {n: json.loads((run / n / "metrics.json").read_text()) for n in names}
+    results: dict[str, Any] = {
+        "run": str(run),
+        "model": config["model"],
+        "task": config["task"],
+        "protocol": config["protocol"],
+        "classes": config["classes"],
+        "folds": {n: scalar_metrics(m) | {"per_class": m["per_class"]} for n, m in folds.items()},
+        "mean_std": summarize(list(folds.values())),
+    }
+    tests = {n: run / n / "predictions_test.npz" for n in names}
+    if all(p.is_file() for p in tests.values()):
+        test_metrics = {n: json.loads((run / n / "metrics_test.json").read_text()) for n in names}
+        part: dict[str, Any] = {
+            "folds": {n: scalar_metrics(m) | {"per_class": m["per_class"]} for n, m in test_metrics.items()},
+            "mean_std": summarize(list(test_metrics.values())),
+        }
+        if len(names) > 1:
+            part["ensemble"] = ensemble_metrics(run, names, config["classes"])
+        results["holdout" if config["protocol"] == "cv" else "test"] = part
+    atomic.write_json(run / "cv_results.json", results)
+    return results
+
+
+def ensemble_metrics(run: Path, names: list[str], classes: list[str]) -> dict[str, Any]:
+    """Mean-probability ensemble of the fold models on the test records, at the mean fold thresholds."""
+    preds = [np.load(run / n / "predictions_test.npz") for n in names]
+    ids = preds[0]["ecg_ids"]
+    if any(not np.array_equal(p["ecg_ids"], ids) for p in preds):
+        raise EcgcnnError(f"{run}: fold test predictions cover different records; cannot ensemble")
+    prob = np.mean([p["y_prob"] for p in preds], axis=0)
+    thr = np.mean(
+        [[c["threshold"] for c in json.loads((run / n / "metrics.json").read_text())["per_class"].values()]
+         for n in names],
+        axis=0,
+    )  # fmt: skip
+    m = compute_metrics(preds[0]["y_true"], prob, tuple(classes), thr)
+    return scalar_metrics(m) | {"per_class": m["per_class"], "models": len(names)}

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from ecgcnn.errors import EcgcnnError
+from ecgcnn.splits import benchmark_split, cv_folds, cv_splits, patients_overlap
+
+
+def make_data(n_patients=60, seed=0):
+    rng = np.random.default_rng(seed)
+    per = rng.integers(1, 4, n_patients)
+    patient_ids = np.repeat(np.arange(n_patients) * 7 + 1000, per)
+    y = (rng.random((len(patient_ids), 4)) < [0.5, 0.2, 0.1, 0.05]).astype(np.float32)
+    return patient_ids, y
+
+
+def test_no_patient_is_in_two_folds_and_every_record_is_placed():
+    pids, y = make_data()
+    folds = cv_folds(pids, y, k=5, seed=1)
+    assert set(folds.tolist()) == set(range(5))
+    for s in cv_splits(folds, 5):
+        assert not patients_overlap(pids, s.train, s.val)
+        assert len(s.train) + len(s.val) == len(pids)
+
+
+def test_folds_are_deterministic_for_a_seed_and_change_with_it():
+    pids, y = make_data()
+    assert np.array_equal(cv_folds(pids, y, 5, seed=3), cv_folds(pids, y, 5, seed=3))
+    assert not np.array_equal(cv_folds(pids, y, 5, seed=3), cv_folds(pids, y, 5, seed=4))
+
+
+def test_folds_are_stratified_by_label():
+    pids, y = make_data(n_patients=400)
+    folds = cv_folds(pids, y, k=5, seed=0)
+    for j in range(y.shape[1]):
+        per_fold = np.array([y[folds == f, j].sum() for f in range(5)])
+        assert per_fold.max() - per_fold.min() <= max(6, 0.35 * per_fold.mean()), per_fold
+
+
+def test_more_folds_than_patients_is_a_clear_error():
+    pids, y = make_data(n_patients=3)
+    with pytest.raises(EcgcnnError, match="larger than the number of patients"):
+        cv_folds(pids, y, k=5)
+    with pytest.raises(EcgcnnError, match="at least 2"):
+        cv_folds(pids, y, k=1)
+
+
+def test_benchmark_split_by_strat_fold():
+    strat = np.array([1, 2, 3, 8, 9, 10, 10, 9])
+    s = benchmark_split(strat, list(range(1, 9)), 9, 10)
+    assert s.train.tolist() == [0, 1, 2, 3] and s.val.tolist() == [4, 7] and s.test.tolist() == [5, 6]
+    with pytest.raises(EcgcnnError, match="test strat_fold.*hold no records.*--val-fold 8 --test-fold 9"):
+        benchmark_split(np.array([1, 2, 9]), [1], 9, 10)
+    with pytest.raises(EcgcnnError, match="must not overlap"):
+        benchmark_split(strat, [1, 9], 9, 10)
