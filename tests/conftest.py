@@ -13,7 +13,9 @@ SHARED_DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "ptbxl-dev"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Record caches go to a temporary folder, never the user's ~/.cache."""
     monkeypatch.setenv("ECGCNN_CACHE", str(tmp_path_factory.getbasetemp() / "ecgcnn-cache"))
 
@@ -21,7 +23,9 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic PTB-XL root shared by the session: treat as read-only (copy it to change it)."""
-    return write_synthetic_ptbxl(tmp_path_factory.mktemp("synthetic") / "ptbxl", n_patients=150, seed=0)
+    return write_synthetic_ptbxl(
+        tmp_path_factory.mktemp("synthetic") / "ptbxl", n_patients=150, seed=0
+    )
 
 
 @pytest.fixture

@@ -84,7 +84,15 @@ def test_unknown_task_and_too_few_statements(tmp_path):
         make_labels(db, "top3")
     with pytest.raises(EcgcnnError, match="at least 5 diagnostic"):
         make_labels(db, "top5")
-    assert set(TASKS) == {"top5", "all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm"}
+    assert set(TASKS) == {
+        "top5",
+        "all",
+        "diagnostic",
+        "subdiagnostic",
+        "superdiagnostic",
+        "form",
+        "rhythm",
+    }
 
 
 def test_synthetic_root_labels(synthetic_root):

@@ -37,14 +37,19 @@ def test_thresholds_maximise_f1_and_fall_back_without_positives():
     y = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
     prob = np.array([[0.3, 0.1], [0.25, 0.2], [0.2, 0.3], [0.1, 0.4]])
     thr, source = tune_thresholds(y, prob)
-    assert thr[0] == pytest.approx(0.25)  # the lowest threshold that keeps both positives, no negative
+    assert thr[0] == pytest.approx(
+        0.25
+    )  # the lowest threshold that keeps both positives, no negative
     assert source == ["tuned", "fallback"] and thr[1] == 0.5
     m = compute_metrics(y, prob, ("A", "B"), thr)
     assert m["per_class"]["A"]["f1"] == pytest.approx(1.0)
 
 
 def test_summarize_gives_mean_and_std():
-    s = summarize([{"roc_auc_macro": 0.8}, {"roc_auc_macro": 0.9}, {"roc_auc_macro": None}], ("roc_auc_macro",))
+    s = summarize(
+        [{"roc_auc_macro": 0.8}, {"roc_auc_macro": 0.9}, {"roc_auc_macro": None}],
+        ("roc_auc_macro",),
+    )
     assert s["roc_auc_macro"]["mean"] == pytest.approx(0.85)
     assert s["roc_auc_macro"]["std"] == pytest.approx(0.05)
     assert s["roc_auc_macro"]["n"] == 2

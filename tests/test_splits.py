@@ -47,8 +47,12 @@ def test_more_folds_than_patients_is_a_clear_error():
 def test_benchmark_split_by_strat_fold():
     strat = np.array([1, 2, 3, 8, 9, 10, 10, 9])
     s = benchmark_split(strat, list(range(1, 9)), 9, 10)
-    assert s.train.tolist() == [0, 1, 2, 3] and s.val.tolist() == [4, 7] and s.test.tolist() == [5, 6]
-    with pytest.raises(EcgcnnError, match="test strat_fold.*hold no records.*--val-fold 8 --test-fold 9"):
+    assert (
+        s.train.tolist() == [0, 1, 2, 3] and s.val.tolist() == [4, 7] and s.test.tolist() == [5, 6]
+    )
+    with pytest.raises(
+        EcgcnnError, match="test strat_fold.*hold no records.*--val-fold 8 --test-fold 9"
+    ):
         benchmark_split(np.array([1, 2, 9]), [1], 9, 10)
     with pytest.raises(EcgcnnError, match="must not overlap"):
         benchmark_split(strat, [1, 9], 9, 10)

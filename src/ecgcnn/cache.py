@@ -9,10 +9,14 @@ cache that is trusted later.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import multiprocessing
 import os
 import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from ecgcnn.records import DATABASE_CSV, LEADS, STATEMENTS_CSV, Database, check_
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
+PARALLEL_MIN_RECORDS = 1000
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,36 @@ def _open_cache(npy: Path, manifest_path: Path, fp: str) -> Signals | None:
     )  # fmt: skip
 
 
+def _read_one(path: str, fs: int, length: int) -> np.ndarray | str:
+    """One record as (12, T), or the error message (errors cross process boundaries as text)."""
+    try:
+        sig, rec_fs = read_record(path, LEADS)
+        if rec_fs != fs or sig.shape[0] != length:
+            raise RecordError(
+                path, f"expected {length} samples at {fs} Hz, got {sig.shape[0]} at {rec_fs} Hz"
+            )
+    except RecordError as exc:
+        return str(exc)
+    return np.ascontiguousarray(sig.T)
+
+
+def _read_all(paths: list[str], fs: int, length: int) -> Iterator[np.ndarray | str]:
+    """Read records in order; in worker processes when there are many (WFDB header parsing is slow)."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(paths) < PARALLEL_MIN_RECORDS or workers < 2:
+        return (_read_one(p, fs, length) for p in paths)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    results = pool.map(
+        _read_one, paths, itertools.repeat(fs), itertools.repeat(length), chunksize=32
+    )
+
+    def drain() -> Iterator[np.ndarray | str]:
+        with pool:
+            yield from results
+
+    return drain()
+
+
 def _build_cache(
     db: Database, fs: int, npy: Path, manifest_path: Path, fp: str, progress: bool
 ) -> Signals:
@@ -134,17 +169,23 @@ def _build_cache(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        buf = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), 12, length))
-        for i, eid in enumerate(tqdm(ids, desc=f"caching {fs} Hz records", disable=not progress)):
-            try:
-                sig, rec_fs = read_record(db.record_path(int(eid), fs), LEADS)
-                if rec_fs != fs or sig.shape[0] != length:
-                    raise RecordError(str(db.record_path(int(eid), fs)),
-                                      f"expected {length} samples at {fs} Hz, got {sig.shape[0]} at {rec_fs} Hz")  # fmt: skip
-            except RecordError as exc:
-                failed[int(eid)] = str(exc)
+        buf = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(len(ids), 12, length)
+        )
+        paths = [str(db.record_path(int(eid), fs)) for eid in ids]
+        reads = _read_all(paths, fs, length)
+        for i, (eid, result) in enumerate(
+            tqdm(
+                zip(ids, reads, strict=True),
+                total=len(ids),
+                desc=f"caching {fs} Hz records",
+                disable=not progress,
+            )  # fmt: skip
+        ):
+            if isinstance(result, str):
+                failed[int(eid)] = result
                 continue
-            buf[i] = sig.T
+            buf[i] = result
             ok[i] = True
         if not ok.all():
             # Compact so the cache holds only readable records, in ecg_id order.

@@ -33,7 +33,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise EcgcnnError(f"{path}: not a loadable ecgcnn checkpoint ({type(exc).__name__}: {exc})") from None
+        raise EcgcnnError(
+            f"{path}: not a loadable ecgcnn checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise EcgcnnError(f"{path}: not an ecgcnn checkpoint (expected format {FORMAT})")
     return payload

@@ -20,15 +20,20 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
-out_console = Console()
 
-DataRoot = Annotated[Path, typer.Option("--data-root", help="PTB-XL root (ptbxl_database.csv, records100/...).")]
+DataRoot = Annotated[
+    Path, typer.Option("--data-root", help="PTB-XL root (ptbxl_database.csv, records100/...).")
+]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
 CacheDir = Annotated[
-    Path | None, typer.Option("--cache-dir", help="Record cache folder (default ~/.cache/ecgcnn/...).")
+    Path | None,
+    typer.Option("--cache-dir", help="Record cache folder (default ~/.cache/ecgcnn/...)."),
 ]
 SkipMissing = Annotated[
-    bool, typer.Option("--skip-missing", help="Leave out missing or unreadable records (with a warning).")
+    bool,
+    typer.Option(
+        "--skip-missing", help="Leave out missing or unreadable records (with a warning)."
+    ),
 ]
 
 
@@ -67,17 +72,23 @@ def print_summary(results: dict[str, Any], title: str) -> None:
     table.add_row("mean ± std", *(f"{_fmt(ms[k]['mean'])}±{_fmt(ms[k]['std'])}" for k in keys))
     for part in ("holdout", "test"):
         if part in results and "ensemble" in results[part]:
-            table.add_row(f"{part} ensemble", *(_fmt(results[part]["ensemble"].get(k)) for k in keys))
+            table.add_row(
+                f"{part} ensemble", *(_fmt(results[part]["ensemble"].get(k)) for k in keys)
+            )
     console.print(table)
 
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Run folder (the synthetic data goes inside).")] = Path("runs/demo"),
+    out: Annotated[Path, typer.Option(help="Run folder (the synthetic data goes inside).")] = Path(
+        "runs/demo"
+    ),
     patients: Annotated[int, typer.Option(help="Synthetic patients to generate.")] = 300,
     model: Annotated[str, typer.Option(help="Model name.")] = "cnn1d",
     folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the seed recipe's 10).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs (default: the seed recipe's 10).")
+    ] = None,
     no_progress: NoProgress = False,
 ) -> None:
     """Generate synthetic PTB-XL, train cnn1d with 5-fold CV, evaluate, and say where everything is."""
@@ -95,19 +106,38 @@ def demo(
 def train_cmd(
     data_root: DataRoot,
     out: Annotated[Path, typer.Option(help="Run folder to create.")],
-    model: Annotated[str, typer.Option(help="Registered model name (see `ecgcnn models`).")] = "cnn1d",
-    task: Annotated[str, typer.Option(help="top5, all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm.")] = "top5",
-    protocol: Annotated[str, typer.Option(help="cv (K-fold by patient) or benchmark (strat_fold split).")] = "cv",
+    model: Annotated[
+        str, typer.Option(help="Registered model name (see `ecgcnn models`).")
+    ] = "cnn1d",
+    task: Annotated[
+        str,
+        typer.Option(help="top5, all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm."),
+    ] = "top5",
+    protocol: Annotated[
+        str, typer.Option(help="cv (K-fold by patient) or benchmark (strat_fold split).")
+    ] = "cv",
     folds: Annotated[int, typer.Option(help="Number of cross-validation folds.")] = 5,
     recipe: Annotated[str, typer.Option(help="Named training defaults.")] = "seed",
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Override the recipe's batch size.")
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Override the recipe's learning rate.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (splits, initialisation, shuffling).")] = 42,
-    fs: Annotated[int, typer.Option(help="Sampling rate: 100 (records100) or 500 (records500).")] = 100,
-    holdout_fold: Annotated[int | None, typer.Option(help="Keep this strat_fold out of CV and report on it.")] = None,
-    only_fold: Annotated[int | None, typer.Option(help="Train only this CV fold (0-based).")] = None,
-    train_folds: Annotated[str, typer.Option(help="benchmark: training strat_folds, e.g. 1-8 or 1,2,3.")] = "1-8",
+    seed: Annotated[
+        int, typer.Option(help="Random seed (splits, initialisation, shuffling).")
+    ] = 42,
+    fs: Annotated[
+        int, typer.Option(help="Sampling rate: 100 (records100) or 500 (records500).")
+    ] = 100,
+    holdout_fold: Annotated[
+        int | None, typer.Option(help="Keep this strat_fold out of CV and report on it.")
+    ] = None,
+    only_fold: Annotated[
+        int | None, typer.Option(help="Train only this CV fold (0-based).")
+    ] = None,
+    train_folds: Annotated[
+        str, typer.Option(help="benchmark: training strat_folds, e.g. 1-8 or 1,2,3.")
+    ] = "1-8",
     val_fold: Annotated[int, typer.Option(help="benchmark: validation strat_fold.")] = 9,
     test_fold: Annotated[int, typer.Option(help="benchmark: test strat_fold.")] = 10,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -156,18 +186,32 @@ def parse_folds(text: str) -> list[int]:
             return list(range(lo, hi + 1))
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise EcgcnnError(f"--train-folds {text!r}: expected a range like 1-8 or a list like 1,2,3") from None
+        raise EcgcnnError(
+            f"--train-folds {text!r}: expected a range like 1-8 or a list like 1,2,3"
+        ) from None
 
 
 @app.command()
 def evaluate(
-    run: Annotated[Path | None, typer.Option(help="Run folder: re-score its saved predictions.")] = None,
+    run: Annotated[
+        Path | None, typer.Option(help="Run folder: re-score its saved predictions.")
+    ] = None,
     fold: Annotated[int | None, typer.Option(help="Only this fold of the run.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint to score on --data-root.")] = None,
-    data_root: Annotated[Path | None, typer.Option("--data-root", help="PTB-XL root for --checkpoint.")] = None,
-    test_fold: Annotated[int | None, typer.Option(help="Score only this strat_fold of --data-root.")] = None,
-    threshold: Annotated[float | None, typer.Option(help="One threshold for every class instead of the stored ones.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder for --checkpoint (default: beside it).")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="A checkpoint to score on --data-root.")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option("--data-root", help="PTB-XL root for --checkpoint.")
+    ] = None,
+    test_fold: Annotated[
+        int | None, typer.Option(help="Score only this strat_fold of --data-root.")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="One threshold for every class instead of the stored ones.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder for --checkpoint (default: beside it).")
+    ] = None,
     cache_dir: CacheDir = None,
     skip_missing: SkipMissing = False,
     no_progress: NoProgress = False,
@@ -184,8 +228,16 @@ def evaluate(
             raise EcgcnnError("--checkpoint needs --data-root")
         target = out or checkpoint.parent / "evaluation"
         results = {
-            str(target): evaluate_checkpoint(checkpoint, data_root, target, test_fold, threshold,
-                                             cache_dir, skip_missing, not no_progress)  # fmt: skip
+            str(target): evaluate_checkpoint(
+                checkpoint,
+                data_root,
+                target,
+                test_fold,
+                threshold,
+                cache_dir,
+                skip_missing,
+                not no_progress,
+            )  # fmt: skip
         }
     table = Table(title="evaluation")
     keys = ("records", "pr_auc_macro", "roc_auc_macro", "f1_macro", "f1_micro")
@@ -196,11 +248,15 @@ def evaluate(
         table.add_row(name, str(m["records"]), *(_fmt(m[k]) for k in keys[1:]))
     console.print(table)
     for m in results.values():
-        console.print(f"wrote {Path(m['plots'][0]).parent}/metrics_{m['split']}.json and {len(m['plots'])} confusion matrices")
+        console.print(
+            f"wrote {Path(m['plots'][0]).parent}/metrics_{m['split']}.json and {len(m['plots'])} confusion matrices"
+        )
 
 
 @app.command("cv-summary")
-def cv_summary_cmd(run: Annotated[Path, typer.Argument(help="Run folder whose folds are trained.")]) -> None:
+def cv_summary_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder whose folds are trained.")],
+) -> None:
     """Merge the folds of a run (e.g. trained with --only-fold) into cv_results.json."""
     from ecgcnn.train import cv_summary
 
@@ -215,7 +271,7 @@ def models() -> None:
     from ecgcnn.models import count_parameters, create_model, list_models
 
     for name in list_models():
-        out_console.print(f"{name}\t{count_parameters(create_model(name, 5)):,} parameters")
+        print(f"{name}\t{count_parameters(create_model(name, 5)):,} parameters")
 
 
 @app.command()
@@ -233,7 +289,9 @@ def synth(
 
 
 @app.callback()
-def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
     _setup_logging(verbose)
 
 

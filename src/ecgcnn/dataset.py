@@ -43,7 +43,9 @@ def collate_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tenso
     return batch
 
 
-def standardization(data: np.ndarray, rows: np.ndarray, max_records: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def standardization(
+    data: np.ndarray, rows: np.ndarray, max_records: int = 2000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-lead mean and std over (a sample of at most ``max_records`` of) the training records."""
     rows = np.asarray(rows)
     if len(rows) > max_records:

@@ -38,7 +38,9 @@ def predict_proba(
     model.eval()
     out = []
     for start in range(0, len(rows), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(data[rows[start : start + batch_size]], dtype=np.float32))
+        x = torch.from_numpy(
+            np.ascontiguousarray(data[rows[start : start + batch_size]], dtype=np.float32)
+        )
         out.append(torch.sigmoid(model(x.to(device))).cpu().numpy())
     return np.concatenate(out)
 
@@ -81,10 +83,14 @@ def write_evaluation(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics JSON and confusion matrices for one set of predictions."""
-    metrics = compute_metrics(y_true, y_prob, classes, thresholds) | {"split": split} | (extra or {})
+    metrics = (
+        compute_metrics(y_true, y_prob, classes, thresholds) | {"split": split} | (extra or {})
+    )
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / f"metrics_{split}.json", metrics)
-    atomic.write_npz(out / f"predictions_{split}.npz", y_true=y_true, y_prob=y_prob, ecg_ids=ecg_ids)
+    atomic.write_npz(
+        out / f"predictions_{split}.npz", y_true=y_true, y_prob=y_prob, ecg_ids=ecg_ids
+    )
     metrics["plots"] = [str(p) for p in plot_confusion_matrices(
         y_true, y_prob, classes, thresholds, out, prefix=f"confusion_{split}")]  # fmt: skip
     return metrics
@@ -160,7 +166,9 @@ def evaluate_checkpoint(
         folds = db.records.loc[ids, "strat_fold"].to_numpy()
         if not (folds == test_fold).any():
             present = sorted(set(db.records["strat_fold"].tolist()))
-            raise EcgcnnError(f"strat_fold {test_fold} holds no records in {data_root}; it has {present}")
+            raise EcgcnnError(
+                f"strat_fold {test_fold} holds no records in {data_root}; it has {present}"
+            )
         ids = ids[folds == test_fold]
     y = labels.y[np.searchsorted(labels.ecg_ids, ids)]
     prob = predict_proba(model, signals.data, signals.rows(ids))

@@ -20,7 +20,9 @@ class Recipe:
     class_weighted: bool = True
     noise_std: float = 0.02  # Gaussian noise (mV) added to training samples
     select_best: bool = True  # keep the epoch with the best validation macro PR-AUC
-    max_pos_weight: float = 100.0  # clamp for a class with (almost) no positives in the training fold
+    max_pos_weight: float = (
+        100.0  # clamp for a class with (almost) no positives in the training fold
+    )
 
     def with_overrides(self, **overrides: object) -> Recipe:
         """This recipe with every non-None override applied."""

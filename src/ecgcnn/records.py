@@ -39,7 +39,9 @@ class Database:
 
 def check_rate(fs: int) -> int:
     if fs not in RATES:
-        raise EcgcnnError(f"sampling rate {fs} Hz is not in PTB-XL; expected one of {sorted(RATES)}")
+        raise EcgcnnError(
+            f"sampling rate {fs} Hz is not in PTB-XL; expected one of {sorted(RATES)}"
+        )
     return fs
 
 
@@ -64,7 +66,9 @@ def load_database(root: str | Path) -> Database:
     db_path, st_path = root / DATABASE_CSV, root / STATEMENTS_CSV
     for path in (db_path, st_path):
         if not path.is_file():
-            raise EcgcnnError(f"{path} not found: a PTB-XL root holds {DATABASE_CSV} and {STATEMENTS_CSV}")
+            raise EcgcnnError(
+                f"{path} not found: a PTB-XL root holds {DATABASE_CSV} and {STATEMENTS_CSV}"
+            )
     try:
         head = pd.read_csv(db_path, nrows=0)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -130,13 +134,17 @@ def read_record(path: str | Path, leads: tuple[str, ...] = LEADS) -> tuple[np.nd
         raise RecordError(name, f"unreadable WFDB record ({type(exc).__name__}: {exc})") from None
     expected_len = fields.get("sig_len")
     if signal.ndim != 2 or (expected_len is not None and signal.shape[0] != expected_len):
-        raise RecordError(name, f"signal has shape {signal.shape}, header says {expected_len} samples")
+        raise RecordError(
+            name, f"signal has shape {signal.shape}, header says {expected_len} samples"
+        )
     names = [str(n).upper() for n in fields["sig_name"]]
     try:
         order = [names.index(lead.upper()) for lead in leads]
     except ValueError:
         absent = [lead for lead in leads if lead.upper() not in names]
-        raise RecordError(name, f"missing lead(s) {', '.join(absent)}; has {', '.join(names)}") from None
+        raise RecordError(
+            name, f"missing lead(s) {', '.join(absent)}; has {', '.join(names)}"
+        ) from None
     signal = signal[:, order]
     units = [str(u).lower() for u in np.asarray(fields.get("units") or ["mv"] * len(names))[order]]
     scale = np.array([1e-3 if u in ("uv", "µv", "microvolt") else 1.0 for u in units])

@@ -86,7 +86,9 @@ def describe(split_rows: dict[str, np.ndarray], y: np.ndarray, classes: tuple[st
     return {
         name: {
             "records": len(rows),
-            "label_counts": dict(zip(classes, y[rows].sum(axis=0).astype(int).tolist(), strict=True)),
+            "label_counts": dict(
+                zip(classes, y[rows].sum(axis=0).astype(int).tolist(), strict=True)
+            ),
         }
         for name, rows in split_rows.items()
     }

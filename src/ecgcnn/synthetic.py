@@ -118,16 +118,12 @@ TRIGU,"trigeminal pattern (unknown origin, SV or Ventricular)",,,1.0,,,Statement
 
 _RENDER_FS = 500  # ECGs are rendered at >= 500 Hz and decimated to lower rates
 _ADC_GAIN = 1000.0  # adc units per mV, as in PTB-XL
-_DIAGNOSTIC = {
-    "NORM", "IMI", "ASMI", "LVH", "NDT", "ISC_", "LAFB", "IRBBB", "CLBBB", "CRBBB",
-}  # fmt: skip
-_RHYTHM = ("SR", "AFIB", "STACH", "SBRAD", "SARRH")
 
 # Patient profiles (main diagnosis) and their share of patients (allocated by quota, so the
 # frequencies hardly depend on the seed).
 _PROFILES: tuple[tuple[str, float], ...] = (
     ("NORM", 0.38), ("IMI", 0.13), ("ASMI", 0.13), ("LVH", 0.12), ("NDT", 0.07),
-    ("LAFB", 0.03), ("IRBBB", 0.03), ("ISC_", 0.02), ("CLBBB", 0.025), ("CRBBB", 0.025),
+    ("LAFB", 0.03), ("IRBBB", 0.03), ("ISC_", 0.015), ("CLBBB", 0.025), ("CRBBB", 0.025),
     ("AFIB", 0.025),
 )  # fmt: skip
 
@@ -146,7 +142,7 @@ def _lead_matrix() -> np.ndarray:
     ]  # fmt: skip
     # Horizontal-plane angle from the left (x) towards anterior (z), and a proximity gain.
     angles = (115.0, 92.0, 72.0, 52.0, 28.0, 5.0)
-    gains = (0.9, 1.35, 1.5, 1.45, 1.15, 0.9)
+    gains = (1.1, 1.6, 1.65, 1.6, 1.3, 1.0)
     prec = [
         g * np.array([math.cos(math.radians(a)), 0.1, math.sin(math.radians(a))])
         for a, g in zip(angles, gains, strict=True)
@@ -156,6 +152,7 @@ def _lead_matrix() -> np.ndarray:
 
 _LEAD_MATRIX = _lead_matrix()
 _V1_V4 = slice(6, 10)
+_EFFECTS = ("LVH", "LAFB", "IMI", "ASMI", "CLBBB", "CRBBB", "IRBBB", "NDT", "ISC_")
 # Near-field corrections of the precordial R and S waves (a single dipole makes the R/S
 # transition across V1-V6 too gradual); limb leads stay pure projections.
 _R_NEAR = np.array([1.0] * 6 + [1.0, 1.0, 1.0, 1.25, 1.15, 1.1])
@@ -198,7 +195,7 @@ class _Wave:
     sigma_r: float
     amp: np.ndarray  # (12,) mV
     end: float | None = None  # None: a plain Gaussian (end == start)
-    qt_scaled: bool = False  # start/end scale with sqrt(RR) (T wave, ST segment)
+    qt_scaled: bool = False  # centre (Gaussian) or end (plateau) scales with sqrt(RR)
     qrs: bool = False  # part of the QRS complex (voltage statements scale it)
 
 
@@ -235,26 +232,31 @@ def _draw_patient(rng: np.random.Generator) -> _Patient:
     )
 
 
-def _severity(likelihood: float, rng: np.random.Generator) -> float:
-    """Strength of a finding: uncertain statements (likelihood < 50) are subtler."""
-    if likelihood < 50:
-        return float(rng.uniform(0.35, 0.6))
-    return float(rng.uniform(0.75, 1.25))
+def _severity(likelihood: float, u: float) -> float:
+    """Strength of a finding from a uniform draw u: uncertain ones (likelihood < 50) are subtler."""
+    return 0.35 + 0.25 * u if likelihood < 50 else 0.75 + 0.5 * u
 
 
 def _build_ecg(
     statements: Mapping[str, float], patient: _Patient, rng: np.random.Generator, hr: float
 ) -> _Ecg:
-    """Wave list of one record for its statements (a dict code -> likelihood)."""
+    """Wave list of one record for its statements (a dict code -> likelihood).
+
+    It takes the same number of draws from rng whatever the statements, so two calls with equal
+    rng states differ only by the statements' effects (e.g. ASMI alters V1-V4 and nothing else).
+    """
     scale = patient.scale * float(rng.uniform(0.9, 1.1))
     fr = patient.frontal_deg + float(rng.normal(0.0, 3.0))
     hz = patient.horizontal_deg + float(rng.normal(0.0, 3.0))
     w = patient.qrs_width
-    sev = {code: _severity(lk, rng) for code, lk in statements.items()}
+    u = rng.random(len(_EFFECTS))
+    sev = {c: _severity(statements[c], u[i]) for i, c in enumerate(_EFFECTS) if c in statements}
+    coin = rng.random(5)
+    rhythm = rng.random(5)
 
     p_vec = _rot(np.array([0.45, 0.8, 0.15]), fr / 2) * 0.15
     q_vec = _rot(np.array([-0.55, 0.15, 0.8]), fr, hz) * 0.2
-    r_vec = _rot(np.array([0.6, 0.75, 0.15]), fr, hz) * 1.3  # frontal axis ~51 deg
+    r_vec = _rot(np.array([0.6, 0.75, 0.15]), fr, hz) * 1.15  # frontal axis ~51 deg
     s_vec = _rot(np.array([-0.25, -0.2, -1.0]), fr / 2, hz) * 0.75
     t_vec = _rot(np.array([0.6, 0.55, 0.25]), fr / 2, hz) * 0.45 * patient.t_scale
     st_vec = np.zeros(3)
@@ -271,13 +273,13 @@ def _build_ecg(
         r_vec = (r_vec + np.array([0.35, -0.1, -0.25]) * k) * (1.0 + 1.0 * k)
         s_vec = s_vec * (1.0 + 1.3 * k)
         r_sigma *= 1.1
-        strain = "NDT" in sev or "ISC_" in sev or rng.random() < 0.3
+        strain = "NDT" in sev or "ISC_" in sev or coin[0] < 0.3
         if strain:
             t_vec = _rot(np.array([-0.5, 0.2, 0.45]), fr / 2) * 0.25 * k
             st_vec = st_vec + np.array([-0.06, -0.01, 0.03]) * k
     if "LAFB" in sev:
         k = min(sev["LAFB"], 1.0)
-        axis = math.radians(-60.0 + float(rng.normal(0.0, 6.0)))
+        axis = math.radians(-66.0 + 12.0 * coin[1])
         mag = math.hypot(r_vec[0], r_vec[1])
         new = np.array([mag * math.cos(axis), mag * math.sin(axis), r_vec[2]])
         r_vec = (1 - k) * r_vec + k * new
@@ -290,7 +292,7 @@ def _build_ecg(
         )
         r_vec = r_vec * np.array([1.0, 1.0 - 0.5 * min(k, 1.0), 1.0])
         st_vec = st_vec + np.array([0.0, 1.0, 0.0]) * 0.14 * k
-        if rng.random() < 0.5:
+        if coin[2] < 0.5:
             t_vec = t_vec - np.array([0.0, 1.0, 0.0]) * 0.3 * k
     if "ASMI" in sev:  # confined to V1-V4
         k = sev["ASMI"]
@@ -300,7 +302,7 @@ def _build_ecg(
         qs[_V1_V4] = -np.array([0.3, 0.55, 0.55, 0.3]) * k
         extra.append(_Wave(-0.016, 0.018, 0.014, qs, qrs=True))
         st_lead[_V1_V4] += np.array([0.1, 0.22, 0.22, 0.12]) * k
-        if rng.random() < 0.5:
+        if coin[3] < 0.5:
             t_lead_mult[_V1_V4] *= -0.6
     if "CLBBB" in sev:
         no_septal = True
@@ -309,14 +311,14 @@ def _build_ecg(
         r2 = np.array([0.8, 0.1, -0.55]) * 1.1
         extra.append(_Wave(-0.02, 0.024, 0.022, _project(r1), qrs=True))
         extra.append(_Wave(0.04, 0.022, 0.026, _project(r2), qrs=True))
-        r_vec = r_vec * (1 - k) * 0.3
+        r_vec = r_vec * max(0.0, 1.0 - k) * 0.3
         s_vec = s_vec * 0.2
         t_vec = -np.array([0.6, 0.2, -0.5]) * 0.3
         st_vec = st_vec - np.array([0.6, 0.2, -0.5]) * 0.1
         j_point, t_delay = 0.1, 0.05
     if "CRBBB" in sev:
         k = min(sev["CRBBB"], 1.2)
-        rp = np.array([-0.55, 0.1, 0.85]) * 0.75 * k
+        rp = np.array([-0.55, 0.1, 0.85]) * 0.9 * k
         extra.append(_Wave(0.065, 0.022, 0.026, _project(rp), qrs=True))
         s_sigma *= 1.6
         t_vec = t_vec * np.array([1.0, 1.0, -1.0]) - np.array([0.0, 0.0, 0.05])
@@ -327,7 +329,7 @@ def _build_ecg(
         extra.append(_Wave(0.04, 0.010, 0.011, _project(rp), qrs=True))
     if "NDT" in sev:
         k = sev["NDT"]
-        region = "anterior" if "ASMI" in sev else str(rng.choice(["lateral", "inferior", "flat"]))
+        region = "anterior" if "ASMI" in sev else ("lateral", "inferior", "flat")[int(coin[4] * 3)]
         if region == "lateral":
             t_vec = t_vec - np.array([1.0, 0.0, 0.3]) * 0.5 * k
         elif region == "inferior":
@@ -366,14 +368,14 @@ def _build_ecg(
             wave.amp = wave.amp * voltage
 
     ecg = _Ecg(waves=waves, hr=hr, afib=afib)
-    ecg.rr_cv = float(rng.uniform(0.01, 0.025))
-    ecg.resp_mod = float(rng.uniform(0.01, 0.03))
+    ecg.rr_cv = 0.01 + 0.015 * float(rhythm[0])
+    ecg.resp_mod = 0.01 + 0.02 * float(rhythm[1])
     if "SARRH" in statements:
-        ecg.resp_mod = float(rng.uniform(0.07, 0.1))
+        ecg.resp_mod = 0.07 + 0.03 * float(rhythm[2])
     if afib:
-        ecg.rr_cv = float(rng.uniform(0.18, 0.28))
+        ecg.rr_cv = 0.18 + 0.1 * float(rhythm[3])
         ecg.resp_mod = 0.0
-        ecg.fwave_amp = float(rng.uniform(0.03, 0.08))
+        ecg.fwave_amp = 0.03 + 0.05 * float(rhythm[4])
     return ecg
 
 
@@ -417,14 +419,14 @@ def _render(ecg: _Ecg, fs: float, n: int, rng: np.random.Generator) -> np.ndarra
     """Float64 (n, 12) millivolts at fs."""
     duration = n / fs
     beats = _beat_times(ecg, duration, rng)
-    rr = np.diff(beats, prepend=beats[0] - 60.0 / ecg.hr)
+    rr = np.diff(beats, prepend=beats[:1] - 60.0 / ecg.hr)
     qt = np.sqrt(np.clip(rr, 0.3, 1.6))
     beat_amp = 1.0 + 0.02 * rng.standard_normal(beats.size)
     beat_amp *= 1.0 + 0.04 * np.sin(beats * 2 * np.pi * rng.uniform(0.2, 0.33))
     sig = np.zeros((n, 12))
-    shapes = np.empty((n, len(ecg.waves)))
+    shapes = np.zeros((n, len(ecg.waves)))
     amps = np.empty((len(ecg.waves), 12))
-    for j, wave in enumerate(ecg.waves):
+    for j, wave in enumerate(ecg.waves if beats.size else []):
         stretch = qt if wave.qt_scaled else 1.0
         if wave.end is None:  # a Gaussian: its centre moves with QT
             start = end = beats + wave.start * stretch
@@ -433,7 +435,8 @@ def _render(ecg: _Ecg, fs: float, n: int, rng: np.random.Generator) -> np.ndarra
         weight = beat_amp if wave.qrs else np.ones(beats.size)
         shapes[:, j] = _wave_train(n, fs, start, end, wave.sigma_l, wave.sigma_r, weight)
         amps[j] = wave.amp
-    sig += shapes @ amps
+    if beats.size:
+        sig += shapes @ amps
     t = np.arange(n) / fs
     if ecg.afib and ecg.fwave_amp > 0:
         f = np.zeros(n)
@@ -523,7 +526,7 @@ def _likelihood(code: str, rng: np.random.Generator) -> float:
     if code == "NORM":
         return float(rng.choice([100.0, 80.0, 50.0], p=[0.8, 0.15, 0.05]))
     if code in ("IMI", "ASMI", "LVH"):
-        return float(rng.choice([100.0, 80.0, 50.0, 35.0, 15.0], p=[0.6, 0.08, 0.15, 0.07, 0.1]))
+        return float(rng.choice([100.0, 80.0, 50.0, 35.0, 15.0], p=[0.65, 0.1, 0.13, 0.05, 0.07]))
     return float(rng.choice([100.0, 80.0, 50.0], p=[0.9, 0.03, 0.07]))
 
 
@@ -539,12 +542,12 @@ def _patient_diagnoses(profile: str, rng: np.random.Generator) -> tuple[list[str
 
     if profile == "IMI":
         maybe("NDT", 0.15)
-        maybe("ISC_", 0.08)
+        maybe("ISC_", 0.06)
     elif profile == "ASMI":
         maybe("NDT", 0.1)
     elif profile == "LVH":
         maybe("NDT", 0.25)
-        maybe("ISC_", 0.12)
+        maybe("ISC_", 0.1)
     elif profile == "CRBBB":
         maybe("LAFB", 0.2)
     afib = profile != "NORM" and rng.random() < 0.07
@@ -608,12 +611,16 @@ def write_synthetic_ptbxl(
     rng = np.random.default_rng(meta_seq)
 
     profiles = _quota(n_patients, rng)
-    # stratified folds: patients sorted by profile, dealt round-robin from a random start
+    # Stratified by profile: folds dealt round-robin, and record counts cycled through lo..hi,
+    # over the patients sorted by profile (so each profile gets its share of records).
     by_profile = sorted(range(n_patients), key=lambda i: (profiles[i], rng.random()))
     folds = np.empty(n_patients, dtype=np.int64)
-    start = int(rng.integers(10))
+    n_records = np.empty(n_patients, dtype=np.int64)
+    start, span = int(rng.integers(10)), hi - lo + 1
+    cycle = rng.permutation(span)
     for rank, i in enumerate(by_profile):
         folds[i] = (start + rank) % 10 + 1
+        n_records[i] = lo + cycle[rank % span]
     patient_ids = rng.choice(np.arange(1, 21800), size=n_patients, replace=False)
 
     rows: list[dict] = []
@@ -625,7 +632,7 @@ def write_synthetic_ptbxl(
         normal = profile == "NORM"
         age = float(rng.integers(20, 76) if normal else rng.integers(40, 91))
         female = rng.random() < (0.35 if profile in ("IMI", "ASMI") else 0.5)
-        for _ in range(int(rng.integers(lo, hi + 1))):
+        for _ in range(int(n_records[i])):
             codes = {c: _likelihood(c, rng) for c in diag}
             for form in _form_statements(diag, rng):
                 codes[form] = 0.0

@@ -40,8 +40,8 @@ from ecgcnn.evaluate import predict_proba
 from ecgcnn.labels import Labels, check_task, make_labels
 from ecgcnn.metrics import compute_metrics, summarize, tune_thresholds
 from ecgcnn.models import Classifier, check_model, create_model
-from ecgcnn.records import LEADS, check_rate, load_database
 from ecgcnn.recipes import Recipe, get_recipe
+from ecgcnn.records import LEADS, check_rate, load_database
 from ecgcnn.splits import PROTOCOLS, Split, benchmark_split, cv_folds, cv_splits, describe
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,16 @@ class TrainConfig:
         check_task(self.task)
         check_rate(self.fs)
         if self.protocol not in PROTOCOLS:
-            raise EcgcnnError(f"unknown protocol {self.protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+            raise EcgcnnError(
+                f"unknown protocol {self.protocol!r}; expected one of {', '.join(PROTOCOLS)}"
+            )
         if self.only_fold is not None and not 0 <= self.only_fold < self.folds:
             raise EcgcnnError(f"--only-fold {self.only_fold} is not a fold of 0..{self.folds - 1}")
         r = self.recipe
         if r.epochs < 1 or r.batch_size < 1 or r.lr <= 0:
-            raise EcgcnnError("epochs and batch size must be at least 1 and the learning rate positive")
+            raise EcgcnnError(
+                "epochs and batch size must be at least 1 and the learning rate positive"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -131,7 +135,9 @@ def prepare(cfg: TrainConfig) -> Prepared:
             in_cv = strat_fold != cfg.holdout_fold
             test = np.flatnonzero(~in_cv)
             if len(test) == 0:
-                raise EcgcnnError(f"--holdout-fold {cfg.holdout_fold} holds no records in {db.root}")
+                raise EcgcnnError(
+                    f"--holdout-fold {cfg.holdout_fold} holds no records in {db.root}"
+                )
         cv_rows = np.flatnonzero(in_cv)
         folds = cv_folds(patient_ids[cv_rows], labels.y[cv_rows], cfg.folds, cfg.seed)
         splits = [
@@ -206,14 +212,20 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
     net = create_model(cfg.model, len(labels.classes))
     model = Classifier(net, torch.from_numpy(mean), torch.from_numpy(std)).to(device)
     pos_weight = (
-        class_weights(y_train, labels.classes, recipe.max_pos_weight) if recipe.class_weighted else None
+        class_weights(y_train, labels.classes, recipe.max_pos_weight)
+        if recipe.class_weighted
+        else None
     )
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=None if pos_weight is None else pos_weight.to(device))
     optimizer = make_optimizer(recipe, model)
     gen = torch.Generator().manual_seed(cfg.seed + fold_index)
     train_set = RecordDataset(signals.data, rows_train, y_train, recipe.noise_std, gen)
     loader = DataLoader(
-        train_set, batch_size=recipe.batch_size, shuffle=True, generator=gen, collate_fn=collate_batch
+        train_set,
+        batch_size=recipe.batch_size,
+        shuffle=True,
+        generator=gen,
+        collate_fn=collate_batch,
     )
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -np.inf}
@@ -258,7 +270,12 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
     model.load_state_dict(best["state"])
     thresholds, sources = tune_thresholds(y_val, best["prob"])
     metrics = compute_metrics(y_val, best["prob"], labels.classes, thresholds, warn=False)
-    metrics |= {"split": "val", "fold": split.name, "epoch": best["epoch"], "threshold_source": sources}
+    metrics |= {
+        "split": "val",
+        "fold": split.name,
+        "epoch": best["epoch"],
+        "threshold_source": sources,
+    }
     atomic.write_npz(fold_dir / "predictions_val.npz", y_true=y_val, y_prob=best["prob"],
                      ecg_ids=labels.ecg_ids[split.val])  # fmt: skip
     atomic.write_json(fold_dir / "metrics.json", metrics)
@@ -345,7 +362,10 @@ def cv_summary(run_dir: str | Path) -> dict[str, Any]:
     if all(p.is_file() for p in tests.values()):
         test_metrics = {n: json.loads((run / n / "metrics_test.json").read_text()) for n in names}
         part: dict[str, Any] = {
-            "folds": {n: scalar_metrics(m) | {"per_class": m["per_class"]} for n, m in test_metrics.items()},
+            "folds": {
+                n: scalar_metrics(m) | {"per_class": m["per_class"]}
+                for n, m in test_metrics.items()
+            },
             "mean_std": summarize(list(test_metrics.values())),
         }
         if len(names) > 1:

@@ -8,7 +8,14 @@ from torch import nn
 from ecgcnn.models import simple_cnn  # noqa: F401  (registers cnn1d, cnn2d)
 from ecgcnn.models.registry import check_model, create_model, list_models, register_model
 
-__all__ = ["Classifier", "check_model", "create_model", "list_models", "register_model", "count_parameters"]
+__all__ = [
+    "Classifier",
+    "check_model",
+    "create_model",
+    "list_models",
+    "register_model",
+    "count_parameters",
+]
 
 
 def count_parameters(model: nn.Module) -> int:

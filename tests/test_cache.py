@@ -1,0 +1,102 @@
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from ecgcnn import cache as cache_module
+from ecgcnn.cache import load_signals
+from ecgcnn.errors import EcgcnnError
+from ecgcnn.records import load_database, read_record
+
+
+def test_cache_holds_every_record_and_reloads_without_reading_wfdb(
+    synthetic_root, tmp_path, monkeypatch
+):
+    db = load_database(synthetic_root)
+    signals = load_signals(db, 100, tmp_path / "c", progress=False)
+    assert signals.data.shape == (len(db.records), 12, 1000)
+    assert np.array_equal(signals.ecg_ids, db.records.index.to_numpy())
+    eid = int(signals.ecg_ids[7])
+    direct, _ = read_record(db.record_path(eid, 100))
+    np.testing.assert_array_equal(signals.data[7], direct.T)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cache was rebuilt")
+
+    monkeypatch.setattr(cache_module, "read_record", fail)
+    again = load_signals(db, 100, tmp_path / "c", progress=False)
+    assert isinstance(again.data, np.memmap)
+    np.testing.assert_array_equal(again.data[7], signals.data[7])
+
+
+def test_changed_root_rebuilds_the_cache(synthetic_copy, tmp_path):
+    db = load_database(synthetic_copy)
+    first = load_signals(db, 100, tmp_path / "c", progress=False)
+    before = np.array(first.data[0])
+    # Rewrite record 1 with other samples (same size: only the mtime tells).
+    rec = db.record_path(int(first.ecg_ids[0]), 100)
+    dat = rec.with_suffix(".dat")
+    other = db.record_path(int(first.ecg_ids[1]), 100).with_suffix(".dat")
+    dat.write_bytes(other.read_bytes())
+    os.utime(dat, ns=(dat.stat().st_atime_ns, dat.stat().st_mtime_ns + 10_000_000))
+    second = load_signals(db, 100, tmp_path / "c", progress=False)
+    assert not np.array_equal(np.asarray(second.data[0]), before)
+    np.testing.assert_array_equal(second.data[0], first.data[1])
+
+
+def test_interrupted_build_leaves_no_trusted_cache(synthetic_root, tmp_path, monkeypatch):
+    db = load_database(synthetic_root)
+    calls = {"n": 0}
+    real = cache_module.read_record
+
+    def interrupt_after_ten(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "read_record", interrupt_after_ten)
+    with pytest.raises(KeyboardInterrupt):
+        load_signals(db, 100, tmp_path / "c", progress=False)
+    assert not list((tmp_path / "c").glob("manifest_*"))
+    assert not list((tmp_path / "c").glob("*.tmp"))
+    monkeypatch.setattr(cache_module, "read_record", real)
+    signals = load_signals(db, 100, tmp_path / "c", progress=False)
+    assert signals.data.shape[0] == len(db.records)
+    assert np.abs(np.asarray(signals.data[-1])).sum() > 0
+
+
+def test_damaged_cache_file_is_rebuilt(synthetic_root, tmp_path):
+    db = load_database(synthetic_root)
+    first = np.array(load_signals(db, 100, tmp_path / "c", progress=False).data[:3])
+    npy = tmp_path / "c" / "signals_100hz.npy"
+    npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])
+    again = load_signals(db, 100, tmp_path / "c", progress=False)
+    np.testing.assert_array_equal(again.data[:3], first)
+
+
+def test_missing_and_corrupt_records_error_or_skip(synthetic_copy, tmp_path, caplog):
+    db = load_database(synthetic_copy)
+    ids = db.records.index.to_numpy()
+    db.record_path(int(ids[2]), 100).with_suffix(".dat").unlink()
+    corrupt = db.record_path(int(ids[5]), 100).with_suffix(".dat")
+    corrupt.write_bytes(corrupt.read_bytes()[:1000])
+    with pytest.raises(EcgcnnError, match=r"2 record\(s\) missing or unreadable.*--skip-missing"):
+        load_signals(db, 100, tmp_path / "c", progress=False)
+    with caplog.at_level(logging.WARNING):
+        signals = load_signals(db, 100, tmp_path / "c", skip_missing=True, progress=False)
+    assert "skipping 2" in caplog.text
+    assert len(signals.ecg_ids) == len(ids) - 2
+    assert ids[2] not in signals.ecg_ids and ids[5] not in signals.ecg_ids
+    manifest = json.loads((tmp_path / "c" / "manifest_100hz.json").read_text())
+    assert set(manifest["failed"]) == {str(ids[2]), str(ids[5])}
+
+
+def test_rate_without_records_is_an_error(synthetic_root, tmp_path):
+    db = load_database(synthetic_root)
+    with pytest.raises(EcgcnnError, match="missing or unreadable"):
+        load_signals(db, 500, tmp_path / "c", progress=False)
+    with pytest.raises(EcgcnnError, match="sampling rate 250"):
+        load_signals(db, 250, tmp_path / "c", progress=False)

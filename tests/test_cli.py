@@ -1,0 +1,115 @@
+"""The `ecgcnn` command as a user runs it: a real subprocess per command."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def ecgcnn(*args, cwd=None):
+    env = os.environ | {"PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "ecgcnn", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
+        timeout=600,
+    )  # fmt: skip
+
+
+def assert_one_line_error(proc, pattern):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    assert pattern in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    proc = ecgcnn("train", "--data-root", synthetic_root, "--out", out, "--folds", 2, "--epochs", 1,
+                  "--batch-size", 32, "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "fold_0 epoch 1/1" in proc.stderr and "mean ± std" in proc.stderr
+    return out
+
+
+def test_train_writes_a_run(run_dir):
+    results = json.loads((run_dir / "cv_results.json").read_text())
+    assert set(results["folds"]) == {"fold_0", "fold_1"}
+
+
+def test_evaluate_run_writes_metrics_and_a_confusion_matrix_per_class(run_dir):
+    proc = ecgcnn("evaluate", "--run", run_dir, "--fold", 0)
+    assert proc.returncode == 0, proc.stderr
+    ev = run_dir / "fold_0" / "evaluation"
+    metrics = json.loads((ev / "metrics_val.json").read_text())
+    classes = list(metrics["per_class"])
+    assert len(classes) == 5
+    pngs = sorted(ev.glob("confusion_val_*.png"))
+    assert len(pngs) == 5
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    proc = ecgcnn("evaluate", "--run", run_dir, "--fold", 0, "--threshold", 0.9)
+    high = json.loads((ev / "metrics_val.json").read_text())
+    assert all(c["threshold"] == 0.9 for c in high["per_class"].values())
+
+
+def test_evaluate_checkpoint_on_a_strat_fold(run_dir, synthetic_root, tmp_path):
+    proc = ecgcnn("evaluate", "--checkpoint", run_dir / "fold_0" / "checkpoint.pt", "--data-root", synthetic_root,
+                  "--test-fold", 9, "--out", tmp_path / "ev", "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "ev" / "metrics_fold9.json").read_text())
+    fold9 = (pd.read_csv(synthetic_root / "ptbxl_database.csv")["strat_fold"] == 9).sum()
+    assert metrics["records"] == fold9
+    assert len(list((tmp_path / "ev").glob("confusion_fold9_*.png"))) == 5
+
+
+def test_only_fold_and_cv_summary(synthetic_root, tmp_path):
+    for k in (0, 1):
+        proc = ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "r", "--folds", 2,
+                      "--epochs", 1, "--only-fold", k, "--no-progress")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "r" / "cv_results.json").exists()
+    proc = ecgcnn("cv-summary", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "r" / "cv_results.json").is_file()
+
+
+def test_models_and_synth(tmp_path):
+    proc = ecgcnn("models")
+    assert "cnn1d\t46,757 parameters" in proc.stdout and "cnn2d\t6,613 parameters" in proc.stdout
+    proc = ecgcnn("synth", "--out", tmp_path / "s", "--patients", 12)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "s" / "ptbxl_database.csv").is_file()
+
+
+def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_path):
+    assert_one_line_error(ecgcnn("train", "--data-root", tmp_path / "none", "--out", tmp_path / "o"),
+                          "does not exist")  # fmt: skip
+    csv = synthetic_copy / "ptbxl_database.csv"
+    pd.read_csv(csv).drop(columns=["strat_fold"]).to_csv(csv, index=False)
+    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_copy, "--out", tmp_path / "o"),
+                          "missing required column(s) strat_fold")  # fmt: skip
+    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--model", "vgg"),
+                          "unknown model 'vgg'")  # fmt: skip
+    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--task", "x"),
+                          "unknown task 'x'")  # fmt: skip
+    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--folds", 100000,
+                                 "--no-progress"), "larger than the number of patients")  # fmt: skip
+    assert_one_line_error(ecgcnn("evaluate", "--checkpoint", csv, "--data-root", synthetic_root),
+                          "not a loadable ecgcnn checkpoint")  # fmt: skip
+    assert_one_line_error(ecgcnn("cv-summary", tmp_path), "is not a run folder")
+
+
+def test_corrupt_record_is_a_one_line_error_then_skippable(synthetic_copy, tmp_path):
+    dat = next((synthetic_copy / "records100").rglob("*.dat"))
+    dat.write_bytes(dat.read_bytes()[:777])
+    args = ("train", "--data-root", synthetic_copy, "--out", tmp_path / "o", "--folds", 2, "--epochs", 1,
+            "--no-progress")  # fmt: skip
+    assert_one_line_error(ecgcnn(*args), "1 record(s) missing or unreadable")
+    proc = ecgcnn(*args, "--skip-missing")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: skipping 1 missing or unreadable record(s)" in proc.stderr

@@ -1,0 +1,94 @@
+import numpy as np
+import pandas as pd
+import pytest
+import wfdb
+
+from ecgcnn.errors import EcgcnnError, RecordError
+from ecgcnn.records import LEADS, load_database, read_record
+
+
+def test_database_parses_and_ignores_extra_columns(synthetic_copy):
+    csv = synthetic_copy / "ptbxl_database.csv"
+    df = pd.read_csv(csv)
+    df["report"] = "sinus rhythm"
+    df["device"] = "CS-12"
+    df.to_csv(csv, index=False)
+    db = load_database(synthetic_copy)
+    assert db.records.index.name == "ecg_id"
+    assert "report" not in db.records.columns
+    assert isinstance(db.records["scp_codes"].iloc[0], dict)
+    assert db.records["patient_id"].dtype == np.int64
+
+
+def test_missing_root_and_files(tmp_path):
+    with pytest.raises(EcgcnnError, match="does not exist"):
+        load_database(tmp_path / "nowhere")
+    with pytest.raises(EcgcnnError, match="ptbxl_database.csv not found"):
+        load_database(tmp_path)
+
+
+def test_missing_required_column_is_named(synthetic_copy):
+    csv = synthetic_copy / "ptbxl_database.csv"
+    pd.read_csv(csv).drop(columns=["patient_id"]).to_csv(csv, index=False)
+    with pytest.raises(EcgcnnError, match="missing required column.*patient_id"):
+        load_database(synthetic_copy)
+
+
+def test_scp_codes_are_never_evaluated(synthetic_copy, tmp_path):
+    marker = tmp_path / "pwned"
+    csv = synthetic_copy / "ptbxl_database.csv"
+    df = pd.read_csv(csv)
+    df.loc[3, "scp_codes"] = f"__import__('pathlib').Path('{marker}').touch()"
+    df.to_csv(csv, index=False)
+    with pytest.raises(EcgcnnError, match="ecg_id 4: scp_codes .* not a dict literal"):
+        load_database(synthetic_copy)
+    assert not marker.exists()
+
+
+def test_non_numeric_fold_is_named_with_its_row(synthetic_copy):
+    csv = synthetic_copy / "ptbxl_database.csv"
+    df = pd.read_csv(csv)
+    df["strat_fold"] = df["strat_fold"].astype(object)
+    df.loc[2, "strat_fold"] = "ten"
+    df.to_csv(csv, index=False)
+    with pytest.raises(EcgcnnError, match="strat_fold must hold whole numbers; row 4 has 'ten'"):
+        load_database(synthetic_copy)
+
+
+def write_record(path, signal, names, units="mV", fs=100):
+    wfdb.wrsamp(
+        path.name, fs=fs, units=[units] * len(names), sig_name=list(names), p_signal=signal,
+        fmt=["16"] * len(names), adc_gain=[1000.0 if units == "mV" else 1.0] * len(names),
+        baseline=[0] * len(names), write_dir=str(path.parent),
+    )  # fmt: skip
+
+
+def test_leads_are_matched_by_name_and_reordered(tmp_path):
+    rng = np.random.default_rng(0)
+    signal = np.round(rng.normal(size=(1000, 12)), 3)
+    shuffled = [LEADS[i] for i in range(11, -1, -1)]
+    write_record(tmp_path / "rec", signal[:, ::-1], [n.lower() for n in shuffled])
+    out, fs = read_record(tmp_path / "rec")
+    assert fs == 100 and out.shape == (1000, 12) and out.dtype == np.float32
+    np.testing.assert_allclose(out, signal, atol=1e-3)
+
+
+def test_microvolt_records_are_converted_to_millivolts(tmp_path):
+    signal = np.round(np.random.default_rng(1).normal(scale=500, size=(500, 12)))
+    write_record(tmp_path / "uv", signal, LEADS, units="uV")
+    out, _ = read_record(tmp_path / "uv")
+    np.testing.assert_allclose(out, signal / 1000, atol=1e-3)
+
+
+def test_missing_lead_truncated_and_absent_records_are_record_errors(tmp_path):
+    signal = np.zeros((1000, 11))
+    write_record(tmp_path / "eleven", signal, LEADS[:11])
+    with pytest.raises(RecordError, match="missing lead.*V6"):
+        read_record(tmp_path / "eleven")
+    write_record(tmp_path / "full", np.ones((1000, 12)), LEADS)
+    dat = tmp_path / "full.dat"
+    dat.write_bytes(dat.read_bytes()[:5000])
+    with pytest.raises(RecordError, match="full: unreadable WFDB record"):
+        read_record(tmp_path / "full")
+    with pytest.raises(RecordError, match="absent: file not found"):
+        read_record(tmp_path / "absent")

@@ -1,0 +1,135 @@
+"""End-to-end training on synthetic PTB-XL: run folder, determinism, folds, holdout, benchmark split."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ecgcnn import load_model
+from ecgcnn.checkpoint import load_checkpoint
+from ecgcnn.errors import EcgcnnError
+from ecgcnn.recipes import get_recipe
+from ecgcnn.splits import patients_overlap
+from ecgcnn.train import TrainConfig, cv_summary, prepare, train
+
+pytestmark = pytest.mark.slow
+
+
+def config(root, out, **kw):
+    recipe = get_recipe("seed").with_overrides(epochs=kw.pop("epochs", 2), batch_size=32)
+    return TrainConfig(data_root=str(root), out=str(out), folds=kw.pop("folds", 3), recipe=recipe,
+                       progress=False, **kw)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cv_run(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "cv"
+    results = train(config(synthetic_root, out))
+    return out, results
+
+
+def test_run_folder_holds_everything(cv_run):
+    out, results = cv_run
+    assert (out / "config.json").is_file() and (out / "splits.json").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"]["name"] == "seed" and config["recipe"]["epochs"] == 2
+    assert config["classes"] == results["classes"] and len(config["classes"]) == 5
+    for fold in ("fold_0", "fold_1", "fold_2"):
+        for name in ("checkpoint.pt", "history.json", "predictions_val.npz", "metrics.json"):
+            assert (out / fold / name).is_file(), f"{fold}/{name}"
+        history = json.loads((out / fold / "history.json").read_text())
+        assert [h["epoch"] for h in history] == [1, 2]
+        preds = np.load(out / fold / "predictions_val.npz")
+        assert preds["y_prob"].shape == preds["y_true"].shape == (len(preds["ecg_ids"]), 5)
+    assert set(results["folds"]) == {"fold_0", "fold_1", "fold_2"}
+    assert results["mean_std"]["roc_auc_macro"]["n"] == 3
+    # Every record validated exactly once across the folds.
+    ids = np.concatenate(
+        [np.load(out / f / "predictions_val.npz")["ecg_ids"] for f in results["folds"]]
+    )
+    assert len(ids) == len(set(ids.tolist()))
+
+
+def test_checkpoint_is_self_describing_and_loads_in_one_line(cv_run):
+    out, _ = cv_run
+    model = load_model(out / "fold_0" / "checkpoint.pt")
+    meta = model.meta
+    assert meta["model"]["name"] == "cnn1d" and meta["task"] == "top5" and meta["fs"] == 100
+    assert meta["input_length"] == 1000 and len(meta["thresholds"]) == len(meta["classes"]) == 5
+    assert set(meta["threshold_source"]) <= {"tuned", "fallback"}
+    assert len(meta["preprocess"]["mean"]) == 12 and meta["version"]
+    assert meta["metrics"]["val"]["roc_auc_macro"] is not None
+    with torch.no_grad():
+        prob = torch.sigmoid(model(torch.zeros(2, 12, 1000)))
+    assert prob.shape == (2, 5)
+    # The stored probabilities are reproduced by the loaded model.
+    payload = load_checkpoint(out / "fold_0" / "checkpoint.pt")
+    assert payload["format"].startswith("ecgcnn-checkpoint")
+
+
+def test_training_is_deterministic_for_a_seed(synthetic_root, tmp_path, cv_run):
+    out, _ = cv_run
+    train(config(synthetic_root, tmp_path / "again", only_fold=1))
+    a = np.load(out / "fold_1" / "predictions_val.npz")
+    b = np.load(tmp_path / "again" / "fold_1" / "predictions_val.npz")
+    np.testing.assert_array_equal(a["ecg_ids"], b["ecg_ids"])
+    np.testing.assert_allclose(a["y_prob"], b["y_prob"], atol=1e-6)
+
+
+def test_only_fold_runs_merge_into_the_same_cv_results(synthetic_root, tmp_path, cv_run):
+    out, full = cv_run
+    for k in range(3):
+        train(config(synthetic_root, tmp_path / "split", only_fold=k))
+    merged = cv_summary(tmp_path / "split")
+    for key in ("pr_auc_macro", "roc_auc_macro", "f1_macro"):
+        assert merged["mean_std"][key]["mean"] == pytest.approx(
+            full["mean_std"][key]["mean"], abs=1e-6
+        )
+    assert (
+        json.loads((tmp_path / "split" / "cv_results.json").read_text())["folds"].keys()
+        == full["folds"].keys()
+    )
+
+
+def test_cv_summary_names_missing_folds(synthetic_root, tmp_path):
+    train(config(synthetic_root, tmp_path / "part", only_fold=0, epochs=1))
+    with pytest.raises(EcgcnnError, match="fold_1, fold_2 not trained yet"):
+        cv_summary(tmp_path / "part")
+
+
+def test_holdout_fold_is_kept_out_of_cv_and_scored_by_every_fold_and_the_ensemble(
+    synthetic_root, tmp_path
+):
+    cfg = config(synthetic_root, tmp_path / "h", holdout_fold=10, epochs=1)
+    data = prepare(cfg)
+    for s in data.splits:
+        assert (
+            not (data.strat_fold[s.train] == 10).any() and not (data.strat_fold[s.val] == 10).any()
+        )
+        assert (data.strat_fold[s.test] == 10).all()
+        assert not patients_overlap(data.patient_ids, s.train, s.val)
+    results = train(cfg)
+    assert set(results["holdout"]["folds"]) == {"fold_0", "fold_1", "fold_2"}
+    assert results["holdout"]["ensemble"]["models"] == 3
+    assert results["holdout"]["ensemble"]["records"] == int((data.strat_fold == 10).sum())
+
+
+def test_benchmark_protocol_uses_strat_folds(synthetic_root, tmp_path):
+    cfg = config(synthetic_root, tmp_path / "b", protocol="benchmark", task="superdiagnostic", epochs=1,
+                 val_fold=8, test_fold=9, train_folds=list(range(1, 8)), model="cnn2d")  # fmt: skip
+    results = train(cfg)
+    assert list(results["folds"]) == ["benchmark"]
+    assert results["classes"] == sorted(results["classes"])
+    test = np.load(tmp_path / "b" / "benchmark" / "predictions_test.npz")
+    assert len(test["ecg_ids"]) == results["test"]["folds"]["benchmark"]["records"]
+
+
+def test_bad_settings_fail_before_any_work(synthetic_root, tmp_path):
+    with pytest.raises(EcgcnnError, match="unknown model"):
+        train(config(synthetic_root, tmp_path / "x", model="cnn3d"))
+    with pytest.raises(EcgcnnError, match="unknown task"):
+        train(config(synthetic_root, tmp_path / "x", task="top6"))
+    with pytest.raises(EcgcnnError, match="larger than the number of patients"):
+        train(config(synthetic_root, tmp_path / "x", folds=10_000))
+    assert not (tmp_path / "x").exists()
