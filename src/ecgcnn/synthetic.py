@@ -4,7 +4,8 @@ Tests and demos run on it where the real data is absent. The tree holds ``ptbxl_
 (ecg_id, patient_id, age, sex, scp_codes, strat_fold, filename_lr, filename_hr),
 ``scp_statements.csv`` (the genuine 71-row table) and WFDB records (16-bit, mV, gain 1000, leads
 I, II, III, AVR, AVL, AVF, V1-V6): ``records100/`` always (1000 x 12), ``records500/`` when asked
-(5000 x 12, the same ECG: 100 Hz is decimated from the 500 Hz rendering).
+(5000 x 12, the same ECG: 100 Hz is decimated from the 500 Hz rendering). The files are byte for
+byte what ``wfdb.wrsamp`` writes, from a faster writer (wrsamp takes ~40 ms a record).
 
 Each ECG is a cardiac dipole model: Gaussian P, Q, R, S, T waves (and an ST plateau) with a 3D
 vector each, placed on an RR series and projected on the lead axes (limb leads obey
@@ -15,12 +16,15 @@ CRBBB (QRS ~140 ms, broad notched R in I/V6 / RSR' in V1), IRBBB (small r' in V1
 about -60 deg), NDT / ISC_ (T inversion or flattening, ST depression), AFIB (irregular RR, no P,
 f waves), LVOLT (low QRS voltage). Rhythm: SR, SARRH, SBRAD (< 60 bpm), STACH (> 100 bpm), AFIB.
 
-Diagnostic statements with likelihood >= 50 over all records of the defaults
-(``write_synthetic_ptbxl(root)``: 150 patients, 297 records, seed 0):
+Records of the defaults (``write_synthetic_ptbxl(root)``: seed 0, 150 patients, 300 records,
+30 per strat_fold) per diagnostic statement with likelihood >= 50 (the top5 task's count):
 
-    NORM 118, ASMI 40, IMI 36, LVH 36, NDT 36 | ISC_ 16, CRBBB 14, LAFB 11, IRBBB 10, CLBBB 7
+    NORM 116, NDT 40, IMI 36, LVH 34, ASMI 33 | ISC_ 15, CLBBB 9, IRBBB 9, LAFB 8, CRBBB 7
 
-so top-5 is NORM, ASMI, IMI, LVH, NDT. Rhythm: SR 221, SBRAD 47, AFIB 17, SARRH 8, STACH 4.
+so top-5 is NORM, NDT, IMI, LVH, ASMI for every seed tried (0-5: 5th >= 30, 6th <= 15 records).
+All keys: IMI 41, ASMI 39, LVH 36 (13 records carry a statement at likelihood 15 or 35); 116
+records are NORM alone; rhythm SR 226, SBRAD 37, AFIB 19, SARRH 13, STACH 5; form ABQRS 23,
+QWAVE 17, VCLVH 15, INVT 13, NT_ 9, LOWT 9, STD_ 6, LVOLT 2, HVOLT 2.
 """
 
 from __future__ import annotations
@@ -550,7 +554,8 @@ def _patient_diagnoses(profile: str, rng: np.random.Generator) -> tuple[list[str
         maybe("ISC_", 0.1)
     elif profile == "CRBBB":
         maybe("LAFB", 0.2)
-    afib = profile != "NORM" and rng.random() < 0.07
+    # no AFIB with ASMI: its signal stays confined to V1-V4 (for attribution tests)
+    afib = profile not in ("NORM", "ASMI") and rng.random() < 0.07
     return codes, afib
 
 
