@@ -39,7 +39,11 @@ def test_top5_are_the_known_five(dev_db):
 
 def test_superdiagnostic_counts_match_an_independent_count(dev_root, dev_db):
     with open(dev_root / "scp_statements.csv", newline="") as f:
-        klass = {row[""]: row["diagnostic_class"] for row in csv.DictReader(f) if row["diagnostic"] == "1.0"}
+        klass = {
+            row[""]: row["diagnostic_class"]
+            for row in csv.DictReader(f)
+            if row["diagnostic"] == "1.0"
+        }
     expected, labelled = Counter(), 0
     with open(dev_root / "ptbxl_database.csv", newline="") as f:
         for row in csv.DictReader(f):

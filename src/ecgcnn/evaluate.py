@@ -81,8 +81,9 @@ def write_evaluation(
     out: Path,
     split: str,
     extra: dict[str, Any] | None = None,
+    save_predictions: bool = True,
 ) -> dict[str, Any]:
-    """Metrics JSON and confusion matrices for one set of predictions."""
+    """Metrics JSON and confusion matrices (and the predictions, unless saved already)."""
     metrics = (
         compute_metrics(y_true, y_prob, classes, thresholds) | {"split": split} | (extra or {})
     )
@@ -135,6 +136,7 @@ def evaluate_run(
             results[f"{name}/{split}"] = write_evaluation(
                 p["y_true"], p["y_prob"], p["ecg_ids"], meta["classes"], thr, fold_dir / "evaluation",
                 split, {"fold": name, "thresholds": "override" if threshold is not None else "stored"},
+                save_predictions=False,
             )  # fmt: skip
     return results
 
