@@ -162,7 +162,6 @@ _EFFECTS = ("LVH", "LAFB", "IMI", "ASMI", "CLBBB", "CRBBB", "IRBBB", "NDT", "ISC
 # transition across V1-V6 too gradual); limb leads stay pure projections.
 _R_NEAR = np.array([1.0] * 6 + [1.0, 1.0, 1.0, 1.25, 1.15, 1.1])
 _S_NEAR = np.array([1.0] * 6 + [1.0, 1.0, 0.75, 0.45, 0.3, 0.3])
-_PRECORDIAL = slice(6, 12)
 
 
 def _rot(vec: np.ndarray, frontal_deg: float = 0.0, horizontal_deg: float = 0.0) -> np.ndarray:
@@ -520,6 +519,8 @@ def synthesize_ecg(
     patient = _draw_patient(rng)
     patient.hr = float(rng.uniform(52.0, 98.0))
     hr = _draw_hr(codes, patient.hr, rng)
+    if not {"AFIB", "STACH", "SBRAD"} & set(codes):
+        hr = min(max(hr, 50.0), 100.0)
     n = int(round(fs * duration_s))
     return _synthesize(codes, fs, n, rng, patient, hr).astype(np.float32)
 
