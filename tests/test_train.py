@@ -133,3 +133,19 @@ def test_bad_settings_fail_before_any_work(synthetic_root, tmp_path):
     with pytest.raises(EcgcnnError, match="larger than the number of patients"):
         train(config(synthetic_root, tmp_path / "x", folds=10_000))
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_folder_refuses_a_different_run(synthetic_root, tmp_path):
+    train(config(synthetic_root, tmp_path / "r", only_fold=0, epochs=1))
+    train(config(synthetic_root, tmp_path / "r", only_fold=1, epochs=1))  # same run, another fold
+    with pytest.raises(
+        EcgcnnError, match="already holds a run with other settings.*seed: 42 there, 7 now"
+    ):
+        train(config(synthetic_root, tmp_path / "r", only_fold=2, epochs=1, seed=7))
+
+
+def test_protocol_specific_flags_are_checked(synthetic_root, tmp_path):
+    with pytest.raises(EcgcnnError, match="--only-fold 3 is not a fold of 0..0"):
+        train(config(synthetic_root, tmp_path / "x", protocol="benchmark", only_fold=3))
+    with pytest.raises(EcgcnnError, match="--holdout-fold applies to --protocol cv"):
+        train(config(synthetic_root, tmp_path / "x", protocol="benchmark", holdout_fold=10))

@@ -7,7 +7,6 @@ A class without positives (or without negatives) in a split has no defined AUC: 
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 from sklearn.metrics import (
@@ -115,7 +114,3 @@ def summarize(fold_metrics: list[dict], keys: tuple[str, ...] | None = None) -> 
             "n": len(values),
         }
     return out
-
-
-def json_safe(value: float | None) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value

@@ -78,8 +78,13 @@ class TrainConfig:
             raise EcgcnnError(
                 f"unknown protocol {self.protocol!r}; expected one of {', '.join(PROTOCOLS)}"
             )
-        if self.only_fold is not None and not 0 <= self.only_fold < self.folds:
-            raise EcgcnnError(f"--only-fold {self.only_fold} is not a fold of 0..{self.folds - 1}")
+        n_folds = self.folds if self.protocol == "cv" else 1
+        if self.only_fold is not None and not 0 <= self.only_fold < n_folds:
+            raise EcgcnnError(f"--only-fold {self.only_fold} is not a fold of 0..{n_folds - 1}")
+        if self.holdout_fold is not None and self.protocol != "cv":
+            raise EcgcnnError(
+                "--holdout-fold applies to --protocol cv; the benchmark split has --test-fold"
+            )
         r = self.recipe
         if r.epochs < 1 or r.batch_size < 1 or r.lr <= 0:
             raise EcgcnnError(
@@ -152,13 +157,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     cfg.validate()
     out = Path(cfg.out)
     data = prepare(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     config = cfg.to_dict() | {
         "classes": list(data.labels.classes),
         "leads": list(LEADS),
         "version": __version__,
         "fold_names": [s.name for s in data.splits],
     }
+    check_same_run(out / "config.json", config)
+    out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "config.json", config)
     write_splits(out / "splits.json", data)
     log.info(
@@ -171,6 +177,27 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.only_fold is not None:
         return results[0]
     return cv_summary(out)
+
+
+# Settings that may differ between the processes that train the folds of one run.
+PER_PROCESS_SETTINGS = ("only_fold", "progress", "device", "cache_dir")
+
+
+def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
+    """Refuse to mix two different runs in one folder (folds of one run may be trained apart)."""
+    if not config_path.is_file():
+        return
+    old = json.loads(config_path.read_text())
+    diff = [
+        f"{k}: {old.get(k)!r} there, {v!r} now"
+        for k, v in config.items()
+        if k not in PER_PROCESS_SETTINGS and old.get(k) != json.loads(json.dumps(v))
+    ]
+    if diff:
+        raise EcgcnnError(
+            f"{config_path.parent} already holds a run with other settings ({'; '.join(diff[:3])}); "
+            "choose another --out"
+        )
 
 
 def write_splits(path: Path, data: Prepared) -> None:
