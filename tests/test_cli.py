@@ -113,3 +113,12 @@ def test_corrupt_record_is_a_one_line_error_then_skippable(synthetic_copy, tmp_p
     proc = ecgcnn(*args, "--skip-missing")
     assert proc.returncode == 0, proc.stderr
     assert "warning: skipping 1 missing or unreadable record(s)" in proc.stderr
+
+
+def test_demo_command_end_to_end(tmp_path):
+    proc = ecgcnn("demo", "--out", tmp_path / "demo", "--patients", 40, "--folds", 2, "--epochs", 1,
+                  "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "cv_results.json" in proc.stderr and "confusion" in proc.stderr
+    results = json.loads((tmp_path / "demo" / "cv_results.json").read_text())
+    assert set(results["folds"]) == {"fold_0", "fold_1"}

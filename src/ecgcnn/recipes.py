@@ -20,9 +20,12 @@ class Recipe:
     class_weighted: bool = True
     noise_std: float = 0.02  # Gaussian noise (mV) added to training samples
     select_best: bool = True  # keep the epoch with the best validation macro PR-AUC
-    max_pos_weight: float = (
-        100.0  # clamp for a class with (almost) no positives in the training fold
-    )
+    # pos_weight clamp, for a class with (almost) no positives in the training fold
+    max_pos_weight: float = 100.0
+    schedule: str = "constant"  # or "onecycle" (lr is then the peak learning rate)
+    window_s: float | None = None  # train on random windows of this many seconds (None: whole)
+    stride_s: float | None = None  # test-time sliding-window stride (default: half the window)
+    aggregate: str = "max"  # how window probabilities combine into a record's: max or mean
 
     def with_overrides(self, **overrides: object) -> Recipe:
         """This recipe with every non-None override applied."""
@@ -32,12 +35,48 @@ class Recipe:
             raise EcgcnnError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise EcgcnnError(
+                "epochs and batch size must be at least 1 and the learning rate positive"
+            )
+        if self.optimizer not in ("adam", "adamw"):
+            raise EcgcnnError(f"unknown optimizer {self.optimizer!r}; expected adam or adamw")
+        if self.schedule not in ("constant", "onecycle"):
+            raise EcgcnnError(f"unknown schedule {self.schedule!r}; expected constant or onecycle")
+        if self.aggregate not in ("max", "mean"):
+            raise EcgcnnError(f"unknown aggregate {self.aggregate!r}; expected max or mean")
+        for name in ("window_s", "stride_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise EcgcnnError(f"{name} must be positive, got {value}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-# "seed": the original repository's defaults (10 epochs, batch 16, Adam 1e-3, class-weighted BCE).
-RECIPES: dict[str, Recipe] = {"seed": Recipe("seed")}
+RECIPES: dict[str, Recipe] = {
+    # The original repository's defaults: 10 epochs, batch 16, Adam 1e-3, class-weighted BCE, best epoch.
+    "seed": Recipe("seed"),
+    # Strodthoff et al. 2020: random 2.5 s windows, AdamW (wd 1e-2) with a one-cycle schedule peaking at
+    # 1e-2, batch 128, 50 epochs, plain BCE, final epoch kept; at test time 2.5 s windows every 1.25 s,
+    # aggregated by max.
+    "benchmark": Recipe(
+        "benchmark",
+        epochs=50,
+        batch_size=128,
+        lr=1e-2,
+        optimizer="adamw",
+        weight_decay=1e-2,
+        class_weighted=False,
+        noise_std=0.0,
+        select_best=False,
+        schedule="onecycle",
+        window_s=2.5,
+        stride_s=1.25,
+        aggregate="max",
+    ),
+}
 
 
 def get_recipe(name: str) -> Recipe:

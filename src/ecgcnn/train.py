@@ -254,9 +254,14 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
         generator=gen,
         collate_fn=collate_batch,
     )
+    schedule = make_schedule(recipe, optimizer, len(loader))
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -np.inf}
-    log.info("%s: %d train / %d validation records", split.name, len(rows_train), len(rows_val))
+    log.info(
+        "%s: %d train / %d validation records; validation positives: %s",
+        split.name, len(rows_train), len(rows_val),
+        ", ".join(f"{c} {int(n)}" for c, n in zip(labels.classes, y_val.sum(axis=0), strict=True)),
+    )  # fmt: skip
     for epoch in range(1, recipe.epochs + 1):
         start = time.perf_counter()
         model.train()
@@ -269,6 +274,8 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
             loss = loss_fn(model(x), y)
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             total += loss.item() * len(x)
             seen += len(x)
             bar.set_postfix(loss=f"{total / seen:.4f}")
@@ -342,11 +349,22 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
 
 
 def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
-    if recipe.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    raise EcgcnnError(f"unknown optimizer {recipe.optimizer!r}; expected adam or adamw")
+    kind = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
+    return kind(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def make_schedule(
+    recipe: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Stepped once per batch; None for a constant learning rate."""
+    if recipe.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=recipe.lr,
+            epochs=recipe.epochs,
+            steps_per_epoch=max(steps_per_epoch, 1),
+        )
+    return None
 
 
 def bce(y: np.ndarray, prob: np.ndarray, pos_weight: torch.Tensor | None) -> float:
