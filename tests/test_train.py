@@ -149,3 +149,44 @@ def test_protocol_specific_flags_are_checked(synthetic_root, tmp_path):
         train(config(synthetic_root, tmp_path / "x", protocol="benchmark", only_fold=3))
     with pytest.raises(EcgcnnError, match="--holdout-fold applies to --protocol cv"):
         train(config(synthetic_root, tmp_path / "x", protocol="benchmark", holdout_fold=10))
+
+
+def test_benchmark_recipe_trains_on_windows_and_scores_with_sliding_windows(
+    synthetic_root, tmp_path
+):
+    recipe = get_recipe("benchmark").with_overrides(epochs=2, batch_size=64)
+    assert (
+        recipe.optimizer == "adamw" and recipe.schedule == "onecycle" and not recipe.class_weighted
+    )
+    cfg = TrainConfig(data_root=str(synthetic_root), out=str(tmp_path / "b"), protocol="benchmark",
+                      task="superdiagnostic", val_fold=9, test_fold=10, train_folds=list(range(1, 9)),
+                      recipe=recipe, progress=False)  # fmt: skip
+    results = train(cfg)
+    model = load_model(tmp_path / "b" / "benchmark" / "checkpoint.pt")
+    assert (model.meta["window"], model.meta["stride"], model.meta["aggregate"]) == (
+        250,
+        125,
+        "max",
+    )
+    assert results["folds"]["benchmark"]["epoch"] == 2  # the final epoch is kept, as published
+    for split in ("train", "val", "test"):
+        assert (tmp_path / "b" / "benchmark" / f"predictions_{split}.npz").is_file()
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert config["recipe"]["window_s"] == 2.5 and config["recipe"]["lr"] == 0.01
+
+
+def test_sliding_window_scores_are_the_max_over_windows(cv_run):
+    from ecgcnn.evaluate import predict_proba
+    from ecgcnn.windows import sliding_windows
+
+    out, _ = cv_run
+    model = load_model(out / "fold_0" / "checkpoint.pt")
+    data = np.random.default_rng(0).normal(scale=0.3, size=(3, 12, 1000)).astype(np.float32)
+    prob = predict_proba(model, data, np.arange(3), window=250, stride=125, aggregate="max")
+    w = sliding_windows(torch.from_numpy(data), 250, 125)
+    assert w.shape == (3, 7, 12, 250)
+    with torch.no_grad():
+        each = torch.sigmoid(model(w.flatten(0, 1))).reshape(3, 7, -1).numpy()
+    np.testing.assert_allclose(prob, each.max(axis=1), atol=1e-6)
+    mean = predict_proba(model, data, np.arange(3), window=250, stride=125, aggregate="mean")
+    np.testing.assert_allclose(mean, each.mean(axis=1), atol=1e-6)

@@ -6,9 +6,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ecgcnn.windows import random_windows
+
 
 class RecordDataset(Dataset):
-    """ECGs ``data[rows]`` (12, T) with their label rows ``y``; optional Gaussian noise (mV)."""
+    """ECGs ``data[rows]`` (12, T) with their label rows ``y``.
+
+    Optional Gaussian noise (mV) and, with ``window``, one random crop of that many samples per record,
+    re-drawn at every access (so every epoch sees other windows).
+    """
 
     def __init__(
         self,
@@ -17,11 +23,12 @@ class RecordDataset(Dataset):
         y: np.ndarray,
         noise_std: float = 0.0,
         generator: torch.Generator | None = None,
+        window: int | None = None,
     ) -> None:
         if len(rows) != len(y):
             raise ValueError(f"{len(rows)} rows but {len(y)} label vectors")
         self.data, self.rows, self.y = data, np.asarray(rows), np.asarray(y, dtype=np.float32)
-        self.noise_std, self.generator = noise_std, generator
+        self.noise_std, self.generator, self.window = noise_std, generator, window
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -29,6 +36,8 @@ class RecordDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         idx = np.asarray(indices)
         x = torch.from_numpy(np.ascontiguousarray(self.data[self.rows[idx]], dtype=np.float32))
+        if self.window is not None:
+            x = random_windows(x, self.window, self.generator)
         if self.noise_std > 0:
             x = x + self.noise_std * torch.randn(x.shape, generator=self.generator)
         return x, torch.from_numpy(self.y[idx])

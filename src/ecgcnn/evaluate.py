@@ -20,6 +20,8 @@ from torch import nn  # noqa: E402
 from ecgcnn import atomic  # noqa: E402
 from ecgcnn.errors import EcgcnnError  # noqa: E402
 from ecgcnn.metrics import compute_metrics  # noqa: E402
+from ecgcnn.windows import aggregate as aggregate_windows  # noqa: E402
+from ecgcnn.windows import sliding_windows  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +33,38 @@ def predict_proba(
     rows: np.ndarray,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
+    window: int | None = None,
+    stride: int | None = None,
+    aggregate: str = "max",
 ) -> np.ndarray:
-    """Sigmoid probabilities of ``model`` for the ECGs ``data[rows]`` (each (12, T))."""
+    """Sigmoid probabilities of ``model`` for the ECGs ``data[rows]`` (each (12, T)).
+
+    With ``window``, each record is scored as sliding windows (``stride`` apart, the last aligned to
+    the end) whose probabilities are aggregated by max or mean, as the model was trained.
+    """
     if len(rows) == 0:
         raise EcgcnnError("no records to predict")
     model.eval()
     out = []
-    for start in range(0, len(rows), batch_size):
+    per_batch = batch_size if window is None else max(batch_size // 8, 1)
+    for start in range(0, len(rows), per_batch):
         x = torch.from_numpy(
-            np.ascontiguousarray(data[rows[start : start + batch_size]], dtype=np.float32)
+            np.ascontiguousarray(data[rows[start : start + per_batch]], dtype=np.float32)
         )
-        out.append(torch.sigmoid(model(x.to(device))).cpu().numpy())
+        if window is None:
+            out.append(torch.sigmoid(model(x.to(device))).cpu().numpy())
+            continue
+        w = sliding_windows(x, window, stride or max(window // 2, 1))
+        prob = torch.sigmoid(model(w.flatten(0, 1).to(device))).reshape(w.shape[0], w.shape[1], -1)
+        out.append(aggregate_windows(prob, aggregate).cpu().numpy())
     return np.concatenate(out)
+
+
+def checkpoint_windows(meta: dict[str, Any]) -> dict[str, Any]:
+    """The window settings a checkpoint was trained with (whole records for older checkpoints)."""
+    return {
+        k: meta.get(k, d) for k, d in (("window", None), ("stride", None), ("aggregate", "max"))
+    }
 
 
 def safe_name(label: str) -> str:
@@ -173,7 +195,7 @@ def evaluate_checkpoint(
             )
         ids = ids[folds == test_fold]
     y = labels.y[np.searchsorted(labels.ecg_ids, ids)]
-    prob = predict_proba(model, signals.data, signals.rows(ids))
+    prob = predict_proba(model, signals.data, signals.rows(ids), **checkpoint_windows(payload))
     split = f"fold{test_fold}" if test_fold is not None else "all"
     return write_evaluation(
         y, prob, ids, classes, stored_thresholds(payload, threshold), Path(out), split,

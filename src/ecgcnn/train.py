@@ -17,10 +17,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,8 +155,12 @@ def prepare(cfg: TrainConfig) -> Prepared:
     return Prepared(labels, signals, signals.rows(labels.ecg_ids), patient_ids, strat_fold, splits)
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train every fold of a run (or ``cfg.only_fold``) and return cv_results (or that fold's metrics)."""
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Train every fold of a run (or ``cfg.only_fold``) and return cv_results (or that fold's metrics).
+
+    With ``resume``, finished folds (metrics.json present) are not retrained and an interrupted fold
+    continues after its last complete epoch; without it, the chosen folds start afresh.
+    """
     cfg.validate()
     out = Path(cfg.out)
     data = prepare(cfg)
@@ -173,10 +180,40 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         cfg.protocol, len(data.splits),
     )  # fmt: skip
     chosen = data.splits if cfg.only_fold is None else [data.splits[cfg.only_fold]]
-    results = [train_fold(cfg, data, split, out / split.name) for split in chosen]
+    results = []
+    for split in chosen:
+        fold_dir = out / split.name
+        if resume and (fold_dir / "metrics.json").is_file():
+            log.info("%s: finished before, not retrained", split.name)
+            results.append(load_fold_results(fold_dir))
+            continue
+        if not resume:
+            (fold_dir / "state.pt").unlink(missing_ok=True)
+        results.append(train_fold(cfg, data, split, fold_dir))
     if cfg.only_fold is not None:
         return results[0]
     return cv_summary(out)
+
+
+def load_fold_results(fold_dir: Path) -> dict[str, Any]:
+    result = {"val": json.loads((fold_dir / "metrics.json").read_text())}
+    if (fold_dir / "metrics_test.json").is_file():
+        result["test"] = json.loads((fold_dir / "metrics_test.json").read_text())
+    return result
+
+
+def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
+    """The TrainConfig of an existing run (from its config.json), for ``train(cfg, resume=True)``."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise EcgcnnError(f"{run_dir} is not a run folder (no config.json): nothing to resume")
+    saved = json.loads(path.read_text())
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in saved.items() if k in names}
+    values["recipe"] = Recipe(**values["recipe"])
+    values["out"] = str(run_dir)
+    values |= {k: v for k, v in overrides.items() if v is not None}
+    return TrainConfig(**values)
 
 
 # Settings that may differ between the processes that train the folds of one run.
@@ -228,7 +265,11 @@ def class_weights(y: np.ndarray, classes: tuple[str, ...], max_weight: float) ->
 
 
 def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -> dict[str, Any]:
-    """Train one fold, keep its best (or last) epoch, tune thresholds, write everything to fold_dir."""
+    """Train one fold, keep its best (or last) epoch, tune thresholds, write everything to fold_dir.
+
+    After every epoch the complete training state goes atomically to ``fold_dir/state.pt``; a fold
+    that finds one continues after its last complete epoch (``ecgcnn train --resume``).
+    """
     recipe, labels, signals = cfg.recipe, data.labels, data.signals
     fold_index = [s.name for s in data.splits].index(split.name)
     seed_everything(cfg.seed + fold_index)
@@ -246,23 +287,35 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=None if pos_weight is None else pos_weight.to(device))
     optimizer = make_optimizer(recipe, model)
     gen = torch.Generator().manual_seed(cfg.seed + fold_index)
-    train_set = RecordDataset(signals.data, rows_train, y_train, recipe.noise_std, gen)
-    loader = DataLoader(
-        train_set,
-        batch_size=recipe.batch_size,
-        shuffle=True,
-        generator=gen,
-        collate_fn=collate_batch,
-    )
+    window = window_samples(recipe, cfg.fs)
+    train_set = RecordDataset(signals.data, rows_train, y_train, recipe.noise_std, gen, window)
+    loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True, generator=gen,
+                        collate_fn=collate_batch)  # fmt: skip
     schedule = make_schedule(recipe, optimizer, len(loader))
+    predict = functools.partial(predict_proba, data=signals.data, device=device,
+                                **window_settings(recipe, cfg.fs))  # fmt: skip
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -np.inf}
+    first_epoch = 1
+    state_path = fold_dir / "state.pt"
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if schedule is not None:
+            schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"]["torch"])
+        gen.set_state(state["rng"]["loader"])
+        history, best = state["history"], state["best"]
+        best["prob"] = best["prob"].numpy()
+        first_epoch = state["epoch"] + 1
+        log.info("%s: resuming after epoch %d", split.name, state["epoch"])
     log.info(
         "%s: %d train / %d validation records; validation positives: %s",
         split.name, len(rows_train), len(rows_val),
         ", ".join(f"{c} {int(n)}" for c, n in zip(labels.classes, y_val.sum(axis=0), strict=True)),
     )  # fmt: skip
-    for epoch in range(1, recipe.epochs + 1):
+    for epoch in range(first_epoch, recipe.epochs + 1):
         start = time.perf_counter()
         model.train()
         total, seen = 0.0, 0
@@ -279,7 +332,7 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
             total += loss.item() * len(x)
             seen += len(x)
             bar.set_postfix(loss=f"{total / seen:.4f}")
-        prob_val = predict_proba(model, signals.data, rows_val, device=device)
+        prob_val = predict(model, rows=rows_val)
         m = compute_metrics(y_val, prob_val, labels.classes, warn=epoch == 1)
         row = {
             "epoch": epoch,
@@ -296,12 +349,41 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
             split.name, epoch, recipe.epochs, row["train_loss"], row["val_loss"],
             fmt(row["val_pr_auc_macro"]), fmt(row["val_roc_auc_macro"]), row["seconds"],
         )  # fmt: skip
-        atomic.write_json(fold_dir / "history.json", history)
         score = m["pr_auc_macro"] if m["pr_auc_macro"] is not None else -row["val_loss"]
         if not recipe.select_best or score > best["score"]:
             best = {"score": score, "epoch": epoch, "prob": prob_val,
                     "state": copy.deepcopy(model.state_dict())}  # fmt: skip
+        atomic.write_json(fold_dir / "history.json", history)
+        state = {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": None if schedule is None else schedule.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "loader": gen.get_state()},
+            "history": history,
+            "best": best | {"prob": torch.from_numpy(np.asarray(best["prob"]))},
+        }
+        atomic.write_with(state_path, lambda f, state=state: torch.save(state, f))
     model.load_state_dict(best["state"])
+    result = finish_fold(cfg, data, split, fold_dir, model, best, predict, mean, std)
+    state_path.unlink(missing_ok=True)
+    return result
+
+
+def finish_fold(
+    cfg: TrainConfig,
+    data: Prepared,
+    split: Split,
+    fold_dir: Path,
+    model: Classifier,
+    best: dict[str, Any],
+    predict: Callable[..., np.ndarray],
+    mean: np.ndarray,
+    std: np.ndarray,
+) -> dict[str, Any]:
+    """Thresholds, predictions, metrics and the checkpoint of a trained fold."""
+    labels, signals = data.labels, data.signals
+    y_val = labels.y[split.val]
     thresholds, sources = tune_thresholds(y_val, best["prob"])
     metrics = compute_metrics(y_val, best["prob"], labels.classes, thresholds, warn=False)
     metrics |= {
@@ -312,17 +394,21 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
     }
     atomic.write_npz(fold_dir / "predictions_val.npz", y_true=y_val, y_prob=best["prob"],
                      ecg_ids=labels.ecg_ids[split.val])  # fmt: skip
-    atomic.write_json(fold_dir / "metrics.json", metrics)
     result = {"val": metrics}
     if split.test is not None:
-        rows_test, y_test = data.cache_rows[split.test], labels.y[split.test]
-        prob_test = predict_proba(model, signals.data, rows_test, device=device)
+        y_test = labels.y[split.test]
+        prob_test = predict(model, rows=data.cache_rows[split.test])
         test_metrics = compute_metrics(y_test, prob_test, labels.classes, thresholds)
         test_metrics |= {"split": "test", "fold": split.name, "epoch": best["epoch"]}
         atomic.write_npz(fold_dir / "predictions_test.npz", y_true=y_test, y_prob=prob_test,
                          ecg_ids=labels.ecg_ids[split.test])  # fmt: skip
         atomic.write_json(fold_dir / "metrics_test.json", test_metrics)
         result["test"] = test_metrics
+    if cfg.protocol == "benchmark":
+        # The benchmark keeps train predictions too, so tables can be recomputed from files.
+        prob_train = predict(model, rows=data.cache_rows[split.train])
+        atomic.write_npz(fold_dir / "predictions_train.npz", y_true=labels.y[split.train],
+                         y_prob=prob_train, ecg_ids=labels.ecg_ids[split.train])  # fmt: skip
     meta = {
         "model": {"name": cfg.model, "kwargs": {}},
         "task": cfg.task,
@@ -330,6 +416,7 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
         "leads": list(signals.leads),
         "fs": cfg.fs,
         "input_length": int(signals.data.shape[2]),
+        **window_settings(cfg.recipe, cfg.fs),
         "preprocess": {"mean": mean.tolist(), "std": std.tolist()},
         "thresholds": thresholds,
         "threshold_source": sources,
@@ -340,12 +427,27 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
         "config": json.loads(json.dumps(cfg.to_dict())),
     }
     save_checkpoint(fold_dir / "checkpoint.pt", model.cpu(), meta)
+    # metrics.json last: its presence marks the fold as finished (cv-summary, --resume).
+    atomic.write_json(fold_dir / "metrics.json", metrics)
     log.info(
         "%s done: best epoch %d, validation PR-AUC %s, ROC-AUC %s, F1 macro %.3f",
         split.name, best["epoch"], fmt(metrics["pr_auc_macro"]), fmt(metrics["roc_auc_macro"]),
         metrics["f1_macro"],
     )  # fmt: skip
     return result
+
+
+def window_samples(recipe: Recipe, fs: int) -> int | None:
+    return None if recipe.window_s is None else round(recipe.window_s * fs)
+
+
+def window_settings(recipe: Recipe, fs: int) -> dict[str, Any]:
+    """How a model of this recipe reads a record: whole, or windows aggregated (stored in checkpoints)."""
+    window = window_samples(recipe, fs)
+    if window is None:
+        return {"window": None, "stride": None, "aggregate": recipe.aggregate}
+    stride = round(recipe.stride_s * fs) if recipe.stride_s else max(window // 2, 1)
+    return {"window": window, "stride": stride, "aggregate": recipe.aggregate}
 
 
 def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
