@@ -324,7 +324,9 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
         for x, y in bar:
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
+            # bfloat16 autocast on CUDA (mixed precision without a loss scaler); full float32 on CPU
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = loss_fn(model(x).float(), y)
             loss.backward()
             optimizer.step()
             if schedule is not None:

@@ -1,0 +1,191 @@
+"""The PTB-XL benchmark: every model on every task with the strat_fold split, and its leaderboard.
+
+::
+
+    runs/BENCH/
+      TASK/MODEL/            an ordinary run folder (protocol benchmark): config, checkpoint, predictions
+      leaderboard.json       every entry with bootstrap intervals, training time and parameters
+      leaderboard.md         the same as tables
+
+The leaderboard is a function of the saved predictions: ``ecgcnn leaderboard RUN`` recomputes it
+without retraining, and an interrupted benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgcnn import atomic
+from ecgcnn.bootstrap import bootstrap_auc, paired_bootstrap_auc
+from ecgcnn.errors import EcgcnnError
+from ecgcnn.labels import check_task
+from ecgcnn.models import check_model, count_parameters, create_model
+from ecgcnn.recipes import get_recipe
+from ecgcnn.train import TrainConfig, train
+
+log = logging.getLogger(__name__)
+FOLD = "benchmark"
+NAIVE = "naive (training prior)"
+
+
+def run_benchmark(
+    data_root: str | Path,
+    out: str | Path,
+    tasks: list[str],
+    models: list[str],
+    recipe: str = "benchmark",
+    train_folds: list[int] | None = None,
+    val_fold: int = 9,
+    test_fold: int = 10,
+    epochs: int | None = None,
+    fs: int = 100,
+    seed: int = 42,
+    reference: str = "cnn1d",
+    cache_dir: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train each model on each task (skipping finished ones, resuming interrupted ones), then rank."""
+    for task in tasks:
+        check_task(task)
+    for model in models:
+        check_model(model)
+    out = Path(out)
+    for task in tasks:
+        for model in models:
+            run = out / task / model
+            if (run / FOLD / "metrics.json").is_file():
+                log.info("%s / %s: finished before, not retrained", task, model)
+                continue
+            log.info("benchmark: training %s on %s", model, task)
+            cfg = TrainConfig(
+                data_root=str(data_root), out=str(run), model=model, task=task, protocol="benchmark",
+                seed=seed, fs=fs, recipe=get_recipe(recipe).with_overrides(epochs=epochs),
+                train_folds=train_folds or list(range(1, 9)), val_fold=val_fold, test_fold=test_fold,
+                cache_dir=cache_dir, device=device, progress=progress,
+            )  # fmt: skip
+            train(cfg, resume=True)
+    return leaderboard(out, reference=reference)
+
+
+def _entry(run: Path) -> dict[str, Any] | None:
+    fold = run / FOLD
+    if not (fold / "metrics.json").is_file() or not (fold / "predictions_test.npz").is_file():
+        return None
+    config = json.loads((run / "config.json").read_text())
+    history = json.loads((fold / "history.json").read_text())
+    return {
+        "model": config["model"],
+        "config": config,
+        "test": np.load(fold / "predictions_test.npz"),
+        "train": np.load(fold / "predictions_train.npz") if (fold / "predictions_train.npz").is_file() else None,
+        "train_seconds": float(sum(h["seconds"] for h in history)),
+        "epochs": len(history),
+        "parameters": count_parameters(create_model(config["model"], len(config["classes"]))),
+    }  # fmt: skip
+
+
+def leaderboard(
+    out: str | Path, reference: str = "cnn1d", n_resamples: int = 100, seed: int = 0
+) -> dict[str, Any]:
+    """Recompute the leaderboard of a benchmark folder from its saved predictions."""
+    out = Path(out)
+    tasks = sorted(p.name for p in out.iterdir() if p.is_dir()) if out.is_dir() else []
+    board: dict[str, Any] = {"run": str(out), "reference": reference, "level": 0.9,
+                             "n_resamples": n_resamples, "tasks": {}}  # fmt: skip
+    for task in tasks:
+        entries = {
+            e["model"]: e for e in map(_entry, sorted((out / task).iterdir())) if e is not None
+        }
+        if not entries:
+            continue
+        rows: dict[str, Any] = {}
+        for name, e in entries.items():
+            y, p = e["test"]["y_true"], e["test"]["y_prob"]
+            boot = bootstrap_auc(y, p, e["config"]["classes"], n_resamples=n_resamples, seed=seed)
+            row = {
+                "roc_auc": boot.roc_auc.to_dict(),
+                "pr_auc": boot.pr_auc.to_dict(),
+                "excluded_classes": boot.excluded,
+                "test_records": int(len(y)),
+                "parameters": e["parameters"],
+                "train_seconds": e["train_seconds"],
+                "epochs": e["epochs"],
+            }
+            ref = entries.get(reference)
+            if ref is not None and name != reference:
+                if not np.array_equal(ref["test"]["ecg_ids"], e["test"]["ecg_ids"]):
+                    raise EcgcnnError(
+                        f"{task}: {name} and {reference} were tested on different records"
+                    )
+                paired = paired_bootstrap_auc(y, p, ref["test"]["y_prob"], e["config"]["classes"],
+                                              n_resamples=n_resamples, seed=seed)  # fmt: skip
+                row["vs_reference"] = {"roc_auc_diff": paired.roc_auc_diff.to_dict(),
+                                       "pr_auc_diff": paired.pr_auc_diff.to_dict()}  # fmt: skip
+            rows[name] = row
+        any_entry = next(iter(entries.values()))
+        if any_entry["train"] is not None:
+            prior = any_entry["train"]["y_true"].mean(axis=0)
+            y = any_entry["test"]["y_true"]
+            naive = bootstrap_auc(y, np.tile(prior, (len(y), 1)), any_entry["config"]["classes"],
+                                  n_resamples=n_resamples, seed=seed)  # fmt: skip
+            rows[NAIVE] = {"roc_auc": naive.roc_auc.to_dict(), "pr_auc": naive.pr_auc.to_dict(),
+                           "excluded_classes": naive.excluded, "test_records": int(len(y)),
+                           "parameters": 0, "train_seconds": 0.0, "epochs": 0}  # fmt: skip
+        board["tasks"][task] = rows
+    if not board["tasks"]:
+        raise EcgcnnError(
+            f"{out}: no finished benchmark runs (TASK/MODEL/{FOLD}/metrics.json) found"
+        )
+    atomic.write_json(out / "leaderboard.json", board)
+    atomic.write_text(out / "leaderboard.md", leaderboard_markdown(board))
+    return board
+
+
+def _ci(interval: dict[str, float]) -> str:
+    return f"{interval['point']:.3f} ({interval['lower']:.3f}-{interval['upper']:.3f})"
+
+
+def leaderboard_markdown(board: dict[str, Any]) -> str:
+    """The leaderboard as markdown: macro ROC-AUC per model and task, then details per task."""
+    tasks = list(board["tasks"])
+    models = sorted(
+        {m for rows in board["tasks"].values() for m in rows}, key=lambda m: (m == NAIVE, m)
+    )
+    lines = [
+        "# Leaderboard",
+        "",
+        f"Macro ROC-AUC on the test fold with {int(board['level'] * 100)}% bootstrap intervals "
+        f"({board['n_resamples']} resamples).",
+        "",
+        "| model | " + " | ".join(tasks) + " |",
+        "|---|" + "---|" * len(tasks),
+    ]
+    for m in models:
+        cells = [
+            _ci(board["tasks"][t][m]["roc_auc"]) if m in board["tasks"][t] else "" for t in tasks
+        ]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for task, rows in board["tasks"].items():
+        lines += [
+            "",
+            f"## {task}",
+            "",
+            f"| model | parameters | train time | macro ROC-AUC | macro PR-AUC | ROC-AUC - {board['reference']} |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m, r in sorted(rows.items(), key=lambda kv: -kv[1]["roc_auc"]["point"]):
+            diff = _ci(r["vs_reference"]["roc_auc_diff"]) if "vs_reference" in r else ""
+            lines.append(
+                f"| {m} | {r['parameters']:,} | {r['train_seconds'] / 60:.1f} min | {_ci(r['roc_auc'])} "
+                f"| {_ci(r['pr_auc'])} | {diff} |"
+            )
+        excluded = sorted({c for r in rows.values() for c in r["excluded_classes"]})
+        if excluded:
+            lines += ["", f"Left out (no positives in the test fold): {', '.join(excluded)}."]
+    return "\n".join(lines) + "\n"

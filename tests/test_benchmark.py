@@ -1,0 +1,65 @@
+"""`ecgcnn benchmark` and `ecgcnn leaderboard` on synthetic PTB-XL."""
+
+import json
+import logging
+
+import pytest
+
+from ecgcnn.benchmark import NAIVE, leaderboard, run_benchmark
+from ecgcnn.errors import EcgcnnError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bench(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "b"
+    board = run_benchmark(synthetic_root, out, ["superdiagnostic"], ["cnn1d", "fcn_wang"], epochs=2,
+                          val_fold=9, test_fold=10, progress=False)  # fmt: skip
+    return out, board
+
+
+def test_leaderboard_has_intervals_baseline_and_paired_differences(bench):
+    out, board = bench
+    rows = board["tasks"]["superdiagnostic"]
+    assert set(rows) == {"cnn1d", "fcn_wang", NAIVE}
+    for name in ("cnn1d", "fcn_wang"):
+        roc = rows[name]["roc_auc"]
+        assert roc["lower"] <= roc["point"] <= roc["upper"]
+        assert rows[name]["parameters"] > 0 and rows[name]["train_seconds"] > 0
+    assert rows[NAIVE]["roc_auc"]["point"] == pytest.approx(0.5)
+    diff = rows["fcn_wang"]["vs_reference"]["roc_auc_diff"]
+    assert diff["point"] == pytest.approx(
+        rows["fcn_wang"]["roc_auc"]["point"] - rows["cnn1d"]["roc_auc"]["point"]
+    )
+    assert "vs_reference" not in rows["cnn1d"]
+    md = (out / "leaderboard.md").read_text()
+    assert "| cnn1d |" in md and "## superdiagnostic" in md and NAIVE in md
+    assert json.loads((out / "leaderboard.json").read_text())["tasks"].keys() == {"superdiagnostic"}
+
+
+def test_leaderboard_is_recomputed_from_files(bench):
+    out, board = bench
+    again = leaderboard(out)
+    assert again["tasks"] == json.loads(json.dumps(board["tasks"]))
+
+
+def test_finished_models_are_not_retrained(bench, synthetic_root, caplog):
+    out, _ = bench
+    before = (out / "superdiagnostic" / "cnn1d" / "benchmark" / "checkpoint.pt").stat().st_mtime_ns
+    with caplog.at_level(logging.INFO):
+        run_benchmark(synthetic_root, out, ["superdiagnostic"], ["cnn1d", "fcn_wang"], epochs=2, val_fold=9,
+                      test_fold=10, progress=False)  # fmt: skip
+    assert "superdiagnostic / cnn1d: finished before, not retrained" in caplog.text
+    assert (
+        out / "superdiagnostic" / "cnn1d" / "benchmark" / "checkpoint.pt"
+    ).stat().st_mtime_ns == before
+
+
+def test_bad_names_and_empty_folders(tmp_path, synthetic_root):
+    with pytest.raises(EcgcnnError, match="unknown model"):
+        run_benchmark(synthetic_root, tmp_path / "x", ["superdiagnostic"], ["nope"])
+    with pytest.raises(EcgcnnError, match="unknown task"):
+        run_benchmark(synthetic_root, tmp_path / "x", ["nope"], ["cnn1d"])
+    with pytest.raises(EcgcnnError, match="no finished benchmark runs"):
+        leaderboard(tmp_path)
