@@ -100,3 +100,19 @@ def test_rate_without_records_is_an_error(synthetic_root, tmp_path):
         load_signals(db, 500, tmp_path / "c", progress=False)
     with pytest.raises(EcgcnnError, match="sampling rate 250"):
         load_signals(db, 250, tmp_path / "c", progress=False)
+
+
+def test_modified_or_foreign_cache_file_of_the_same_size_is_rebuilt(
+    synthetic_root, tmp_path, caplog
+):
+    db = load_database(synthetic_root)
+    first = np.array(load_signals(db, 100, tmp_path / "c", progress=False).data[:3])
+    npy = tmp_path / "c" / "signals_100hz.npy"
+    raw = bytearray(npy.read_bytes())
+    raw[-4000:] = bytes(4000)  # same size, other samples
+    npy.write_bytes(bytes(raw))
+    with caplog.at_level(logging.INFO):
+        again = load_signals(db, 100, tmp_path / "c", progress=False)
+    assert "stale or damaged: rebuilding" in caplog.text
+    np.testing.assert_array_equal(again.data[:3], first)
+    assert np.abs(np.asarray(again.data[-1])).sum() > 0

@@ -28,7 +28,7 @@ from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.records import DATABASE_CSV, LEADS, STATEMENTS_CSV, Database, check_rate, read_record
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 PARALLEL_MIN_RECORDS = 1000
 
 
@@ -114,7 +114,12 @@ def _open_cache(npy: Path, manifest_path: Path, fp: str) -> Signals | None:
         if manifest.get("format") != CACHE_FORMAT or manifest.get("fingerprint") != fp:
             return None
         data = np.load(npy, mmap_mode="r")
-        if list(data.shape) != manifest["shape"] or npy.stat().st_size != manifest["bytes"]:
+        st = npy.stat()
+        # Size and mtime of the array file as published: an edited, truncated or copied-in file differs.
+        if (
+            list(data.shape) != manifest["shape"]
+            or [st.st_size, st.st_mtime_ns] != manifest["file"]
+        ):
             return None
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None
@@ -208,7 +213,7 @@ def _build_cache(
         "fs": fs,
         "leads": list(LEADS),
         "shape": shape,
-        "bytes": npy.stat().st_size,
+        "file": [npy.stat().st_size, npy.stat().st_mtime_ns],
         "ecg_ids": ids[ok].tolist(),
         "failed": {str(k): v for k, v in failed.items()},
         "fingerprint": fp,
