@@ -31,13 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ecgcnn import __version__, atomic
 from ecgcnn.cache import Signals, load_signals
 from ecgcnn.checkpoint import save_checkpoint
 from ecgcnn.dataset import RecordDataset, collate_batch, standardization
+from ecgcnn.distributed import World, device_for, gather_rows, init_world, shard, shutdown
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.evaluate import predict_proba
 from ecgcnn.labels import Labels, check_task, make_labels
@@ -100,12 +102,6 @@ class TrainConfig:
         return d
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -160,20 +156,40 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     With ``resume``, finished folds (metrics.json present) are not retrained and an interrupted fold
     continues after its last complete epoch; without it, the chosen folds start afresh.
+    Under torchrun every rank trains on its share of each batch and rank 0 alone writes files;
+    other ranks return an empty dict.
     """
     cfg.validate()
+    world = init_world()
+    if not world.is_main:
+        cfg = dataclasses.replace(cfg, progress=False)
+        logging.getLogger("ecgcnn").setLevel(logging.WARNING)
+    try:
+        return _train(cfg, resume, world)
+    finally:
+        shutdown(world)
+
+
+def _train(cfg: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
     out = Path(cfg.out)
-    data = prepare(cfg)
+    # Rank 0 builds the record cache; the others wait, then open it.
+    if world.is_main:
+        data = prepare(cfg)
+    world.barrier()
+    if not world.is_main:
+        data = prepare(cfg)
     config = cfg.to_dict() | {
         "classes": list(data.labels.classes),
         "leads": list(LEADS),
         "version": __version__,
         "fold_names": [s.name for s in data.splits],
     }
-    check_same_run(out / "config.json", config)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(out / "config.json", config)
-    write_splits(out / "splits.json", data)
+    if world.is_main:
+        check_same_run(out / "config.json", config)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(out / "config.json", config | {"world_size": world.size})
+        write_splits(out / "splits.json", data)
+    world.barrier()
     log.info(
         "%d records, %d classes (%s), %s protocol, %d fold(s)",
         len(data.labels.ecg_ids), len(data.labels.classes), ", ".join(data.labels.classes),
@@ -187,9 +203,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             log.info("%s: finished before, not retrained", split.name)
             results.append(load_fold_results(fold_dir))
             continue
-        if not resume:
+        if not resume and world.is_main:
             (fold_dir / "state.pt").unlink(missing_ok=True)
-        results.append(train_fold(cfg, data, split, fold_dir))
+        world.barrier()
+        results.append(train_fold(cfg, data, split, fold_dir, world))
+        world.barrier()
+    if not world.is_main:
+        return {}
     if cfg.only_fold is not None:
         return results[0]
     return cv_summary(out)
@@ -264,7 +284,9 @@ def class_weights(y: np.ndarray, classes: tuple[str, ...], max_weight: float) ->
     return torch.tensor(np.minimum(weight, max_weight), dtype=torch.float32)
 
 
-def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -> dict[str, Any]:
+def train_fold(
+    cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path, world: World | None = None
+) -> dict[str, Any]:
     """Train one fold, keep its best (or last) epoch, tune thresholds, write everything to fold_dir.
 
     After every epoch the complete training state goes atomically to ``fold_dir/state.pt``; a fold
@@ -273,7 +295,8 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
     recipe, labels, signals = cfg.recipe, data.labels, data.signals
     fold_index = [s.name for s in data.splits].index(split.name)
     seed_everything(cfg.seed + fold_index)
-    device = resolve_device(cfg.device)
+    world = world or World()
+    device = device_for(world, cfg.device)
     rows_train, rows_val = data.cache_rows[split.train], data.cache_rows[split.val]
     y_train, y_val = labels.y[split.train], labels.y[split.val]
     mean, std = standardization(signals.data, rows_train, seed=cfg.seed)
@@ -289,8 +312,18 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
     gen = torch.Generator().manual_seed(cfg.seed + fold_index)
     window = window_samples(recipe, cfg.fs)
     train_set = RecordDataset(signals.data, rows_train, y_train, recipe.noise_std, gen, window)
-    loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True, generator=gen,
-                        collate_fn=collate_batch)  # fmt: skip
+    # Under torchrun each rank draws its share of every epoch's permutation; --batch-size is per rank.
+    sampler = (
+        DistributedSampler(
+            train_set, world.size, world.rank, shuffle=True, seed=cfg.seed + fold_index
+        )
+        if world.distributed
+        else None
+    )
+    loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=sampler is None, sampler=sampler,
+                        generator=gen, collate_fn=collate_batch)  # fmt: skip
+    trained = DistributedDataParallel(model) if world.distributed else model
+    val_positions = shard(len(rows_val), world)
     schedule = make_schedule(recipe, optimizer, len(loader))
     predict = functools.partial(predict_proba, data=signals.data, device=device,
                                 **window_settings(recipe, cfg.fs))  # fmt: skip
@@ -318,6 +351,8 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
     for epoch in range(first_epoch, recipe.epochs + 1):
         start = time.perf_counter()
         model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         total, seen = 0.0, 0
         bar = tqdm(loader, desc=f"{split.name} epoch {epoch}/{recipe.epochs}", leave=False,
                    disable=not cfg.progress)  # fmt: skip
@@ -326,7 +361,7 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
             optimizer.zero_grad(set_to_none=True)
             # bfloat16 autocast on CUDA (mixed precision without a loss scaler); full float32 on CPU
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = loss_fn(model(x).float(), y)
+                loss = loss_fn(trained(x).float(), y)
             loss.backward()
             optimizer.step()
             if schedule is not None:
@@ -334,7 +369,9 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
             total += loss.item() * len(x)
             seen += len(x)
             bar.set_postfix(loss=f"{total / seen:.4f}")
-        prob_val = predict(model, rows=rows_val)
+        prob_val = gather_rows(
+            predict(model, rows=rows_val[val_positions]), val_positions, len(rows_val), world
+        )
         m = compute_metrics(y_val, prob_val, labels.classes, warn=epoch == 1)
         row = {
             "epoch": epoch,
@@ -355,6 +392,8 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
         if not recipe.select_best or score > best["score"]:
             best = {"score": score, "epoch": epoch, "prob": prob_val,
                     "state": copy.deepcopy(model.state_dict())}  # fmt: skip
+        if not world.is_main:
+            continue
         atomic.write_json(fold_dir / "history.json", history)
         state = {
             "epoch": epoch,
@@ -367,6 +406,8 @@ def train_fold(cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path) -
         }
         atomic.write_with(state_path, lambda f, state=state: torch.save(state, f))
     model.load_state_dict(best["state"])
+    if not world.is_main:
+        return {}
     result = finish_fold(cfg, data, split, fold_dir, model, best, predict, mean, std)
     state_path.unlink(missing_ok=True)
     return result

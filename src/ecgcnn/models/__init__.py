@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ecgcnn.models import simple_cnn  # noqa: F401  (registers cnn1d, cnn2d)
+from ecgcnn.models import (
+    fcn_wang,  # noqa: F401  (registers fcn_wang)
+    inception1d,  # noqa: F401  (registers inception1d)
+    resnet1d_wang,  # noqa: F401  (registers resnet1d_wang)
+    simple_cnn,  # noqa: F401  (registers cnn1d, cnn2d)
+    xresnet1d,  # noqa: F401  (registers xresnet1d18/34/50/101)
+)
 from ecgcnn.models.registry import check_model, create_model, list_models, register_model
 
 __all__ = [

@@ -1,0 +1,54 @@
+"""torchrun data-parallel training: 2 gloo processes on CPU agree with one process on labels and splits."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ecgcnn.distributed import World, shard
+
+pytestmark = pytest.mark.slow
+
+
+def test_shards_pad_like_distributed_sampler():
+    import torch.utils.data as tud
+
+    for n, size in ((10, 2), (11, 2), (7, 3), (1, 2)):
+        for rank in range(size):
+            sampler = tud.DistributedSampler(range(n), num_replicas=size, rank=rank, shuffle=False)
+            assert shard(n, World(rank, size)).tolist() == list(sampler)
+
+
+def run(args, **kw):
+    env = os.environ | {"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "ecgcnn", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=600, **kw)  # fmt: skip
+
+
+def test_two_process_run_matches_the_single_process_run(synthetic_root, tmp_path):
+    common = ["train", "--data-root", synthetic_root, "--folds", 2, "--epochs", 2, "--batch-size", 16,
+              "--only-fold", 0, "--no-progress"]  # fmt: skip
+    two = run([*common, "--out", tmp_path / "two", "--nproc", 2])
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "launching: torchrun" in two.stderr
+    one = run([*common, "--out", tmp_path / "one"])
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    config_two = json.loads((tmp_path / "two" / "config.json").read_text())
+    config_one = json.loads((tmp_path / "one" / "config.json").read_text())
+    assert config_two["world_size"] == 2 and config_one["world_size"] == 1
+    assert config_two["classes"] == config_one["classes"]
+    assert (json.loads((tmp_path / "two" / "splits.json").read_text())
+            == json.loads((tmp_path / "one" / "splits.json").read_text()))  # fmt: skip
+
+    assert len(list((tmp_path / "two").rglob("checkpoint.pt"))) == 1
+    val_ids = json.loads((tmp_path / "one" / "splits.json").read_text())["splits"]["fold_0"][
+        "val_ecg_ids"
+    ]
+    gathered = np.load(tmp_path / "two" / "fold_0" / "predictions_val.npz")
+    assert len(gathered["ecg_ids"]) == len(val_ids) == len(set(gathered["ecg_ids"].tolist()))
+    assert sorted(gathered["ecg_ids"].tolist()) == sorted(val_ids)
+    assert np.isfinite(gathered["y_prob"]).all()

@@ -1,0 +1,85 @@
+"""Interrupted runs resume: SIGKILL in the middle of a fold, then `ecgcnn train --resume`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ecgcnn.recipes import get_recipe
+from ecgcnn.train import TrainConfig, train
+
+pytestmark = pytest.mark.slow
+EPOCHS = 6
+
+
+def train_args(root, out):
+    return ["train", "--data-root", str(root), "--out", str(out), "--folds", "2", "--epochs", str(EPOCHS),
+            "--batch-size", "32", "--no-progress"]  # fmt: skip
+
+
+def test_killed_run_resumes_to_the_same_result(synthetic_root, tmp_path):
+    out = tmp_path / "killed"
+    env = os.environ | {"PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "ecgcnn", *train_args(synthetic_root, out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    state = out / "fold_1" / "state.pt"
+    deadline = time.monotonic() + 300
+    try:
+        # Kill once fold_1 has completed at least two epochs (fold_0 is then finished).
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.is_file():
+                try:
+                    if torch.load(state, weights_only=True)["epoch"] >= 2:
+                        break
+                except Exception:  # caught between writes: atomic rename makes this rare
+                    pass
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (out / "fold_0" / "metrics.json").is_file() and not (
+        out / "fold_1" / "metrics.json"
+    ).exists()
+    killed_at = torch.load(state, weights_only=True)["epoch"]
+    assert 2 <= killed_at < EPOCHS
+    fold0_checkpoint = (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns
+
+    resumed = subprocess.run([sys.executable, "-m", "ecgcnn", "train", "--resume", str(out), "--no-progress"],
+                             env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "fold_0: finished before, not retrained" in resumed.stderr
+    assert f"fold_1: resuming after epoch {killed_at}" in resumed.stderr
+    assert (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns == fold0_checkpoint
+    assert not state.exists()
+
+    reference = tmp_path / "straight"
+    cfg = TrainConfig(data_root=str(synthetic_root), out=str(reference), folds=2, progress=False,
+                      recipe=get_recipe("seed").with_overrides(epochs=EPOCHS, batch_size=32))  # fmt: skip
+    train(cfg)
+    for fold in ("fold_0", "fold_1"):
+        history = json.loads((out / fold / "history.json").read_text())
+        assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
+        a = np.load(out / fold / "predictions_val.npz")
+        b = np.load(reference / fold / "predictions_val.npz")
+        np.testing.assert_allclose(a["y_prob"], b["y_prob"], atol=1e-6)
+    results = json.loads((out / "cv_results.json").read_text())
+    assert set(results["folds"]) == {"fold_0", "fold_1"}
+
+
+def test_resume_of_a_folder_that_is_no_run_is_an_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ecgcnn", "train", "--resume", str(tmp_path)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert (
+        proc.returncode == 1
+        and "nothing to resume" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
