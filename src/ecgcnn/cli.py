@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -104,8 +105,15 @@ def demo(
 
 @app.command("train")
 def train_cmd(
-    data_root: DataRoot,
-    out: Annotated[Path, typer.Option(help="Run folder to create.")],
+    data_root: Annotated[
+        Path | None,
+        typer.Option("--data-root", help="PTB-XL root (ptbxl_database.csv, records100/...)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder to create.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue an interrupted run folder (its settings are reused)."),
+    ] = None,
     model: Annotated[
         str, typer.Option(help="Registered model name (see `ecgcnn models`).")
     ] = "cnn1d",
@@ -122,7 +130,29 @@ def train_cmd(
     batch_size: Annotated[
         int | None, typer.Option(help="Override the recipe's batch size.")
     ] = None,
-    lr: Annotated[float | None, typer.Option(help="Override the recipe's learning rate.")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Override the recipe's (peak) learning rate.")
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="Override the recipe's weight decay.")
+    ] = None,
+    window: Annotated[
+        float | None, typer.Option(help="Train on random windows of this many seconds.")
+    ] = None,
+    stride: Annotated[
+        float | None, typer.Option(help="Test-time window stride in seconds.")
+    ] = None,
+    aggregate: Annotated[str | None, typer.Option(help="Window aggregation: max or mean.")] = None,
+    class_weighted: Annotated[
+        bool | None,
+        typer.Option("--class-weighted/--unweighted", help="Class-weighted BCE or plain."),
+    ] = None,
+    select_best: Annotated[
+        bool | None,
+        typer.Option(
+            "--select-best/--keep-last", help="Keep the best validation epoch or the last."
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Random seed (splits, initialisation, shuffling).")
     ] = 42,
@@ -141,14 +171,27 @@ def train_cmd(
     val_fold: Annotated[int, typer.Option(help="benchmark: validation strat_fold.")] = 9,
     test_fold: Annotated[int, typer.Option(help="benchmark: test strat_fold.")] = 10,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    nproc: Annotated[
+        int, typer.Option(help="Data-parallel processes on this machine (runs torchrun for you).")
+    ] = 1,
     cache_dir: CacheDir = None,
     skip_missing: SkipMissing = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Train a model with cross-validation or the benchmark split; one run = one folder."""
+    if nproc > 1 and "RANK" not in os.environ:
+        sys.exit(launch_torchrun(nproc))
     from ecgcnn.recipes import get_recipe
-    from ecgcnn.train import TrainConfig, train
+    from ecgcnn.train import TrainConfig, resume_config, train
 
+    if resume is not None:
+        cfg = resume_config(resume, only_fold=only_fold, device=device, progress=not no_progress)
+        results = train(cfg, resume=True)
+        if results:
+            report_training(results, cfg.model, cfg.task, cfg.protocol, resume, only_fold)
+        return
+    if data_root is None or out is None:
+        raise EcgcnnError("train needs --data-root DIR and --out RUN_DIR (or --resume RUN_DIR)")
     cfg = TrainConfig(
         data_root=str(data_root),
         out=str(out),
@@ -158,7 +201,17 @@ def train_cmd(
         folds=folds,
         seed=seed,
         fs=fs,
-        recipe=get_recipe(recipe).with_overrides(epochs=epochs, batch_size=batch_size, lr=lr),
+        recipe=get_recipe(recipe).with_overrides(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            window_s=window,
+            stride_s=stride,
+            aggregate=aggregate,
+            class_weighted=class_weighted,
+            select_best=select_best,
+        ),  # fmt: skip
         holdout_fold=holdout_fold,
         only_fold=only_fold,
         train_folds=parse_folds(train_folds),
@@ -170,6 +223,36 @@ def train_cmd(
         progress=not no_progress,
     )
     results = train(cfg)
+    if results:  # ranks other than 0 under torchrun return nothing to report
+        report_training(results, model, task, protocol, out, only_fold)
+
+
+def launch_torchrun(nproc: int) -> int:
+    """Re-run this very command under torchrun with ``nproc`` processes (same arguments, minus --nproc)."""
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        if arg.startswith("--nproc="):
+            continue
+        args.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "ecgcnn", *args]  # fmt: skip
+    console.print(
+        f"launching: torchrun --standalone --nproc_per_node={nproc} -m ecgcnn {' '.join(args)}"
+    )
+    return subprocess.call(cmd)
+
+
+def report_training(
+    results: dict[str, Any], model: str, task: str, protocol: str, out: Path, only_fold: int | None
+) -> None:
     if only_fold is None:
         print_summary(results, f"{model} on {task} ({protocol})")
         console.print(f"results: {out / 'cv_results.json'}")
@@ -286,6 +369,189 @@ def synth(
 
     write_synthetic_ptbxl(out, n_patients=patients, seed=seed, rates=tuple(rate), progress=True)
     console.print(f"wrote synthetic PTB-XL to {out}")
+
+
+@app.command()
+def predict(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Recordings: files, WFDB record names, directories (recursive)."),
+    ],
+    checkpoint: Annotated[
+        Path, typer.Option(help="A checkpoint.pt, or a .onnx file from `ecgcnn export`.")
+    ],
+    format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    out: Annotated[
+        Path | None, typer.Option(help="Write the output here (default stdout).")
+    ] = None,
+    fs: Annotated[
+        float | None, typer.Option(help="Sampling rate of .npy / .csv files (Hz).")
+    ] = None,
+    units: Annotated[str, typer.Option(help="Units of .npy / .csv files: mV, uV or V.")] = "mV",
+    allow_missing_leads: Annotated[
+        bool, typer.Option("--allow-missing-leads", help="Fill missing leads with zeros.")
+    ] = False,
+    threshold: Annotated[
+        float | None, typer.Option(help="One threshold for every class instead of the stored ones.")
+    ] = None,
+    aggregate: Annotated[
+        str | None, typer.Option(help="Windows of a long record: max (default) or mean.")
+    ] = None,
+    segment: Annotated[
+        str | None, typer.Option(help="Only this part of each record, START:END in seconds.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Reader processes (default: automatic; 0 reads in-process).")
+    ] = None,
+    no_progress: NoProgress = False,
+) -> None:
+    """Predict recordings (WFDB .hea/.dat/.mat, EDF, .npy/.csv with --fs); bad records are skipped."""
+    from ecgcnn.predict import check_format, predict_files
+
+    check_format(format)
+    result = predict_files(
+        checkpoint, paths, fs=fs, units=units, allow_missing_leads=allow_missing_leads,
+        segment=segment, threshold=threshold, aggregate=aggregate, workers=workers,
+        progress=not no_progress,
+    )  # fmt: skip
+    text = result.render(format)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        from ecgcnn import atomic
+
+        atomic.write_text(out, text)
+        console.print(f"wrote {out}")
+    for failure in result.failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    print(result.summary(), file=sys.stderr)
+    if result.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Option(help="The checkpoint.pt to export.")],
+    out: Annotated[Path, typer.Option(help="Output file, e.g. model.onnx.")],
+    format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+) -> None:
+    """Export a checkpoint to ONNX (dynamic batch) with its metadata and a sidecar .json."""
+    from ecgcnn.export import export_onnx, sidecar_path
+
+    if format != "onnx":
+        raise EcgcnnError(f"unknown export format {format!r}; expected onnx")
+    info = export_onnx(checkpoint, out, opset)
+    console.print(
+        f"wrote {out} and {sidecar_path(out)} (max |ONNX - PyTorch| logit difference "
+        f"{info['max_abs_diff_vs_pytorch']:.1e})"
+    )
+
+
+@app.command("benchmark")
+def benchmark_cmd(
+    data_root: DataRoot,
+    out: Annotated[Path, typer.Option(help="Benchmark folder (one run per task and model).")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = "superdiagnostic",
+    models: Annotated[str, typer.Option(help="Comma-separated registered models.")] = "cnn1d",
+    recipe: Annotated[str, typer.Option(help="Training recipe.")] = "benchmark",
+    epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
+    train_folds: Annotated[str, typer.Option(help="Training strat_folds, e.g. 1-8.")] = "1-8",
+    val_fold: Annotated[int, typer.Option(help="Validation strat_fold.")] = 9,
+    test_fold: Annotated[int, typer.Option(help="Test strat_fold.")] = 10,
+    reference: Annotated[str, typer.Option(help="Model the others are compared with.")] = "cnn1d",
+    fs: Annotated[int, typer.Option(help="Sampling rate: 100 or 500.")] = 100,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    cache_dir: CacheDir = None,
+    no_progress: NoProgress = False,
+) -> None:
+    """Train every model on every task with the strat_fold split and write the leaderboard."""
+    from ecgcnn.benchmark import run_benchmark
+
+    board = run_benchmark(
+        data_root, out, [t.strip() for t in tasks.split(",") if t.strip()],
+        [m.strip() for m in models.split(",") if m.strip()], recipe=recipe,
+        train_folds=parse_folds(train_folds), val_fold=val_fold, test_fold=test_fold, epochs=epochs,
+        fs=fs, reference=reference, cache_dir=str(cache_dir) if cache_dir else None, device=device,
+        progress=not no_progress,
+    )  # fmt: skip
+    print_leaderboard(board, out)
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    run: Annotated[Path, typer.Argument(help="Benchmark folder written by `ecgcnn benchmark`.")],
+    reference: Annotated[str, typer.Option(help="Model the others are compared with.")] = "cnn1d",
+) -> None:
+    """Recompute a benchmark's leaderboard from its saved predictions (no retraining)."""
+    from ecgcnn.benchmark import leaderboard
+
+    print_leaderboard(leaderboard(run, reference=reference), run)
+
+
+def print_leaderboard(board: dict[str, Any], out: Path) -> None:
+    table = Table(title="macro ROC-AUC (90% bootstrap interval)")
+    tasks = list(board["tasks"])
+    table.add_column("model")
+    for task in tasks:
+        table.add_column(task, justify="right")
+    models = sorted({m for rows in board["tasks"].values() for m in rows})
+    for m in models:
+        cells = []
+        for t in tasks:
+            r = board["tasks"][t].get(m)
+            ci = r["roc_auc"] if r else None
+            cells.append(f"{ci['point']:.3f} ({ci['lower']:.3f}-{ci['upper']:.3f})" if ci else "")
+        table.add_row(m, *cells)
+    console.print(table)
+    console.print(f"leaderboard: {out / 'leaderboard.md'} and {out / 'leaderboard.json'}")
+
+
+@app.command()
+def download(
+    dest: Annotated[Path, typer.Option(help="Folder to download PTB-XL into (created).")],
+    version: Annotated[str, typer.Option(help="PTB-XL version on PhysioNet.")] = "1.0.3",
+    rate: Annotated[str, typer.Option(help="Records to fetch: 100, 500 or both.")] = "100",
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="Folder URL ('{version}' is filled in) [default: PhysioNet's]."),
+    ] = None,
+    jobs: Annotated[int, typer.Option(help="Files fetched at a time.")] = 8,
+    retries: Annotated[int, typer.Option(help="Retries of a failed request (backoff).")] = 5,
+    no_progress: NoProgress = False,
+) -> None:
+    """Download PTB-XL from PhysioNet, verifying every file against its SHA256SUMS.txt."""
+    from ecgcnn.download import download_ptbxl
+
+    report = download_ptbxl(
+        dest, version=version, rate=rate, base_url=base_url, jobs=jobs, retries=retries,
+        progress=not no_progress,
+    )  # fmt: skip
+    for line in report.problems():
+        print(f"failed: {line}", file=sys.stderr)
+    print(report.summary(), file=sys.stderr)
+    if not report.succeeded:
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    root: Annotated[Path, typer.Argument(help="A PTB-XL copy holding its SHA256SUMS.txt.")],
+    rate: Annotated[
+        str | None,
+        typer.Option(help="Records to check: 100, 500 or both [default: the folders present]."),
+    ] = None,
+    no_progress: NoProgress = False,
+) -> None:
+    """Check a PTB-XL copy against its SHA256SUMS.txt: missing and mismatching files."""
+    from ecgcnn.download import verify_ptbxl
+
+    report = verify_ptbxl(root, rate=rate, progress=not no_progress)
+    for line in report.problems():
+        print(line, file=sys.stderr)
+    print(report.summary(), file=sys.stderr)
+    if not report.succeeded:
+        raise typer.Exit(1)
 
 
 @app.callback()
