@@ -49,7 +49,8 @@ def parse_scp_codes(text: object, where: str) -> dict[str, float]:
     """Parse one scp_codes cell, a Python dict literal, safely (never eval)."""
     try:
         value = ast.literal_eval(str(text))
-    except (ValueError, SyntaxError) as exc:
+    # literal_eval raises TypeError ({[]: 1}) and MemoryError/RecursionError (deep nesting) too
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
         raise EcgcnnError(f"{where}: scp_codes {text!r} is not a dict literal ({exc})") from None
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, int | float) for k, v in value.items()
@@ -86,7 +87,8 @@ def load_database(root: str | Path) -> Database:
         raise EcgcnnError(f"{db_path}: not a readable CSV ({exc})") from None
     for col in ("ecg_id", "patient_id", "strat_fold"):
         values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna() | (values != values.round())
+        # inf cannot be cast and beyond 2**53 floats are no longer exact whole numbers
+        bad = ~np.isfinite(values) | (values.abs() > 2**53) | (values != values.round())
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise EcgcnnError(
@@ -115,8 +117,22 @@ def _load_statements(path: Path) -> pd.DataFrame:
     if missing:
         raise EcgcnnError(f"{path}: missing column(s) {', '.join(missing)}")
     for col in ("diagnostic", "form", "rhythm"):
-        st[col] = pd.to_numeric(st[col], errors="coerce").fillna(0).astype(int)
+        values = pd.to_numeric(st[col], errors="coerce")
+        st[col] = values.where(np.isfinite(values), 0).astype(int)  # inf cannot be cast
     return st
+
+
+# Factors to millivolts by lower-cased unit name (both micro signs: U+00B5 and Greek U+03BC).
+UNIT_SCALE: dict[str, float] = {
+    "mv": 1.0, "millivolt": 1.0, "millivolts": 1.0,
+    "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3, "microvolts": 1e-3,
+    "v": 1e3, "volt": 1e3, "volts": 1e3,
+}  # fmt: skip
+
+
+def unit_scale(unit: object) -> float | None:
+    """The factor that turns a signal in ``unit`` into millivolts; None for an unknown unit."""
+    return UNIT_SCALE.get(str(unit).strip().lower())
 
 
 def read_record(path: str | Path, leads: tuple[str, ...] = LEADS) -> tuple[np.ndarray, int]:
@@ -133,10 +149,14 @@ def read_record(path: str | Path, leads: tuple[str, ...] = LEADS) -> tuple[np.nd
     except Exception as exc:  # wfdb raises many types on corrupt input
         raise RecordError(name, f"unreadable WFDB record ({type(exc).__name__}: {exc})") from None
     expected_len = fields.get("sig_len")
-    if signal.ndim != 2 or (expected_len is not None and signal.shape[0] != expected_len):
-        raise RecordError(
-            name, f"signal has shape {signal.shape}, header says {expected_len} samples"
-        )
+    # a header listing no signals reads as None
+    if (
+        signal is None
+        or signal.ndim != 2
+        or (expected_len is not None and signal.shape[0] != expected_len)
+    ):
+        shape = None if signal is None else signal.shape
+        raise RecordError(name, f"signal has shape {shape}, header says {expected_len} samples")
     names = [str(n).upper() for n in fields["sig_name"]]
     try:
         order = [names.index(lead.upper()) for lead in leads]
@@ -146,8 +166,8 @@ def read_record(path: str | Path, leads: tuple[str, ...] = LEADS) -> tuple[np.nd
             name, f"missing lead(s) {', '.join(absent)}; has {', '.join(names)}"
         ) from None
     signal = signal[:, order]
-    units = [str(u).lower() for u in np.asarray(fields.get("units") or ["mv"] * len(names))[order]]
-    scale = np.array([1e-3 if u in ("uv", "µv", "microvolt") else 1.0 for u in units])
+    units = np.asarray(fields.get("units") or ["mV"] * len(names))[order]
+    scale = np.array([unit_scale(u) or 1.0 for u in units])
     signal = signal * scale
     if not np.isfinite(signal).all():
         raise RecordError(name, "signal contains NaN or infinite samples")
