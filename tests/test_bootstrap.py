@@ -176,3 +176,10 @@ def test_results_serialise_to_plain_dicts():
     d = paired_bootstrap_auc(y, p, p).to_dict()
     assert set(d) == {"a", "b", "roc_auc_diff", "pr_auc_diff"}
     assert set(d["a"]["roc_auc"]) == {"point", "mean", "lower", "upper"}
+
+
+def test_indices_refuse_a_class_no_resample_can_hold():
+    y = np.zeros((20, 2), dtype=int)
+    y[:5, 0] = 1
+    with pytest.raises(EcgcnnError, match="class\\(es\\) B have no positives"):
+        bootstrap_indices(y, classes=["A", "B"])

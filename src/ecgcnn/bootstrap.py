@@ -121,22 +121,31 @@ def bootstrap_indices(
     """Resamples of the records (with replacement) that hold a positive and a negative of every class.
 
     Returns the (n_resamples, records) record indices and the number of draws it took. Raises
-    :class:`EcgcnnError` after ``max_draws`` draws (default 1000 per resample) without enough;
-    ``classes`` only names the rarest classes in that message.
+    :class:`EcgcnnError` at once for a class no resample can hold (no positives or no negatives),
+    and after ``max_draws`` draws (default 1000 per resample) without enough resamples; ``classes``
+    names the classes in those messages.
     """
-    y = np.asarray(y_true, dtype=np.float32)
-    records = len(y)
+    y = np.asarray(y_true).astype(bool)
+    records, n_classes = y.shape
+    names = list(classes) if classes is not None else [str(j) for j in range(n_classes)]
+    counts = y.sum(axis=0)
+    impossible = [names[j] for j in np.flatnonzero((counts == 0) | (counts == records))]
+    if impossible:
+        raise EcgcnnError(
+            f"class(es) {', '.join(impossible)} have no positives or no negatives in the "
+            f"{records} records, so no resample can hold them: leave them out first"
+        )
     cap = DRAWS_PER_RESAMPLE * n_resamples if max_draws is None else int(max_draws)
+    # the positive records of each class, class after class, for one segmented sum per chunk
+    label_class, label_record = np.nonzero(y.T)
+    segments = np.searchsorted(label_class, np.arange(n_classes))
     rng = np.random.default_rng(seed)
     accepted: list[np.ndarray] = []
     draws = 0
     while len(accepted) < n_resamples:
         if draws >= cap:
-            positives = y.sum(axis=0)
-            names = list(classes) if classes is not None else [str(j) for j in range(y.shape[1])]
             rarest = ", ".join(
-                f"{names[j]} ({int(positives[j])})"
-                for j in np.argsort(positives, kind="stable")[:5]
+                f"{names[j]} ({int(counts[j])})" for j in np.argsort(counts, kind="stable")[:5]
             )
             raise EcgcnnError(
                 f"only {len(accepted)} of {n_resamples} bootstrap resamples held every class after "
@@ -145,8 +154,9 @@ def bootstrap_indices(
             )
         chunk = min(n_resamples, cap - draws)
         index = rng.integers(0, records, size=(chunk, records))
-        # how often each record was drawn, times the labels: positives per class in each resample
-        positives = _multiplicity(index, records).astype(np.float32) @ y
+        # positives of each class in each resample: how often its positive records were drawn
+        drawn = _multiplicity(index, records)[:, label_record]
+        positives = np.add.reduceat(drawn, segments, axis=1)
         ok = np.flatnonzero(((positives > 0) & (positives < records)).all(axis=1))
         needed = n_resamples - len(accepted)
         taken = ok[:needed]
