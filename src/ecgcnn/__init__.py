@@ -7,7 +7,21 @@ __version__ = "0.1.0"
 from ecgcnn.checkpoint import load_checkpoint, load_model  # noqa: E402
 from ecgcnn.models import create_model, list_models, register_model  # noqa: E402
 
+# Loaded on first use: the prediction stack (wfdb, scipy, pandas) need not slow every import.
+_LAZY = {"Predictor": "ecgcnn.predict", "Prediction": "ecgcnn.predict"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ecgcnn' has no attribute {name!r}")
+
+
 __all__ = [
+    "Prediction",
+    "Predictor",
     "__version__",
     "create_model",
     "list_models",

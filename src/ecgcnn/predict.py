@@ -1,0 +1,574 @@
+"""Prediction on recordings: the :class:`Predictor` API, windows, and the batch pipeline of ``ecgcnn predict``.
+
+A recording is read (any format of :mod:`ecgcnn.recording`), put in the model's leads, validated,
+resampled to the model's rate and cut into windows of the model's input length; the model scores
+every window and the probabilities are aggregated per record (max by default, the PTB-XL
+benchmark's choice). A checkpoint runs on PyTorch, an exported ``.onnx`` file on onnxruntime
+(imported only then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgcnn.errors import EcgcnnError, RecordError
+from ecgcnn.recording import Recording, conform, find_recordings, read_recording, resample
+from ecgcnn.records import LEADS, unit_scale
+from ecgcnn.windows import AGGREGATIONS, window_starts
+from ecgcnn.windows import aggregate as aggregate_probabilities
+
+OUTPUT_FORMATS = ("table", "csv", "json")
+# Below this many records, reading in the calling process beats starting worker processes: a
+# spawned reader costs ~3.5 s of CPU before it is up to speed (imports, first calls), a record
+# ~6-8 ms; on 2 cores two readers break even near 1,000 records.
+PARALLEL_MIN_RECORDS = 1500
+CHUNK = 16  # records per worker task: amortises inter-process overhead, keeps memory bounded
+
+Segment = tuple[float | None, float | None]
+log = logging.getLogger(__name__)
+
+
+def windows(signal: np.ndarray, length: int, stride: int) -> np.ndarray:
+    """Cut a (leads, samples) signal into (n, leads, length) float32 windows ``stride`` apart.
+
+    The windows cover the whole signal: the last one is aligned to its end (see
+    :func:`ecgcnn.windows.window_starts`), so it may overlap its neighbour more than the others do.
+    """
+    starts = window_starts(signal.shape[-1], length, stride)
+    view = np.lib.stride_tricks.sliding_window_view(signal, int(length), axis=-1)
+    return np.ascontiguousarray(np.moveaxis(view[:, starts], 1, 0), dtype=np.float32)
+
+
+def aggregate_windows(prob: np.ndarray, how: str) -> np.ndarray:
+    """One probability per class from (windows, classes): max or mean over the windows."""
+    return aggregate_probabilities(prob[None], how)[0]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's output for one recording."""
+
+    record: str
+    probabilities: dict[str, float]
+    labels: list[str]
+    warnings: list[str] = field(default_factory=list)
+    filled_leads: list[str] = field(default_factory=list)
+    fs: float = 0.0  # the recording's own rate, before resampling
+    duration_s: float = 0.0  # of the part that was scored
+    windows: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A recording that could not be predicted, and why."""
+
+    record: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.record}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A recording as model-ready windows: (n, leads, window) float32 millivolts at the model's rate."""
+
+    record: str
+    windows: np.ndarray
+    fs: float
+    duration_s: float
+    filled_leads: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What turning a recording into model windows needs; small and picklable for worker processes."""
+
+    leads: tuple[str, ...]
+    fs: float
+    window: int
+    stride: int
+    source_fs: float | None = None  # for .npy / .csv, which carry no rate
+    units: str = "mV"
+    allow_missing_leads: bool = False
+    segment: Segment | None = None
+
+    def prepare(self, rec: Recording) -> Prepared:
+        """Segment, validate, resample to the model's rate and cut into windows."""
+        if self.segment is not None:
+            rec = rec.segment(*self.segment)
+        rec.validate()
+        warn = list(rec.warnings)
+        if rec.fs < self.fs:
+            warn.append(f"upsampled from {rec.fs:g} Hz to the model's {self.fs:g} Hz")
+        x = resample(rec.signal, rec.fs, self.fs)
+        if x.shape[0] < self.window:
+            raise RecordError(
+                rec.name,
+                f"too short: {rec.duration_s:g} s, the model needs at least "
+                f"{self.window / self.fs:g} s ({self.window} samples at {self.fs:g} Hz)",
+            )
+        w = windows(np.ascontiguousarray(x.T), self.window, self.stride)
+        return Prepared(rec.name, w, rec.fs, rec.duration_s, rec.filled_leads, tuple(warn))
+
+    def read(self, path: str | Path) -> Prepared:
+        rec = read_recording(path, self.leads, self.source_fs, self.units, self.allow_missing_leads)
+        return self.prepare(rec)
+
+
+def _prepare_chunk(spec: InputSpec, paths: list[Path]) -> list[Prepared | Failure]:
+    """Worker task: read a few records; errors travel back as text (RecordError does not pickle)."""
+    out: list[Prepared | Failure] = []
+    for path in paths:
+        try:
+            out.append(spec.read(path))
+        except RecordError as exc:
+            out.append(Failure(exc.record, exc.problem))
+        except EcgcnnError as exc:
+            out.append(Failure(str(path), str(exc)))
+        except Exception as exc:  # one odd file from the wild must not stop a batch of thousands
+            out.append(
+                Failure(str(path), f"unexpected error reading it ({type(exc).__name__}: {exc})")
+            )
+    return out
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (taskset / cgroup affinity), not all the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def reader_processes(workers: int | None, n_records: int) -> int:
+    """How many processes read records: ``workers``, or by default one per core for many records."""
+    if workers is None:
+        return usable_cores() if n_records >= PARALLEL_MIN_RECORDS else 0
+    if workers < 0:
+        raise EcgcnnError(f"--workers must be 0 or more, got {workers}")
+    return workers
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Limit PyTorch's intra-op threads for a while (None: leave them).
+
+    While reader processes keep every core busy, a second inference thread only waits for a core:
+    on an oversubscribed machine that turns a 1 ms batch into hundreds of milliseconds.
+    """
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def prepared_stream(
+    spec: InputSpec, paths: Sequence[Path], workers: int | None = None
+) -> Iterator[Prepared | Failure]:
+    """Every path prepared, in order; read by ``workers`` processes (None: automatic).
+
+    WFDB header parsing is pure Python and holds the GIL, so parallel reading needs processes.
+    At most a few chunks per worker are in flight, so memory stays bounded for any number of files.
+    Worker processes are spawned, so a script calling this needs the ``if __name__ ==
+    "__main__":`` guard; if the workers die anyway, the rest is read in this process.
+    """
+    workers = reader_processes(workers, len(paths))
+    if workers < 1 or not paths:
+        for path in paths:
+            yield from _prepare_chunk(spec, [path])
+        return
+    size = max(1, min(CHUNK, -(-len(paths) // workers)))
+    chunks = [list(paths[i : i + size]) for i in range(0, len(paths), size)]
+    done = 0  # chunks yielded so far
+    try:
+        # spawn, not fork: forking a process that runs torch's thread pool can deadlock.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            in_flight = deque(pool.submit(_prepare_chunk, spec, c) for c in chunks[: 4 * workers])
+            while in_flight:
+                result = in_flight.popleft().result()
+                if done + len(in_flight) + 1 < len(chunks):
+                    in_flight.append(
+                        pool.submit(_prepare_chunk, spec, chunks[done + len(in_flight) + 1])
+                    )
+                done += 1
+                yield from result
+    except BrokenProcessPool as exc:
+        log.warning(
+            "reader processes failed (%s); reading the remaining records in this process", exc
+        )
+        for chunk in chunks[done:]:
+            yield from _prepare_chunk(spec, chunk)
+
+
+@dataclass
+class BatchResult:
+    """Predictions for many recordings, the failures, and how to render them."""
+
+    classes: list[str]
+    thresholds: list[float]
+    model: dict[str, Any]
+    predictions: list[Prediction] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.predictions) + len(self.failures)
+
+    def summary(self) -> str:
+        text = f"predicted {len(self.predictions)} of {self.total} record(s)"
+        return text + (f"; {len(self.failures)} failed" if self.failures else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "classes": self.classes,
+            "thresholds": self.thresholds,
+            "predictions": [p.to_dict() for p in self.predictions],
+            "failures": [{"record": f.record, "error": f.problem} for f in self.failures],
+            "summary": {
+                "records": self.total,
+                "predicted": len(self.predictions),
+                "failed": len(self.failures),
+            },
+        }
+
+    def render(self, fmt: str = "table") -> str:
+        """The result as text: 'table' (aligned, for people), 'csv' or 'json'."""
+        check_format(fmt)
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2) + "\n"
+        if fmt == "csv":
+            return self._csv()
+        return self._table()
+
+    def _csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["record", "labels", *(f"p_{c}" for c in self.classes), "filled_leads",
+                         "warnings", "error"])  # fmt: skip
+        for p in self.predictions:
+            probs = [f"{p.probabilities[c]:.6f}" for c in self.classes]
+            writer.writerow([p.record, ";".join(p.labels), *probs, ";".join(p.filled_leads),
+                             "; ".join(p.warnings), ""])  # fmt: skip
+        for f in self.failures:
+            writer.writerow([f.record, "", *([""] * len(self.classes)), "", "", f.problem])
+        return buf.getvalue()
+
+    def _table(self) -> str:
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        wide = len(self.classes) > 8
+        table = Table(title=f"{self.model.get('name')} ({self.model.get('task')})", box=box.SIMPLE)
+        table.add_column("record", overflow="fold")
+        table.add_column("labels")
+        if wide:
+            table.add_column("highest probabilities")
+        else:
+            for c in self.classes:
+                table.add_column(c, justify="right")
+        table.add_column("warnings", overflow="fold")
+        for p in self.predictions:
+            labels = ", ".join(p.labels) or "-"
+            if wide:
+                top = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3]
+                cells = [", ".join(f"{c} {v:.2f}" for c, v in top)]
+            else:
+                cells = [f"{p.probabilities[c]:.3f}" for c in self.classes]
+            table.add_row(p.record, labels, *cells, "; ".join(p.warnings))
+        for f in self.failures:
+            blanks = [""] * (1 if wide else len(self.classes))
+            table.add_row(f.record, "failed", *blanks, f.problem)
+        buf = io.StringIO()
+        Console(file=buf, width=220, color_system=None, force_terminal=False).print(table)
+        return buf.getvalue()
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in OUTPUT_FORMATS:
+        raise EcgcnnError(f"unknown format {fmt!r}; expected one of {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
+class Predictor:
+    """A trained model plus everything needed to apply it to a recording.
+
+    ``infer`` maps (batch, leads, window) float32 millivolts to (batch, classes) probabilities;
+    ``meta`` holds the checkpoint's description (classes, fs, input_length, leads, thresholds...).
+    Optional meta keys ``window``, ``stride`` (samples) and ``aggregate`` are honoured; by default
+    the window is the input length, the stride half of it, and windows are aggregated by max.
+    """
+
+    def __init__(
+        self,
+        infer: Callable[[np.ndarray], np.ndarray],
+        meta: dict[str, Any],
+        backend: str,
+        threshold: float | None = None,
+        aggregate: str | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        try:
+            self.classes: list[str] = [str(c) for c in meta["classes"]]
+            self.fs = float(meta["fs"])
+            # None in meta means the default: the whole input, half-overlapping windows, max.
+            self.window = int(meta.get("window") or meta["input_length"])
+            self.stride = int(meta.get("stride") or max(1, self.window // 2))
+            self.leads: tuple[str, ...] = tuple(meta.get("leads") or LEADS)
+            stored = np.asarray(meta["thresholds"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EcgcnnError(f"model metadata incomplete or malformed ({exc!r})") from None
+        self.aggregate = aggregate or str(meta.get("aggregate") or "max")
+        if self.aggregate not in AGGREGATIONS:
+            raise EcgcnnError(
+                f"unknown aggregate {self.aggregate!r}; expected one of {', '.join(AGGREGATIONS)}"
+            )
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise EcgcnnError(f"--threshold must be between 0 and 1, got {threshold}")
+        self.thresholds = np.full(len(self.classes), threshold) if threshold is not None else stored
+        if self.thresholds.shape != (len(self.classes),):
+            raise EcgcnnError(
+                f"model metadata has {len(self.thresholds)} thresholds for {len(self.classes)} classes"
+            )
+        if batch_size < 1:
+            raise EcgcnnError(f"batch size must be positive, got {batch_size}")
+        self.meta = meta
+        self.backend = backend
+        self.batch_size = batch_size
+        self._infer = infer
+
+    # --- construction ---
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str = "cpu",
+        threshold: float | None = None,
+        aggregate: str | None = None,
+        batch_size: int = 256,
+    ) -> Predictor:
+        """Run a checkpoint (``checkpoint.pt``) on PyTorch."""
+        import torch
+
+        from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
+
+        model = model_from_checkpoint(load_checkpoint(path)).to(device).eval()
+
+        def infer(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                logits = model(torch.from_numpy(x).to(device))
+                return torch.sigmoid(logits).float().cpu().numpy()
+
+        return cls(infer, model.meta, "pytorch", threshold, aggregate, batch_size)
+
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str | Path,
+        threshold: float | None = None,
+        aggregate: str | None = None,
+        batch_size: int = 256,
+        threads: int | None = None,
+    ) -> Predictor:
+        """Run an exported model (``ecgcnn export``) on onnxruntime."""
+        from ecgcnn.export import INPUT_NAME, PROBABILITIES, load_onnx_session
+
+        session, meta = load_onnx_session(path, threads)
+
+        def infer(x: np.ndarray) -> np.ndarray:
+            return session.run([PROBABILITIES], {INPUT_NAME: x})[0]
+
+        return cls(infer, meta, "onnxruntime", threshold, aggregate, batch_size)
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: Any) -> Predictor:
+        """A checkpoint or, for a ``.onnx`` file, an exported model."""
+        if Path(path).suffix.lower() == ".onnx":
+            kwargs.pop("device", None)
+            return cls.from_onnx(path, **kwargs)
+        return cls.from_checkpoint(path, **kwargs)
+
+    # --- prediction ---
+
+    def input_spec(
+        self,
+        fs: float | None = None,
+        units: str = "mV",
+        allow_missing_leads: bool = False,
+        segment: Segment | None = None,
+    ) -> InputSpec:
+        """How recordings are read for this model (``fs`` and ``units`` of .npy / .csv files)."""
+        if unit_scale(units) is None:
+            raise EcgcnnError(f"--units {units!r}: expected mV, uV or V")
+        return InputSpec(self.leads, self.fs, self.window, self.stride, fs, units,
+                         allow_missing_leads, segment)  # fmt: skip
+
+    def predict_windows(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities (n, classes) for model-ready windows (n, leads, window), in batches."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = [self._infer(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def predict(
+        self,
+        signal: np.ndarray,
+        fs: float,
+        leads: Sequence[str] | None = None,
+        units: str = "mV",
+        allow_missing_leads: bool = False,
+        segment: Segment | None = None,
+        name: str = "signal",
+    ) -> Prediction:
+        """Predict one ECG given as an array: (samples, leads) or (leads, samples).
+
+        ``leads`` names the array's channels in order (None: the model's leads, in its order).
+        """
+        spec = self.input_spec(fs, units, allow_missing_leads, segment)
+        rec = conform(signal, fs, leads, name, self.leads, units, allow_missing_leads)
+        return self._predict_prepared([spec.prepare(rec)])[0]
+
+    def predict_record(
+        self,
+        path: str | Path,
+        fs: float | None = None,
+        units: str = "mV",
+        allow_missing_leads: bool = False,
+        segment: Segment | None = None,
+    ) -> Prediction:
+        """Predict one recording file (WFDB .hea/.dat/.mat, EDF, or .npy/.csv with ``fs``)."""
+        spec = self.input_spec(fs, units, allow_missing_leads, segment)
+        return self._predict_prepared([spec.read(path)])[0]
+
+    def predict_paths(
+        self,
+        paths: Iterable[str | Path],
+        fs: float | None = None,
+        units: str = "mV",
+        allow_missing_leads: bool = False,
+        segment: Segment | None = None,
+        workers: int | None = None,
+        progress: bool = False,
+    ) -> BatchResult:
+        """Predict files, record names and directories; bad records become failures, not errors.
+
+        Records are read in worker processes while this process runs the model on batches.
+        """
+        from tqdm.auto import tqdm
+
+        files, missing = find_recordings(paths, arrays=fs is not None)
+        result = BatchResult(self.classes, self.thresholds.tolist(), self.describe())
+        result.failures.extend(Failure(e.record, e.problem) for e in missing)
+        spec = self.input_spec(fs, units, allow_missing_leads, segment)
+        pending: list[Prepared] = []
+        n_windows = 0
+        workers = reader_processes(workers, len(files))
+        threads = 1 if workers >= 1 and self.backend == "pytorch" else None
+        with tqdm(total=len(files), desc="predicting", unit="record",
+                  disable=None if progress else True) as bar, torch_threads(threads):  # fmt: skip
+            for item in prepared_stream(spec, files, workers):
+                if isinstance(item, Failure):
+                    result.failures.append(item)
+                    bar.update(1)
+                    continue
+                pending.append(item)
+                n_windows += len(item.windows)
+                if n_windows >= self.batch_size:
+                    result.predictions.extend(self._predict_prepared(pending))
+                    bar.update(len(pending))
+                    pending, n_windows = [], 0
+            if pending:
+                result.predictions.extend(self._predict_prepared(pending))
+                bar.update(len(pending))
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        """The model, as the output of a batch reports it."""
+        return {
+            "name": (self.meta.get("model") or {}).get("name"),
+            "task": self.meta.get("task"),
+            "backend": self.backend,
+            "fs": self.fs,
+            "window": self.window,
+            "stride": self.stride,
+            "aggregate": self.aggregate,
+            "version": self.meta.get("version"),
+        }
+
+    def _predict_prepared(self, items: list[Prepared]) -> list[Prediction]:
+        x = np.concatenate([p.windows for p in items]) if len(items) > 1 else items[0].windows
+        prob = self.predict_windows(x)
+        out, start = [], 0
+        for p in items:
+            agg = aggregate_windows(prob[start : start + len(p.windows)], self.aggregate)
+            start += len(p.windows)
+            out.append(
+                Prediction(
+                    record=p.record,
+                    probabilities={c: float(v) for c, v in zip(self.classes, agg, strict=True)},
+                    labels=[
+                        c
+                        for c, v, t in zip(self.classes, agg, self.thresholds, strict=True)
+                        if v >= t
+                    ],  # fmt: skip
+                    warnings=list(p.warnings),
+                    filled_leads=list(p.filled_leads),
+                    fs=p.fs,
+                    duration_s=p.duration_s,
+                    windows=len(p.windows),
+                )
+            )
+        return out
+
+
+def predict_files(
+    model: str | Path,
+    paths: Iterable[str | Path],
+    fs: float | None = None,
+    units: str = "mV",
+    allow_missing_leads: bool = False,
+    segment: str | Segment | None = None,
+    threshold: float | None = None,
+    aggregate: str | None = None,
+    workers: int | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> BatchResult:
+    """``ecgcnn predict``: a checkpoint or .onnx model applied to files, record names, directories."""
+    from ecgcnn.recording import parse_segment
+
+    seg = parse_segment(segment) if isinstance(segment, str) or segment is None else segment
+    if fs is not None and not fs > 0:
+        raise EcgcnnError(f"--fs must be positive, got {fs}")
+    predictor = Predictor.load(
+        model, threshold=threshold, aggregate=aggregate, batch_size=batch_size
+    )
+    return predictor.predict_paths(paths, fs, units, allow_missing_leads, seg, workers, progress)

@@ -1,0 +1,167 @@
+"""ONNX export: agreement with PyTorch for every registered model, metadata, Predictor on onnxruntime."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from ecgcnn import Predictor
+from ecgcnn.checkpoint import load_checkpoint, save_checkpoint
+from ecgcnn.errors import EcgcnnError
+from ecgcnn.export import decode_metadata, export_onnx, onnx_metadata, sidecar_path
+from ecgcnn.models import Classifier, create_model, list_models
+from ecgcnn.records import LEADS
+from test_predict import checkpoint, probs, run_cli  # noqa: F401  (checkpoint is a fixture)
+from test_recording import ecg, write_wfdb
+
+CLASSES = ["NORM", "MI", "STTC", "CD", "HYP"]
+WINDOW = 250  # 2.5 s at 100 Hz, the benchmark recipe's window (and 4x less work than 10 s)
+
+
+def random_checkpoint(name, path):
+    """An untrained model with non-trivial standardisation and batch-norm statistics.
+
+    The statistics are those of a batch of random ECG-sized input (as training would leave them),
+    and the output layer is scaled to logits of a trained model's size (std 3): float32 rounding
+    grows with the logits, and an untrained 100-layer net can emit logits in the hundreds.
+    """
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    mean, std = torch.randn(12, generator=gen) * 0.05, torch.rand(12, generator=gen) * 0.3 + 0.1
+    model = Classifier(create_model(name, len(CLASSES)), mean, std)
+    calibration = torch.randn(8, 12, WINDOW, generator=gen) * 0.3
+    with torch.no_grad():
+        model.train()(calibration)
+        model.eval()
+        heads = [m for m in model.modules()
+                 if isinstance(m, torch.nn.Linear) and m.out_features == len(CLASSES)]  # fmt: skip
+        if heads:
+            scale = 3.0 / model(calibration).std()
+            heads[-1].weight *= scale
+            heads[-1].bias *= scale
+    meta = {
+        "model": {"name": name, "kwargs": {}}, "task": "superdiagnostic", "classes": CLASSES,
+        "leads": list(LEADS), "fs": 100, "input_length": WINDOW,
+        "preprocess": {"mean": mean.tolist(), "std": std.tolist()},
+        "thresholds": [0.1, 0.2, 0.3, 0.4, 0.5], "threshold_source": ["tuned"] * 5,
+        "metrics": {}, "epoch": 3, "fold": "fold_0", "config": {},
+    }  # fmt: skip
+    save_checkpoint(path, model, meta)
+    return model
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_onnx_matches_pytorch_for_every_registered_model(name, tmp_path):
+    model = random_checkpoint(name, tmp_path / "checkpoint.pt")
+    info = export_onnx(tmp_path / "checkpoint.pt", tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):  # the batch axis is dynamic (the export traced a batch of 2)
+        x = (
+            np.random.default_rng(batch)
+            .normal(scale=0.5, size=(batch, 12, WINDOW))
+            .astype(np.float32)
+        )
+        logits, prob = session.run(["logits", "probabilities"], {"ecg": x})
+        with torch.inference_mode():
+            want = model(torch.from_numpy(x)).numpy()
+        assert logits.shape == (batch, len(CLASSES))
+        assert np.abs(logits - want).max() < 1e-4, name
+        np.testing.assert_allclose(prob, 1 / (1 + np.exp(-want)), atol=1e-5)
+    assert info["max_abs_diff_vs_pytorch"] < 1e-4
+
+
+def test_metadata_travels_in_the_onnx_file_and_the_sidecar(tmp_path):
+    random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
+    export_onnx(tmp_path / "checkpoint.pt", tmp_path / "model.onnx")
+    proto = onnx.load(str(tmp_path / "model.onnx"))
+    embedded = decode_metadata({p.key: p.value for p in proto.metadata_props}, "model.onnx")
+    meta = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert embedded == onnx_metadata(meta)
+    assert embedded["classes"] == CLASSES and embedded["fs"] == 100 and embedded["window"] == WINDOW
+    assert embedded["thresholds"] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert embedded["preprocess"]["mean"] == pytest.approx(meta["preprocess"]["mean"])
+    assert embedded["preprocess"]["in_graph"] is True
+    assert embedded["model"]["name"] == "cnn1d" and embedded["task"] == "superdiagnostic"
+    assert embedded["version"] == meta["version"]
+    sidecar = json.loads(sidecar_path(tmp_path / "model.onnx").read_text())
+    assert {k: sidecar[k] for k in embedded} == embedded
+    assert sidecar["onnx_file"] == "model.onnx" and len(sidecar["sha256"]) == 64
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 12, WINDOW]
+
+
+def test_predictor_from_onnx_agrees_with_the_checkpoint(checkpoint, tmp_path):  # noqa: F811
+    export_onnx(checkpoint, tmp_path / "model.onnx")
+    torch_p = Predictor.from_checkpoint(checkpoint)
+    onnx_p = Predictor.from_onnx(tmp_path / "model.onnx")
+    assert onnx_p.backend == "onnxruntime" and torch_p.backend == "pytorch"
+    assert (onnx_p.classes, onnx_p.fs, onnx_p.window, onnx_p.leads) == (
+        torch_p.classes, torch_p.fs, torch_p.window, torch_p.leads)  # fmt: skip
+    np.testing.assert_allclose(onnx_p.thresholds, torch_p.thresholds)
+    for seed in range(6):
+        sig = ecg(seconds=15, seed=50 + seed, statements=[["NORM"], ["IMI"], ["LVH"]][seed % 3])
+        a, b = torch_p.predict(sig, fs=100), onnx_p.predict(sig, fs=100)
+        assert a.labels == b.labels
+        assert np.abs(probs(a) - probs(b)).max() < 1e-5
+    assert Predictor.load(tmp_path / "model.onnx").backend == "onnxruntime"
+
+
+def test_sidecar_only_and_foreign_onnx_files(tmp_path):
+    random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
+    export_onnx(tmp_path / "checkpoint.pt", tmp_path / "model.onnx")
+    proto = onnx.load(str(tmp_path / "model.onnx"))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / "bare.onnx"))
+    with pytest.raises(EcgcnnError, match="not an ecgcnn ONNX export"):
+        Predictor.from_onnx(tmp_path / "bare.onnx")
+    sidecar_path(tmp_path / "bare.onnx").write_text(
+        sidecar_path(tmp_path / "model.onnx").read_text()
+    )
+    assert Predictor.from_onnx(tmp_path / "bare.onnx").classes == CLASSES
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(EcgcnnError, match="not a loadable ONNX model"):
+        Predictor.from_onnx(tmp_path / "junk.onnx")
+
+
+def test_pytorch_prediction_never_imports_onnxruntime(checkpoint, tmp_path):  # noqa: F811
+    write_wfdb(tmp_path / "rec", ecg())
+    code = (
+        "import sys, ecgcnn\n"
+        f"p = ecgcnn.Predictor.from_checkpoint({str(checkpoint)!r})\n"
+        f"p.predict_record({str(tmp_path / 'rec')!r})\n"
+        "print('onnxruntime' in sys.modules, 'onnx' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"PYTHONWARNINGS": "ignore"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.slow
+def test_cli_export_then_predict_with_onnx(checkpoint, tmp_path):  # noqa: F811
+    proc = run_cli(
+        "export", "--checkpoint", checkpoint, "--format", "onnx", "--out", tmp_path / "m.onnx"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.onnx.json").is_file()
+    write_wfdb(tmp_path / "rec", ecg(seed=60))
+    proc = run_cli(
+        "predict", "--checkpoint", tmp_path / "m.onnx", tmp_path / "rec", "--format", "json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["model"]["backend"] == "onnxruntime" and len(out["predictions"]) == 1
+    want = Predictor.from_checkpoint(checkpoint).predict_record(tmp_path / "rec")
+    got = out["predictions"][0]
+    assert got["labels"] == want.labels
+    assert max(abs(got["probabilities"][c] - v) for c, v in want.probabilities.items()) < 1e-5
+    proc = run_cli(
+        "export", "--checkpoint", checkpoint, "--format", "tflite", "--out", tmp_path / "m.tfl"
+    )
+    assert proc.returncode == 1 and "error: unknown export format 'tflite'" in proc.stderr

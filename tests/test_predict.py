@@ -1,0 +1,263 @@
+"""Prediction: windows, the Predictor API on every input format, batches with bad records, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ecgcnn.predict
+from ecgcnn import Prediction, Predictor
+from ecgcnn.errors import EcgcnnError, RecordError
+from ecgcnn.predict import BatchResult, windows
+from ecgcnn.recipes import get_recipe
+from ecgcnn.records import LEADS
+from ecgcnn.train import TrainConfig, train
+from test_recording import ecg, write_cinc_mat, write_wfdb
+
+# Probabilities of the same ECG reached by two routes (500 Hz resampled here vs the 100 Hz file)
+# differ only by 16-bit storage (<= 0.5 µV per sample and file) after the same anti-aliasing
+# filter: measured ~4e-6 with the one-epoch test model. 1e-3 leaves a 250x margin, and still fails
+# for plain decimation without the low-pass (~1.4e-3 here), a wrong rate or a wrong unit (far off).
+ROUTE_TOLERANCE = 1e-3
+
+
+@pytest.fixture(scope="session")
+def checkpoint(synthetic_root, tmp_path_factory):
+    """A one-epoch cnn1d on the synthetic root, trained once per session (test_export reuses it)."""
+    out = tmp_path_factory.getbasetemp() / "predict-checkpoint"
+    if (out / "fold_0" / "checkpoint.pt").is_file():
+        return out / "fold_0" / "checkpoint.pt"
+    train(TrainConfig(data_root=str(synthetic_root), out=str(out), folds=2, only_fold=0, progress=False,
+                      recipe=get_recipe("seed").with_overrides(epochs=1, batch_size=32)))  # fmt: skip
+    return out / "fold_0" / "checkpoint.pt"
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint):
+    return Predictor.from_checkpoint(checkpoint)
+
+
+def probs(prediction):
+    return np.array(list(prediction.probabilities.values()))
+
+
+# --- windows ---------------------------------------------------------------------------------------
+
+
+def test_windows_cover_the_record_and_align_the_last_to_its_end():
+    x = np.arange(2 * 2500, dtype=np.float32).reshape(2, 2500)
+    w = windows(x, 1000, 500)
+    assert w.shape == (4, 2, 1000) and w.dtype == np.float32
+    assert [int(v[0, 0]) for v in w] == [0, 500, 1000, 1500]
+    w = windows(x[:, :2300], 1000, 500)
+    assert [int(v[0, 0]) for v in w] == [0, 500, 1000, 1300]  # last aligned to the end
+    np.testing.assert_array_equal(w[-1], x[:, 1300:2300])
+    assert windows(x[:, :1000], 1000, 500).shape == (1, 2, 1000)
+    with pytest.raises(EcgcnnError):
+        windows(x[:, :999], 1000, 500)
+
+
+# --- formats and rates --------------------------------------------------------------------------
+
+
+def test_500_hz_dat_and_mat_predict_like_the_100_hz_original(predictor, tmp_path):
+    for seed, statements in ((3, ["IMI"]), (4, ["ASMI", "LVH"]), (5, ["NORM"])):
+        hi = ecg(fs=500, seed=seed, statements=statements)
+        lo = ecg(fs=100, seed=seed, statements=statements)  # the same ECG, decimated as PTB-XL's
+        write_wfdb(tmp_path / f"hr{seed}", hi, fs=500)
+        write_cinc_mat(tmp_path / f"mat{seed}", hi, fs=500)
+        write_wfdb(tmp_path / f"lr{seed}", lo, fs=100)
+        want = predictor.predict_record(tmp_path / f"lr{seed}")
+        for path in (tmp_path / f"hr{seed}.hea", tmp_path / f"mat{seed}.mat"):
+            got = predictor.predict_record(path)
+            assert got.fs == 500 and got.windows == 1 and got.warnings == []
+            assert np.abs(probs(got) - probs(want)).max() < ROUTE_TOLERANCE, path
+
+
+def test_csv_npy_and_arrays_match_the_wfdb_record(predictor, tmp_path):
+    sig = np.round(ecg(seed=7, statements=["LVH"]), 3)
+    write_wfdb(tmp_path / "rec", sig)
+    want = probs(predictor.predict_record(tmp_path / "rec"))
+    np.save(tmp_path / "rec.npy", sig.T)
+    pd.DataFrame(sig, columns=list(LEADS)).to_csv(tmp_path / "rec.csv", index=False)
+    for got in (predictor.predict_record(tmp_path / "rec.npy", fs=100),
+                predictor.predict_record(tmp_path / "rec.csv", fs=100),
+                predictor.predict(sig, fs=100), predictor.predict(sig.T, fs=100)):  # fmt: skip
+        np.testing.assert_allclose(probs(got), want, atol=1e-6)
+
+
+def test_aliased_reordered_leads_give_the_canonical_probabilities(predictor, tmp_path):
+    sig = ecg(seed=8, statements=["IMI"])
+    order = np.random.default_rng(0).permutation(12)
+    alias = {"AVR": "aVR", "AVL": "aVL", "AVF": "aVF", "I": "Lead I", "V2": "C2"}
+    names = [alias.get(LEADS[i], LEADS[i]) for i in order]
+    want = probs(predictor.predict(sig, fs=100))
+    got = predictor.predict(sig[:, order], fs=100, leads=names)
+    np.testing.assert_allclose(probs(got), want, atol=1e-6)
+    pd.DataFrame(sig[:, order], columns=names).to_csv(tmp_path / "shuffled.csv", index=False)
+    np.testing.assert_allclose(
+        probs(predictor.predict_record(tmp_path / "shuffled.csv", fs=100)), want, atol=1e-6
+    )
+    # a scrambled order without names is a different ECG: the names are what makes it right
+    assert np.abs(probs(predictor.predict(sig[:, order], fs=100)) - want).max() > 1e-4
+
+
+def test_prediction_result(predictor):
+    p = predictor.predict(ecg(seed=9), fs=100, name="mine")
+    assert isinstance(p, Prediction) and p.record == "mine"
+    assert list(p.probabilities) == predictor.classes
+    assert all(0.0 <= v <= 1.0 for v in p.probabilities.values())
+    want = [
+        c
+        for c, t in zip(predictor.classes, predictor.thresholds, strict=True)
+        if p.probabilities[c] >= t
+    ]
+    assert p.labels == want
+    assert p.to_dict()["probabilities"] == p.probabilities
+
+
+# --- windows, segments, thresholds ----------------------------------------------------------------
+
+
+def test_long_records_are_windowed_and_aggregated(predictor, checkpoint):
+    sig = ecg(seconds=25, seed=10, statements=["ASMI"])
+    starts = [0, 500, 1000, 1500]
+    each = np.stack([probs(predictor.predict(sig[s : s + 1000], fs=100)) for s in starts])
+    got = predictor.predict(sig, fs=100)
+    assert got.windows == 4 and got.duration_s == 25
+    np.testing.assert_allclose(probs(got), each.max(axis=0), atol=1e-6)
+    mean = Predictor.from_checkpoint(checkpoint, aggregate="mean").predict(sig, fs=100)
+    np.testing.assert_allclose(probs(mean), each.mean(axis=0), atol=1e-6)
+    part = predictor.predict(sig, fs=100, segment=(5.0, 15.0))
+    np.testing.assert_allclose(
+        probs(part), probs(predictor.predict(sig[500:1500], fs=100)), atol=1e-6
+    )
+    with pytest.raises(
+        RecordError,
+        match=r"too short: 5 s, the model needs at least 10 s \(1000 samples at 100 Hz\)",
+    ):
+        predictor.predict(sig[:500], fs=100)
+    with pytest.raises(EcgcnnError, match="unknown aggregate 'median'"):
+        Predictor.from_checkpoint(checkpoint, aggregate="median")
+    with pytest.raises(EcgcnnError, match="--units 'mmHg': expected mV, uV or V"):
+        predictor.predict(sig, fs=100, units="mmHg")
+
+
+def test_meta_window_and_stride_are_honoured(predictor):
+    meta = predictor.meta | {"window": 1000, "stride": 250, "aggregate": "mean"}
+    p = Predictor(predictor._infer, meta, "pytorch")
+    got = p.predict(ecg(seconds=20, seed=11), fs=100)
+    assert got.windows == 5  # starts 0, 250, 500, 750, 1000
+    none = Predictor(predictor._infer, predictor.meta | {"window": None, "stride": None}, "pytorch")
+    assert (none.window, none.stride, none.aggregate) == (1000, 500, "max")
+
+
+def test_threshold_override_and_zero_filled_leads(checkpoint):
+    sig = ecg(seed=12)
+    assert Predictor.from_checkpoint(checkpoint, threshold=0.0).predict(sig, fs=100).labels == list(
+        Predictor.from_checkpoint(checkpoint).classes
+    )
+    assert Predictor.from_checkpoint(checkpoint, threshold=1.0).predict(sig, fs=100).labels == []
+    with pytest.raises(EcgcnnError, match="between 0 and 1"):
+        Predictor.from_checkpoint(checkpoint, threshold=2.0)
+    p = Predictor.from_checkpoint(checkpoint).predict(
+        sig[:, :11], fs=100, leads=LEADS[:11], allow_missing_leads=True
+    )
+    assert p.filled_leads == ["V6"] and any("V6 missing" in w for w in p.warnings)
+
+
+# --- batches --------------------------------------------------------------------------------------
+
+
+def corrupt_folder(tmp_path):
+    folder = tmp_path / "records"
+    (folder / "sub").mkdir(parents=True)
+    for k in range(5):
+        write_wfdb(folder / "sub" / f"r{k}", ecg(seed=20 + k))
+    write_wfdb(folder / "bad", ecg(seed=30))
+    (folder / "bad.dat").write_bytes((folder / "bad.dat").read_bytes()[:7000])
+    return folder
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_corrupt_record_is_reported_and_the_rest_predicted(
+    predictor, tmp_path, workers, monkeypatch
+):
+    pools = []
+
+    class Pool(ecgcnn.predict.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(ecgcnn.predict, "ProcessPoolExecutor", Pool)
+    folder = corrupt_folder(tmp_path)
+    result = predictor.predict_paths([folder], workers=workers)
+    assert len(pools) == (1 if workers else 0)  # records read by worker processes, or in-process
+    assert isinstance(result, BatchResult)
+    assert [p.record for p in result.predictions] == [
+        str(folder / "sub" / f"r{k}") for k in range(5)
+    ]
+    assert [f.record for f in result.failures] == [str(folder / "bad")]
+    assert "truncated" in result.failures[0].problem
+    assert result.summary() == "predicted 5 of 6 record(s); 1 failed"
+    alone = predictor.predict_record(folder / "sub" / "r3")
+    np.testing.assert_allclose(probs(result.predictions[3]), probs(alone), atol=1e-6)
+    table, csv_text = result.render("table"), result.render("csv")
+    assert "failed" in table and "r3" in table
+    rows = list(csv_text.splitlines())
+    assert rows[0].startswith("record,labels,p_") and len(rows) == 7
+    assert json.loads(result.render("json"))["summary"] == {
+        "records": 6,
+        "predicted": 5,
+        "failed": 1,
+    }
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def run_cli(*args):
+    env = os.environ | {"PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "ecgcnn", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=600)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_cli_predict_a_folder_with_a_corrupt_record(checkpoint, tmp_path):
+    folder = corrupt_folder(tmp_path)
+    np.save(folder / "arr.npy", ecg(seed=40))
+    proc = run_cli("predict", "--checkpoint", checkpoint, folder, "--format", "json", "--fs", 100)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["summary"] == {"records": 7, "predicted": 6, "failed": 1}
+    assert out["failures"][0]["record"] == str(folder / "bad")
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("failed:")]
+    assert failed == [f"failed: {folder / 'bad'}: {out['failures'][0]['error']}"]
+    assert "predicted 6 of 7 record(s); 1 failed" in proc.stderr
+    (folder / "bad.dat").unlink()
+    (folder / "bad.hea").unlink()
+    proc = run_cli("predict", "--checkpoint", checkpoint, folder / "sub" / "r0", folder / "sub" / "r1.hea",
+                  "--format", "csv", "--out", tmp_path / "out.csv", "--threshold", 0.0)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(tmp_path / "out.csv")
+    assert list(df["record"]) == [str(folder / "sub" / "r0"), str(folder / "sub" / "r1")]
+    assert df["labels"].str.split(";").map(len).tolist() == [5, 5]
+
+
+@pytest.mark.slow
+def test_cli_predict_bad_options_are_one_line_errors(checkpoint, tmp_path):
+    proc = run_cli("predict", "--checkpoint", checkpoint, tmp_path, "--format", "xml")
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and lines == [
+        "error: unknown format 'xml'; expected one of table, csv, json"
+    ]
+    proc = run_cli("predict", "--checkpoint", tmp_path / "none.pt", tmp_path)
+    assert (
+        proc.returncode == 1 and "error: checkpoint" in proc.stderr and "not found" in proc.stderr
+    )

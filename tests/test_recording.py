@@ -1,0 +1,372 @@
+"""Reading recordings from the wild: every format, lead names, units, resampling and every bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+import wfdb
+
+from ecgcnn.errors import EcgcnnError, RecordError
+from ecgcnn.recording import (
+    canonical_lead,
+    conform,
+    find_recordings,
+    parse_segment,
+    read_recording,
+    resample,
+)
+from ecgcnn.records import LEADS, read_record
+from ecgcnn.synthetic import synthesize_ecg
+
+
+def ecg(fs=100, seconds=10.0, seed=0, statements=("NORM",)):
+    return synthesize_ecg(
+        list(statements), fs=fs, duration_s=seconds, rng=np.random.default_rng(seed)
+    )
+
+
+def write_wfdb(path, signal, names=LEADS, fs=100, units="mV", fmt="16"):
+    """A WFDB record as wfdb.wrsamp writes it (gain 1000 per mV, or 1 per µV)."""
+    gain = 1000.0 if units == "mV" else 1.0
+    wfdb.wrsamp(
+        path.name, fs=fs, units=[units] * len(names), sig_name=list(names),
+        p_signal=np.asarray(signal, dtype=np.float64), fmt=[fmt] * len(names),
+        adc_gain=[gain] * len(names), baseline=[0] * len(names), write_dir=str(path.parent),
+    )  # fmt: skip
+    return path
+
+
+def write_cinc_mat(path, signal, names=LEADS, fs=500):
+    """A PhysioNet/CinC-challenge record: MATLAB v4 'val' (leads x samples, int16) + a .hea.
+
+    The v4 header of a variable named 'val' is 24 bytes, hence the format '16+24' (byte offset).
+    """
+    digital = np.round(np.asarray(signal).T * 1000).astype(np.int16)
+    scipy.io.savemat(path.with_suffix(".mat"), {"val": digital}, format="4")
+    lines = [f"{path.name} {len(names)} {fs} {digital.shape[1]}"]
+    lines += [f"{path.name}.mat 16+24 1000/mV 16 0 {digital[i, 0]} 0 0 {lead}"
+              for i, lead in enumerate(names)]  # fmt: skip
+    path.with_suffix(".hea").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_edf(path, signal, names=LEADS, fs=100, unit="mV"):
+    """A minimal EDF file (one-second data records, 16-bit, 1 µV per step in mV)."""
+
+    def field(value, width):
+        return str(value).ljust(width)[:width].encode("ascii")
+
+    n_sig, n_rec = len(names), signal.shape[0] // fs
+    scale = 1000.0 if unit == "mV" else 1.0
+    digital = np.round(signal[: n_rec * fs] * scale).astype("<i2")
+    phys_max = 32767 / scale
+    header = b"".join([
+        field("0", 8), field("X X X X", 80), field("Startdate 01-JAN-2020 X X X", 80),
+        field("01.01.20", 8), field("00.00.00", 8), field(256 * (n_sig + 1), 8), field("", 44),
+        field(n_rec, 8), field(1, 8), field(n_sig, 4),
+    ])  # fmt: skip
+    per_signal = [
+        [field(n, 16) for n in names], [field("AgAgCl", 80)] * n_sig, [field(unit, 8)] * n_sig,
+        [field(f"{-phys_max - 1 / scale:.3f}", 8)] * n_sig, [field(f"{phys_max:.3f}", 8)] * n_sig,
+        [field(-32768, 8)] * n_sig, [field(32767, 8)] * n_sig, [field("", 80)] * n_sig,
+        [field(fs, 8)] * n_sig, [field("", 32)] * n_sig,
+    ]  # fmt: skip
+    header += b"".join(b"".join(block) for block in per_signal)
+    body = digital.reshape(n_rec, fs, n_sig).transpose(0, 2, 1).tobytes()
+    path.write_bytes(header + body)
+    return path
+
+
+# --- lead names ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "lead"),
+    [("aVR", "AVR"), ("avr", "AVR"), ("Lead aVR", "AVR"), ("VR", "AVR"), ("aVL", "AVL"),
+     ("AVF", "AVF"), ("I", "I"), ("DII", "II"), ("lead_III", "III"), ("v1", "V1"),
+     ("C4", "V4"), (" V6 ", "V6")],
+)  # fmt: skip
+def test_lead_aliases(label, lead):
+    assert canonical_lead(label) == lead
+
+
+@pytest.mark.parametrize("label", ["MLII", "ML5", "-aVR", "ECG1", "V7", "X", "1"])
+def test_non_standard_leads_have_no_canonical_name(label):
+    assert canonical_lead(label) is None
+
+
+def test_aliased_shuffled_leads_come_back_in_model_order(tmp_path):
+    sig = ecg()
+    order = np.random.default_rng(1).permutation(12)
+    aliases = {"AVR": "aVR", "AVL": "aVL", "AVF": "aVF", "II": "DII", "V3": "v3", "V5": "C5"}
+    names = [aliases.get(LEADS[i], LEADS[i]) for i in order]
+    write_wfdb(tmp_path / "shuffled", sig[:, order], names)
+    write_wfdb(tmp_path / "canonical", sig)
+    got = read_recording(tmp_path / "shuffled")
+    want = read_recording(tmp_path / "canonical")
+    assert got.leads == LEADS and got.filled_leads == () and got.warnings == ()
+    np.testing.assert_array_equal(got.signal, want.signal)
+    np.testing.assert_allclose(got.signal, sig, atol=6e-4)  # 16-bit at 1 µV per step
+
+
+def test_missing_lead_is_an_error_unless_zero_filling_is_allowed(tmp_path):
+    sig = ecg()
+    keep = [i for i, lead in enumerate(LEADS) if lead not in ("V4", "AVL")]
+    write_wfdb(tmp_path / "ten", sig[:, keep], [LEADS[i] for i in keep])
+    with pytest.raises(RecordError, match=r"ten: missing lead\(s\) AVL, V4; has I, II"):
+        read_recording(tmp_path / "ten")
+    rec = read_recording(tmp_path / "ten", allow_missing_leads=True)
+    assert rec.filled_leads == ("AVL", "V4")
+    assert any("AVL, V4 missing: filled with zeros" in w for w in rec.warnings)
+    assert not rec.signal[:, [4, 9]].any()
+    np.testing.assert_allclose(rec.signal[:, keep], sig[:, keep], atol=6e-4)
+    rec.validate()  # filled leads are flat by construction, and allowed to be
+
+
+def test_holter_mlii_is_rejected_as_not_12_lead_even_with_zero_filling(tmp_path):
+    sig = ecg()[:, [1, 6]]
+    write_wfdb(tmp_path / "mitdb", sig, ["MLII", "V1"], fs=100)
+    for allow in (False, True):
+        with pytest.raises(RecordError, match="mitdb: not a 12-lead ECG: MLII is a modified"):
+            read_recording(tmp_path / "mitdb", allow_missing_leads=allow)
+
+
+def test_extra_channels_are_ignored_with_a_warning(tmp_path):
+    sig = ecg()
+    extra = np.column_stack([sig, sig[:, :1]])
+    write_wfdb(tmp_path / "fifteen", extra, [*LEADS, "vx"])
+    rec = read_recording(tmp_path / "fifteen")
+    assert rec.warnings == ("ignored channel(s) vx",)
+    np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
+
+
+# --- formats -------------------------------------------------------------------------------------
+
+
+def test_cinc_mat_reads_like_the_dat(tmp_path):
+    sig = np.round(ecg(fs=500), 3)  # on the 1 µV grid: both writers store the same integers
+    write_wfdb(tmp_path / "dat", sig, fs=500)
+    write_cinc_mat(tmp_path / "mat", sig, fs=500)
+    a, b = read_recording(tmp_path / "dat.hea"), read_recording(tmp_path / "mat.mat")
+    assert a.fs == b.fs == 500 and b.name == str(tmp_path / "mat")
+    np.testing.assert_array_equal(a.signal, b.signal)
+
+
+def test_format_212_and_microvolt_headers(tmp_path):
+    sig = np.round(ecg(), 3)
+    write_wfdb(tmp_path / "f212", sig, fmt="212")
+    np.testing.assert_allclose(read_recording(tmp_path / "f212").signal, sig, atol=6e-4)
+    write_wfdb(tmp_path / "uv", np.round(sig * 1000), units="uV")
+    rec = read_recording(tmp_path / "uv")
+    np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
+    np.testing.assert_allclose(read_record(tmp_path / "uv")[0], rec.signal)  # same unit handling
+
+
+def test_edf(tmp_path):
+    sig = ecg()
+    rec = read_recording(write_edf(tmp_path / "rec.edf", sig))
+    assert rec.fs == 100 and rec.signal.shape == (1000, 12)
+    np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
+    uv = read_recording(write_edf(tmp_path / "uv.edf", sig * 1000, unit="uV"))
+    np.testing.assert_allclose(uv.signal, sig, atol=6e-4)
+    # an EDF written by another writer (wfdb's, which appends one padding block)
+    from wfdb.io.convert.edf import wfdb_to_edf
+
+    write_wfdb(tmp_path / "w", sig)
+    wfdb_to_edf(str(tmp_path / "w"), output_filename=str(tmp_path / "w.edf"))
+    theirs = read_recording(tmp_path / "w.edf")
+    np.testing.assert_allclose(
+        theirs.signal[:1000], read_recording(tmp_path / "w").signal, atol=1e-6
+    )
+    raw = (tmp_path / "rec.edf").read_bytes()
+    (tmp_path / "cut.edf").write_bytes(raw[: len(raw) - 100])
+    with pytest.raises(RecordError, match="cut.edf: EDF file holds 9 of the 10 data records"):
+        read_recording(tmp_path / "cut.edf")
+    (tmp_path / "junk.edf").write_bytes(b"hello")
+    with pytest.raises(RecordError, match="junk.edf: not an EDF file"):
+        read_recording(tmp_path / "junk.edf")
+
+
+def test_npy_either_orientation_and_units(tmp_path):
+    sig = ecg()
+    np.save(tmp_path / "tl.npy", sig)
+    np.save(tmp_path / "lt.npy", sig.T)
+    np.save(tmp_path / "uv.npy", sig * 1000)
+    for name, units in (("tl", "mV"), ("lt", "mV"), ("uv", "uV")):
+        rec = read_recording(tmp_path / f"{name}.npy", fs=100, units=units)
+        np.testing.assert_allclose(rec.signal, sig, rtol=1e-5, atol=1e-6)
+    big = read_recording(tmp_path / "uv.npy", fs=100)  # microvolts taken as millivolts
+    assert any("microvolts" in w for w in big.warnings)
+
+
+def test_csv_with_header_aliases_time_column_and_semicolons(tmp_path):
+    sig = ecg()
+    order = np.random.default_rng(2).permutation(12)
+    names = [{"AVR": "aVR", "AVL": "aVL", "AVF": "aVF"}.get(LEADS[i], LEADS[i]) for i in order]
+    df = pd.DataFrame(sig[:, order], columns=names)
+    df.insert(0, "time", np.arange(1000) / 100)
+    df.to_csv(tmp_path / "comma.csv", index=False)
+    df.to_csv(tmp_path / "semi.csv", index=False, sep=";")
+    pd.DataFrame(sig).to_csv(tmp_path / "bare.csv", index=False, header=False)
+    for name in ("comma", "semi", "bare"):
+        rec = read_recording(tmp_path / f"{name}.csv", fs=100)
+        assert rec.warnings == (), name
+        np.testing.assert_allclose(rec.signal, sig, rtol=1e-6, atol=1e-6)
+
+
+# --- resampling ----------------------------------------------------------------------------------
+
+
+def test_resampling_500_to_100_hz_matches_the_decimated_original():
+    # synthesize_ecg renders at 500 Hz and decimates (as PTB-XL's 100 Hz files were made), so
+    # the same seed at 100 Hz is the 100 Hz original of the 500 Hz recording.
+    hi, lo = ecg(fs=500, seed=3), ecg(fs=100, seed=3)
+    out = resample(hi, 500, 100)
+    assert out.shape == lo.shape and out.dtype == np.float32
+    assert np.abs(out - lo).max() < 0.005  # mV; naive hi[::5] is off by ~0.08 mV in the QRS
+    assert np.abs(hi[::5] - lo).max() > 0.02
+
+
+def test_resampling_is_anti_aliased_and_handles_odd_rates():
+    t = np.arange(5000) / 500
+    tone = np.column_stack([np.sin(2 * np.pi * 70 * t)] * 12)  # above the 50 Hz Nyquist of 100 Hz
+    out = resample(tone, 500, 100)
+    assert np.abs(out[50:-50]).max() < 0.02  # plain decimation would alias it to a 30 Hz tone
+    assert np.abs(tone[::5]).max() > 0.9
+    slow = np.column_stack([np.sin(2 * np.pi * 5 * np.arange(2570) / 257)] * 12)
+    out = resample(slow, 257, 100)  # INCART's rate
+    assert out.shape == (1000, 12)
+    want = np.sin(2 * np.pi * 5 * np.arange(1000) / 100)
+    assert np.abs(out[20:-20, 0] - want[20:-20]).max() < 0.01
+
+
+# --- bad input: one line naming the record and the problem ---------------------------------------
+
+
+def one_line(exc_info, record, pattern):
+    message = str(exc_info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{record}: "), message
+    assert pattern in message, message
+
+
+def test_nan_inf_and_flat_leads(tmp_path):
+    sig = ecg()
+    nan = sig.copy()
+    nan[100:103, 7] = np.nan
+    inf = sig.copy()
+    inf[5, 0] = np.inf
+    flat = sig.copy()
+    flat[:, 9] = 0.3
+    for name, arr, pattern in (("nan", nan, "3 NaN or infinite sample(s) (first in lead V2)"),
+                               ("inf", inf, "1 NaN or infinite sample(s) (first in lead I)"),
+                               ("flat", flat, "flat lead(s) V4")):  # fmt: skip
+        np.save(tmp_path / f"{name}.npy", arr)
+        with pytest.raises(RecordError) as exc:
+            read_recording(tmp_path / f"{name}.npy", fs=100).validate()
+        one_line(exc, str(tmp_path / f"{name}.npy"), pattern)
+
+
+def test_wrong_lead_count_and_non_numeric_arrays(tmp_path):
+    np.save(tmp_path / "eight.npy", ecg()[:, :8])
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "eight.npy", fs=100)
+    one_line(
+        exc, str(tmp_path / "eight.npy"), "wrong lead count: shape (1000, 8), expected 12 leads"
+    )
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "obj.npy", fs=100)
+    one_line(exc, str(tmp_path / "obj.npy"), "not a readable numeric .npy array")
+    np.save(tmp_path / "text.npy", np.array([["a"] * 12] * 10))
+    with pytest.raises(RecordError, match="not a numeric array"):
+        read_recording(tmp_path / "text.npy", fs=100)
+    with pytest.raises(RecordError, match="has no sampling rate"):
+        read_recording(tmp_path / "eight.npy")
+
+
+def test_non_numeric_csv(tmp_path):
+    df = pd.DataFrame(ecg(), columns=list(LEADS)).astype(object)
+    df.iloc[16, 7] = "1,2mV"
+    df.to_csv(tmp_path / "text.csv", index=False)
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "text.csv", fs=100)
+    one_line(exc, str(tmp_path / "text.csv"), "non-numeric value '1,2mV' in V2, line 18")
+    df.iloc[16, 7] = ""
+    df.to_csv(tmp_path / "empty.csv", index=False)
+    with pytest.raises(RecordError, match="empty cell in V2, line 18"):
+        read_recording(tmp_path / "empty.csv", fs=100)
+    (tmp_path / "ragged.csv").write_text("I,II\n1,2\n1,2,3\n")
+    with pytest.raises(RecordError, match="not a readable CSV"):
+        read_recording(tmp_path / "ragged.csv", fs=100)
+
+
+def test_truncated_dat_missing_signal_file_and_missing_header(tmp_path):
+    write_wfdb(tmp_path / "cut", ecg())
+    dat = tmp_path / "cut.dat"
+    dat.write_bytes(dat.read_bytes()[:10001])
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "cut")
+    one_line(
+        exc,
+        str(tmp_path / "cut"),
+        "signal file cut.dat has 10001 bytes, the header needs 24000 (truncated?)",
+    )
+    write_wfdb(tmp_path / "orphan", ecg())
+    (tmp_path / "orphan.dat").unlink()
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "orphan.hea")
+    one_line(exc, str(tmp_path / "orphan"), "signal file orphan.dat named in the header not found")
+    write_cinc_mat(tmp_path / "lonely", ecg(fs=500))
+    (tmp_path / "lonely.hea").unlink()
+    with pytest.raises(RecordError, match="lonely: a .mat recording needs its WFDB header"):
+        read_recording(tmp_path / "lonely.mat")
+    with pytest.raises(RecordError, match="unsupported file type .txt"):
+        read_recording(tmp_path / "notes.txt")
+
+
+def test_duplicate_leads_and_bad_rates():
+    sig = ecg()
+    names = list(LEADS)
+    names[3] = "avr"
+    names[4] = "aVR"
+    with pytest.raises(RecordError, match="AVR appear more than once"):
+        conform(sig, 100, names, "dup")
+    for fs in (0, -5, float("nan"), "fast", 5, 2e5):
+        with pytest.raises(RecordError, match="sampling rate"):
+            conform(sig, fs, None, "rate")
+
+
+def test_segments(tmp_path):
+    np.save(tmp_path / "long.npy", ecg(seconds=30))
+    rec = read_recording(tmp_path / "long.npy", fs=100)
+    part = rec.segment(5, 15)
+    np.testing.assert_array_equal(part.signal, rec.signal[500:1500])
+    assert rec.segment(None, 12.5).signal.shape[0] == 1250
+    assert rec.segment(20, None).signal.shape[0] == 1000
+    with pytest.raises(RecordError, match="ends after the recording"):
+        rec.segment(25, 40)
+    assert parse_segment("2:12") == (2.0, 12.0) and parse_segment("5:") == (5.0, None)
+    assert parse_segment(None) is None
+    for bad in ("5", "a:b", "10:5", "1:2:3"):
+        with pytest.raises(EcgcnnError, match="--segment"):
+            parse_segment(bad)
+
+
+def test_find_recordings(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    write_wfdb(tmp_path / "a" / "b" / "rec1", ecg())
+    write_wfdb(tmp_path / "rec2", ecg())
+    np.save(tmp_path / "a" / "arr.npy", ecg())
+    pd.DataFrame(ecg(), columns=list(LEADS)).to_csv(tmp_path / "a" / "t.csv", index=False)
+    found, errors = find_recordings([tmp_path])
+    assert found == [tmp_path / "a" / "b" / "rec1.hea", tmp_path / "rec2.hea"] and errors == []
+    found, _ = find_recordings([tmp_path], arrays=True)
+    assert len(found) == 4
+    # record names, .hea and .dat of one record are one record; a missing path is an error
+    found, errors = find_recordings([tmp_path / "rec2", tmp_path / "rec2.hea", tmp_path / "rec2.dat",
+                                     tmp_path / "nothing"])  # fmt: skip
+    assert found == [tmp_path / "rec2"]
+    assert [str(e) for e in errors] == [
+        f"{tmp_path / 'nothing'}: no such file, directory or WFDB record"
+    ]
