@@ -101,6 +101,7 @@ def demo(
     console.print(f"results: {out / 'cv_results.json'}")
     console.print(f"checkpoints: {out}/fold_*/checkpoint.pt")
     console.print(f"confusion matrices: {out}/fold_*/evaluation/confusion_val_*.png")
+    write_run_report(out)
 
 
 @app.command("train")
@@ -256,9 +257,20 @@ def report_training(
     if only_fold is None:
         print_summary(results, f"{model} on {task} ({protocol})")
         console.print(f"results: {out / 'cv_results.json'}")
+        write_run_report(out)
     else:
         console.print(f"fold {only_fold} done; merge folds with: ecgcnn cv-summary {out}")
     console.print(f"checkpoints: {out}/*/checkpoint.pt")
+
+
+def write_run_report(run: Path) -> None:
+    """RUN/report.html after a finished run; if it cannot be written, the trained run still stands."""
+    from ecgcnn.report import write_report
+
+    try:
+        console.print(f"report: {write_report(run)}", soft_wrap=True, markup=False)
+    except EcgcnnError as exc:
+        logging.getLogger(__name__).warning("report not written: %s", exc)
 
 
 def parse_folds(text: str) -> list[int]:
@@ -346,6 +358,7 @@ def cv_summary_cmd(
     results = cv_summary(run)
     print_summary(results, f"{results['model']} on {results['task']}")
     console.print(f"results: {run / 'cv_results.json'}")
+    write_run_report(run)
 
 
 @app.command()
@@ -514,7 +527,7 @@ def download(
     rate: Annotated[str, typer.Option(help="Records to fetch: 100, 500 or both.")] = "100",
     base_url: Annotated[
         str | None,
-        typer.Option(help="Folder URL ('{version}' is filled in) [default: PhysioNet's]."),
+        typer.Option(help="Folder URL, '{version}' filled in (default: PhysioNet's)."),
     ] = None,
     jobs: Annotated[int, typer.Option(help="Files fetched at a time.")] = 8,
     retries: Annotated[int, typer.Option(help="Retries of a failed request (backoff).")] = 5,
@@ -539,7 +552,7 @@ def verify(
     root: Annotated[Path, typer.Argument(help="A PTB-XL copy holding its SHA256SUMS.txt.")],
     rate: Annotated[
         str | None,
-        typer.Option(help="Records to check: 100, 500 or both [default: the folders present]."),
+        typer.Option(help="Records to check: 100, 500 or both (default: the folders present)."),
     ] = None,
     no_progress: NoProgress = False,
 ) -> None:
@@ -552,6 +565,70 @@ def verify(
     print(report.summary(), file=sys.stderr)
     if not report.succeeded:
         raise typer.Exit(1)
+
+
+@app.command()
+def explain(
+    checkpoint: Annotated[Path, typer.Option(help="A trained checkpoint.pt.")],
+    out: Annotated[Path, typer.Option(help="Folder for the PNG(s).")],
+    record: Annotated[
+        Path | None, typer.Option(help="A recording: WFDB (.hea), EDF, .npy or CSV (with --fs).")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option("--data-root", help="PTB-XL root holding --ecg-id.")
+    ] = None,
+    ecg_id: Annotated[int | None, typer.Option(help="Record of --data-root to explain.")] = None,
+    method: Annotated[
+        str, typer.Option(help="saliency, integrated-gradients or gradcam.")
+    ] = "saliency",
+    class_name: Annotated[
+        str | None, typer.Option("--class", help="Explain this class (default: the most likely).")
+    ] = None,
+    top: Annotated[int | None, typer.Option(help="Explain the K most likely classes.")] = None,
+    fs: Annotated[
+        float | None, typer.Option(help="Sampling rate of a .npy or CSV --record (Hz).")
+    ] = None,
+) -> None:
+    """Where the model looks: attribution of one record drawn on ECG paper (PNG per class)."""
+    from ecgcnn.explain import explain_record
+
+    results = explain_record(checkpoint, out, record=record, data_root=data_root, ecg_id=ecg_id,
+                             method=method, class_name=class_name, top=top, fs=fs)  # fmt: skip
+    table = Table(title=f"explained with {method}")
+    for column in ("class", "probability", "threshold", "call"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for r in results:
+        call = (
+            ""
+            if r.threshold is None
+            else ("positive" if r.probability >= r.threshold else "negative")
+        )
+        table.add_row(r.class_name, f"{r.probability:.3f}", _fmt(r.threshold), call)
+    console.print(table)
+    for r in results:
+        for path in r.paths:
+            print(path)
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder (config.json, fold_*/...).")],
+    out: Annotated[
+        Path | None, typer.Option(help="HTML file to write (default: RUN/report.html).")
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="Attribution of the explained examples.")
+    ] = "integrated-gradients",
+    no_examples: Annotated[
+        bool, typer.Option("--no-examples", help="Leave out the explained ECGs (faster).")
+    ] = False,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Rebuild a run's self-contained HTML report from its saved files (no retraining)."""
+    from ecgcnn.report import write_report
+
+    path = write_report(run, out, examples=not no_examples, method=method, cache_dir=cache_dir)
+    console.print(f"report: {path}", soft_wrap=True, markup=False)
 
 
 @app.callback()

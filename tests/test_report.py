@@ -1,0 +1,200 @@
+"""The HTML run report: written by `ecgcnn train`, rebuilt by `ecgcnn report`, opened in Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ecgcnn.errors import EcgcnnError
+from ecgcnn.report import SECTIONS, write_report
+
+pytestmark = pytest.mark.slow
+PNG = b"\x89PNG\r\n\x1a\n"
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1400,1000",
+)  # fmt: skip
+
+
+def ecgcnn(*args):
+    env = os.environ | {"PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "ecgcnn", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=600)  # fmt: skip
+
+
+class Page(HTMLParser):
+    """Section ids, their headings, images and the text of each section."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: dict[str, str] = {}
+        self.images: list[dict[str, str]] = []
+        self._current: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "section":
+            self._current = a.get("id", "")
+            self.sections[self._current] = ""
+        elif tag == "img":
+            self.images.append(a | {"section": self._current or ""})
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self._current = None
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None:
+            self.sections[self._current] += data
+
+
+def parse(path: Path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def decode_png(src: str) -> Image.Image:
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix), src[:40]
+    data = base64.b64decode(src[len(prefix) :], validate=True)
+    assert data[:8] == PNG
+    Image.open(io.BytesIO(data)).verify()
+    return Image.open(io.BytesIO(data))
+
+
+@pytest.fixture(scope="module")
+def run_dir(synthetic_root, tmp_path_factory):
+    """A two-fold run trained by the command, which writes report.html at the end."""
+    out = tmp_path_factory.mktemp("report") / "run"
+    proc = ecgcnn("train", "--data-root", synthetic_root, "--out", out, "--folds", 2, "--epochs", 2,
+                  "--batch-size", 32, "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"report: {out / 'report.html'}" in proc.stderr.replace("\n", "")
+    return out
+
+
+def test_train_writes_a_complete_self_contained_report(run_dir):
+    page = parse(run_dir / "report.html")
+    assert list(page.sections) == [sid for sid, _ in SECTIONS]
+    for sid, title in SECTIONS:
+        assert page.sections[sid].strip().startswith(title)
+    assert len(page.images) >= 6
+    for img in page.images:
+        assert decode_png(img["src"]).size[0] > 100
+        assert img["alt"]
+    text = (run_dir / "report.html").read_text()
+    assert "http://" not in text and "https://" not in text  # nothing to fetch: opens offline
+    assert "<script" not in text
+    # per-fold and mean +- std metrics, and every class in the per-class table
+    assert "fold_0" in page.sections["metrics"] and "fold_1" in page.sections["metrics"]
+    assert "mean ± std" in page.sections["metrics"]
+    classes = json.loads((run_dir / "config.json").read_text())["classes"]
+    assert all(c in page.sections["classes"] for c in classes)
+    # explained examples: ECGs on paper, labelled with what they are
+    ecgs = [i for i in page.images if i["section"] == "examples"]
+    assert len(ecgs) >= 5
+    assert "true positive" in page.sections["examples"]
+    assert decode_png(ecgs[0]["src"]).size[0] > 900
+
+
+def test_report_command_rebuilds_without_retraining(run_dir, tmp_path):
+    before = {p: p.stat().st_mtime_ns for p in run_dir.glob("fold_*/*") if p.is_file()}
+    out = tmp_path / "r.html"
+    proc = ecgcnn("report", run_dir, "--out", out, "--no-examples")
+    assert proc.returncode == 0, proc.stderr
+    assert str(out) in proc.stderr.replace("\n", "")
+    page = parse(out)
+    assert list(page.sections) == [sid for sid, _ in SECTIONS]
+    assert "Left out" in page.sections["examples"]
+    assert not [i for i in page.images if i["section"] == "examples"]
+    assert before == {p: p.stat().st_mtime_ns for p in run_dir.glob("fold_*/*") if p.is_file()}
+
+
+def test_report_says_so_when_the_data_root_is_gone(run_dir, tmp_path):
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    config = json.loads((copy / "config.json").read_text())
+    config["data_root"] = str(tmp_path / "moved-away")
+    (copy / "config.json").write_text(json.dumps(config))
+    page = parse(write_report(copy))
+    assert "no longer there" in page.sections["examples"]
+    assert str(tmp_path / "moved-away") in page.sections["examples"]
+    assert all(decode_png(i["src"]) for i in page.images)
+
+
+def test_report_of_a_partly_trained_run(run_dir, tmp_path):
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    shutil.rmtree(copy / "fold_1")
+    page = parse(write_report(copy, examples=False))
+    assert "Not trained yet: fold_1" in page.sections["metrics"]
+    (copy / "fold_0" / "predictions_val.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(EcgcnnError, match="predictions_val.npz: not readable predictions"):
+        write_report(copy)
+    shutil.rmtree(copy / "fold_0")
+    with pytest.raises(EcgcnnError, match="no fold trained yet"):
+        write_report(copy)
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(EcgcnnError, match="not a run folder"):
+        write_report(tmp_path)
+    proc = ecgcnn("report", tmp_path / "nowhere")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def browser(profile: Path):
+    """A headless Chromium driven through chromedriver, or a skip saying what is missing."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip(
+            "no chromium/chromedriver installed (Debian: apt-get install chromium chromium-driver)"
+        )
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    profile.mkdir()  # a new, empty profile: nothing from an earlier run, nothing to sync
+    options.add_argument(f"--user-data-dir={profile}")
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_report_opens_in_headless_chromium(run_dir, tmp_path):
+    driver = browser(tmp_path / "chromium-profile")
+    try:
+        driver.get((run_dir / "report.html").resolve().as_uri())
+        assert driver.title.startswith("ecgcnn report")
+        ids = driver.execute_script(
+            "return Array.from(document.querySelectorAll('section')).map(s => s.id)"
+        )
+        assert ids == [sid for sid, _ in SECTIONS]
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])"
+        )
+        assert images and all(done and width > 0 for done, width, _ in images), images
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1400, min(height, 16000))
+        shot = tmp_path / "report.png"
+        assert driver.save_screenshot(str(shot))
+    finally:
+        driver.quit()
+    print(f"screenshot of the report: {shot}")
+    image = Image.open(shot)
+    assert image.size[0] >= 1000 and image.size[1] > 2000
+    # not a blank page: the screenshot has the header's dark band and the plots' colours
+    assert len(image.convert("RGB").resize((64, 256)).getcolors(65536)) > 50
