@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from ecgcnn.benchmark import NAIVE, leaderboard, run_benchmark
+from ecgcnn.benchmark import NAIVE, leaderboard, parse_entry, run_benchmark
 from ecgcnn.errors import EcgcnnError
 
 pytestmark = pytest.mark.slow
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def bench(synthetic_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "b"
-    board = run_benchmark(synthetic_root, out, ["superdiagnostic"], ["cnn1d", "fcn_wang"], epochs=2,
+    board = run_benchmark(synthetic_root, out, ["superdiagnostic"], ["cnn1d", "fcn_wang", "cnn1d@seed"], epochs=2,
                           val_fold=9, test_fold=10, progress=False)  # fmt: skip
     return out, board
 
@@ -22,7 +22,7 @@ def bench(synthetic_root, tmp_path_factory):
 def test_leaderboard_has_intervals_baseline_and_paired_differences(bench):
     out, board = bench
     rows = board["tasks"]["superdiagnostic"]
-    assert set(rows) == {"cnn1d", "fcn_wang", NAIVE}
+    assert set(rows) == {"cnn1d", "fcn_wang", "cnn1d@seed", NAIVE}
     for name in ("cnn1d", "fcn_wang"):
         roc = rows[name]["roc_auc"]
         assert roc["lower"] <= roc["point"] <= roc["upper"]
@@ -36,6 +36,22 @@ def test_leaderboard_has_intervals_baseline_and_paired_differences(bench):
     md = (out / "leaderboard.md").read_text()
     assert "| cnn1d |" in md and "## superdiagnostic" in md and NAIVE in md
     assert json.loads((out / "leaderboard.json").read_text())["tasks"].keys() == {"superdiagnostic"}
+
+
+def test_an_entry_may_bring_its_own_recipe(bench):
+    out, board = bench
+    row = board["tasks"]["superdiagnostic"]["cnn1d@seed"]
+    config = json.loads((out / "superdiagnostic" / "cnn1d@seed" / "config.json").read_text())
+    assert config["model"] == "cnn1d" and config["recipe"]["name"] == "seed"
+    assert row["epochs"] == config["recipe"]["epochs"] == 10  # --epochs is for the benchmark recipe
+    assert (
+        "vs_reference" in row
+        and row["parameters"] == board["tasks"]["superdiagnostic"]["cnn1d"]["parameters"]
+    )
+    with pytest.raises(EcgcnnError, match="MODEL@RECIPE"):
+        parse_entry("cnn1d@", "benchmark")
+    with pytest.raises(EcgcnnError, match="unknown recipe"):
+        parse_entry("cnn1d@nope", "benchmark")
 
 
 def test_leaderboard_is_recomputed_from_files(bench):

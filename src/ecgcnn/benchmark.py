@@ -7,6 +7,10 @@
       leaderboard.json       every entry with bootstrap intervals, training time and parameters
       leaderboard.md         the same as tables
 
+A model may name its own recipe as ``MODEL@RECIPE`` (``cnn1d@seed``: the original repository's cnn1d
+with its own training, 10 epochs of whole records); such an entry keeps that recipe's epochs, while
+``--epochs`` applies to the entries trained with the benchmark's recipe.
+
 The leaderboard is a function of the saved predictions: ``ecgcnn leaderboard RUN`` recomputes it
 without retraining, and an interrupted benchmark resumes where it stopped.
 """
@@ -25,7 +29,7 @@ from ecgcnn.bootstrap import bootstrap_auc, paired_bootstrap_auc
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.labels import check_task
 from ecgcnn.models import check_model, count_parameters, create_model
-from ecgcnn.recipes import get_recipe
+from ecgcnn.recipes import Recipe, get_recipe
 from ecgcnn.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -53,24 +57,32 @@ def run_benchmark(
     """Train each model on each task (skipping finished ones, resuming interrupted ones), then rank."""
     for task in tasks:
         check_task(task)
-    for model in models:
-        check_model(model)
+    entries = [parse_entry(m, recipe) for m in models]
     out = Path(out)
     for task in tasks:
-        for model in models:
-            run = out / task / model
+        for spec, model, entry_recipe, own in entries:
+            run = out / task / spec
             if (run / FOLD / "metrics.json").is_file():
                 log.info("%s / %s: finished before, not retrained", task, model)
                 continue
-            log.info("benchmark: training %s on %s", model, task)
+            log.info("benchmark: training %s on %s", spec, task)
             cfg = TrainConfig(
                 data_root=str(data_root), out=str(run), model=model, task=task, protocol="benchmark",
-                seed=seed, fs=fs, recipe=get_recipe(recipe).with_overrides(epochs=epochs),
+                seed=seed, fs=fs, recipe=entry_recipe.with_overrides(epochs=None if own else epochs),
                 train_folds=train_folds or list(range(1, 9)), val_fold=val_fold, test_fold=test_fold,
                 cache_dir=cache_dir, device=device, progress=progress,
             )  # fmt: skip
             train(cfg, resume=True)
     return leaderboard(out, reference=reference)
+
+
+def parse_entry(spec: str, recipe: str) -> tuple[str, str, Recipe, bool]:
+    """``MODEL`` or ``MODEL@RECIPE`` -> (entry name, model, recipe, whether the recipe is its own)."""
+    model, at, own = spec.partition("@")
+    check_model(model)
+    if at and not own:
+        raise EcgcnnError(f"model {spec!r}: expected MODEL or MODEL@RECIPE")
+    return spec, model, get_recipe(own or recipe), bool(at)
 
 
 def _entry(run: Path) -> dict[str, Any] | None:
@@ -80,7 +92,7 @@ def _entry(run: Path) -> dict[str, Any] | None:
     config = json.loads((run / "config.json").read_text())
     history = json.loads((fold / "history.json").read_text())
     return {
-        "model": config["model"],
+        "model": run.name,  # MODEL or MODEL@RECIPE
         "config": config,
         "test": np.load(fold / "predictions_test.npz"),
         "train": np.load(fold / "predictions_train.npz") if (fold / "predictions_train.npz").is_file() else None,

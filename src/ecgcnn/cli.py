@@ -466,7 +466,10 @@ def benchmark_cmd(
     data_root: DataRoot,
     out: Annotated[Path, typer.Option(help="Benchmark folder (one run per task and model).")],
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = "superdiagnostic",
-    models: Annotated[str, typer.Option(help="Comma-separated registered models.")] = "cnn1d",
+    models: Annotated[
+        str,
+        typer.Option(help="Comma-separated models; MODEL@RECIPE trains one with its own recipe."),
+    ] = "cnn1d",
     recipe: Annotated[str, typer.Option(help="Training recipe.")] = "benchmark",
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
     train_folds: Annotated[str, typer.Option(help="Training strat_folds, e.g. 1-8.")] = "1-8",
