@@ -41,3 +41,70 @@ def dev_root() -> Path:
     if not (root / "ptbxl_database.csv").is_file():
         pytest.skip(f"real PTB-XL development data not found at {root}")
     return root
+
+
+@pytest.fixture(scope="session")
+def served_checkpoint(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cnn1d trained for two epochs with the benchmark recipe (2.5 s windows) on synthetic data."""
+    from ecgcnn.recipes import get_recipe
+    from ecgcnn.train import TrainConfig, train
+
+    out = tmp_path_factory.getbasetemp() / "served-checkpoint"
+    if not (out / "fold_0" / "checkpoint.pt").is_file():
+        recipe = get_recipe("benchmark").with_overrides(epochs=2, batch_size=32)
+        train(TrainConfig(data_root=str(synthetic_root), out=str(out), folds=2, only_fold=0,
+                          task="superdiagnostic", recipe=recipe, progress=False))  # fmt: skip
+    return out / "fold_0" / "checkpoint.pt"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(checkpoint: Path, log: Path, *args: str, timeout_s: float = 90.0):
+    """`ecgcnn serve` in a subprocess on a free loopback port: (process, base URL) once ready."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "ecgcnn", "serve", "--checkpoint", str(checkpoint),
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *args]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECGCNN_CHECKPOINT")}
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ecgcnn serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"ecgcnn serve not ready after {timeout_s} s:\n{log.read_text()}")
+
+
+def stop_server(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except Exception:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def live_server(served_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real uvicorn (`ecgcnn serve`) on 127.0.0.1 serving ``served_checkpoint``: its base URL."""
+    log = tmp_path_factory.mktemp("server") / "serve.log"
+    proc, url = start_server(served_checkpoint, log, "--max-body-mb", "2")
+    yield url
+    stop_server(proc)

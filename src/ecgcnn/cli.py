@@ -461,6 +461,46 @@ def export(
     )
 
 
+@app.command()
+def serve(
+    checkpoint: Annotated[
+        Path,
+        typer.Option(
+            envvar="ECGCNN_CHECKPOINT",
+            help="A checkpoint.pt, or a .onnx file from `ecgcnn export` (no explanations then).",
+        ),
+    ],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0: every one).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes, each with the model.")] = 1,
+    threads: Annotated[
+        int, typer.Option(help="Inference threads per process (one torch thread each).")
+    ] = 2,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body (413 beyond).")] = 8.0,
+    max_duration: Annotated[
+        float, typer.Option(help="Longest record accepted, in seconds.")
+    ] = 120.0,
+    max_batch: Annotated[int, typer.Option(help="Most records in one batch request.")] = 64,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve a model over HTTP: REST API (/v1/predict, /docs) and a web page at /."""
+    from ecgcnn.predict import Predictor
+    from ecgcnn.serve import MiB, Settings
+    from ecgcnn.serve import serve as run_server
+
+    if not 1 <= port <= 65535:
+        raise EcgcnnError(f"--port must be 1-65535, got {port}")
+    if workers < 1 or threads < 1 or max_batch < 1 or max_body_mb <= 0 or max_duration <= 0:
+        raise EcgcnnError("--workers, --threads, --max-batch, --max-body-mb and --max-duration "
+                          "must be positive")  # fmt: skip
+    Predictor.load(checkpoint)  # fail here, with a clear message, rather than in every worker
+    settings = Settings(str(checkpoint), int(max_body_mb * MiB), max_duration, max_batch, threads)
+    console.print(f"serving {checkpoint} on http://{host}:{port} (API docs at /docs)")
+    run_server(settings, host, port, workers, log_level)
+
+
 @app.command("benchmark")
 def benchmark_cmd(
     data_root: DataRoot,

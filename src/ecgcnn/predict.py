@@ -361,6 +361,7 @@ class Predictor:
         if batch_size < 1:
             raise EcgcnnError(f"batch size must be positive, got {batch_size}")
         self.meta = meta
+        self.model: Any = None  # the torch module, for a checkpoint (explanations need it)
         self.backend = backend
         self.batch_size = batch_size
         self._infer = infer
@@ -388,7 +389,9 @@ class Predictor:
                 logits = model(torch.from_numpy(x).to(device))
                 return torch.sigmoid(logits).float().cpu().numpy()
 
-        return cls(infer, model.meta, "pytorch", threshold, aggregate, batch_size)
+        predictor = cls(infer, model.meta, "pytorch", threshold, aggregate, batch_size)
+        predictor.model = model
+        return predictor
 
     @classmethod
     def from_onnx(

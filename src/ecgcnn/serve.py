@@ -1,0 +1,814 @@
+"""The REST service of ``ecgcnn serve``: a trained model behind FastAPI on uvicorn.
+
+::
+
+    GET  /                   the web page (static/index.html): an ECG, its prediction, saliency
+    POST /v1/predict         one ECG: a JSON body, or a multipart upload of its files
+    POST /v1/predict/batch   several: {"records": [...]} or the files of several records
+    GET  /v1/model           classes, thresholds, rate, window, version, validation metrics
+    GET  /v1/examples[/NAME] bundled synthetic ECGs, as request bodies for /v1/predict
+    GET  /healthz /readyz    liveness; readiness (the model is loaded)
+    GET  /docs /openapi.json the OpenAPI schema
+
+Every error is JSON, ``{"error": {"status", "code", "field", "message"}}``, and never a traceback.
+Request bodies are bounded (413 beyond ``max_body_bytes``) and must arrive within
+``body_timeout_s`` (408); inference runs in a small thread pool, off the event loop, with one
+torch thread each so that concurrent requests do not oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from functools import partial
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ecgcnn import __version__
+from ecgcnn.errors import EcgcnnError, RecordError
+from ecgcnn.predict import Prediction, Predictor, windows
+from ecgcnn.recording import canonical_lead, conform, resample
+from ecgcnn.windows import window_starts
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 8 * MiB
+DEFAULT_MAX_DURATION_S = 120.0
+DEFAULT_MAX_BATCH = 64
+UPLOAD_SUFFIXES = (".hea", ".dat", ".mat", ".csv", ".npy", ".edf")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+EXAMPLES = {  # name -> (SCP statements, description, seed)
+    "normal": (["NORM", "SR"], "normal ECG, sinus rhythm", 1),
+    "inferior-mi": (["IMI", "SR"], "inferior myocardial infarction", 2),
+    "anteroseptal-mi": (["ASMI", "SR"], "anteroseptal myocardial infarction", 3),
+    "lvh": (["LVH", "SR"], "left ventricular hypertrophy", 4),
+    "complete-lbbb": (["CLBBB", "SR"], "complete left bundle branch block", 5),
+    "atrial-fibrillation": (["AFIB", "NDT"], "atrial fibrillation, non-specific T changes", 6),
+}
+EXAMPLE_FS = 100
+
+
+class ApiError(Exception):
+    """A client error: HTTP status, a short code, the field at fault and what was expected."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def error_body(status: int, code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"error": {"status": status, "code": code, "field": field, "message": message}}
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(error_body(exc.status, exc.code, exc.message, exc.field), exc.status)
+
+
+# --- request and response schemas (what /docs shows) ---------------------------------------------
+
+
+class EcgIn(BaseModel):
+    """One ECG as numbers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signal: list[list[float]] = Field(
+        description="The ECG in the given units. Lead-major (default): one list of samples per "
+        "lead, in the order of `leads`. Sample-major: one list of lead values per sample."
+    )
+    fs: float = Field(gt=0, le=20000, description="Sampling rate in Hz (resampled to the model's).")
+    leads: list[str] | None = Field(
+        default=None,
+        max_length=64,
+        description="Lead names of the channels, e.g. I, II, III, aVR, aVL, aVF, V1-V6 (aliases "
+        "such as AVR, DI, C1 are understood). Default: the model's 12 leads in its order.",
+    )
+    layout: Literal["lead-major", "sample-major"] = "lead-major"
+    units: Literal["mV", "uV", "V"] = "mV"
+    allow_missing_leads: bool = Field(
+        default=False, description="Fill leads the model needs but the ECG lacks with zeros."
+    )
+    name: str | None = Field(default=None, max_length=128, description="A name for the record.")
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    records: list[EcgIn] = Field(min_length=1)
+
+
+class Explanation(BaseModel):
+    target: str = Field(description="The class explained (the most probable one).")
+    method: str
+    fs: float
+    leads: list[str]
+    signal: list[list[float]] = Field(description="The ECG as the model saw it (mV, lead-major).")
+    saliency: list[list[float]] = Field(description="Per-sample saliency, lead-major, 0 to 1.")
+
+
+class PredictionOut(BaseModel):
+    record: str
+    probabilities: dict[str, float]
+    labels: list[str] = Field(description="Classes at or above their decision threshold.")
+    thresholds: dict[str, float]
+    warnings: list[str]
+    filled_leads: list[str]
+    duration_s: float
+    windows: int
+    model_id: str
+    explanation: Explanation | None = None
+
+
+class BatchItemOut(BaseModel):
+    record: str
+    prediction: PredictionOut | None = None
+    error: dict[str, Any] | None = None
+
+
+class BatchOut(BaseModel):
+    model_id: str
+    results: list[BatchItemOut]
+
+
+class ErrorOut(BaseModel):
+    error: dict[str, Any] = Field(
+        description="status, code, field (the part of the request at fault) and message"
+    )
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut}
+    for code in (400, 404, 408, 413, 415, 422, 503)  # fmt: skip
+}
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/EcgIn"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "A record's files: WFDB .hea with its .dat/.mat, "
+                            "or one .csv / .npy (with fs) or .edf",
+                        },
+                        "fs": {"type": "number", "description": "Rate of a .csv/.npy file"},
+                        "units": {"type": "string", "enum": ["mV", "uV", "V"]},
+                        "allow_missing_leads": {"type": "boolean"},
+                    },
+                    "required": ["files"],
+                }
+            },
+        },
+    }
+}
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """What ``ecgcnn serve`` configures."""
+
+    checkpoint: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_duration_s: float = DEFAULT_MAX_DURATION_S
+    max_batch: int = DEFAULT_MAX_BATCH
+    inference_threads: int = 2
+    body_timeout_s: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Settings from ECGCNN_* variables (how uvicorn workers receive them)."""
+        env = os.environ
+        return cls(
+            checkpoint=env.get("ECGCNN_CHECKPOINT") or None,
+            max_body_bytes=int(float(env.get("ECGCNN_MAX_BODY_MB", 8)) * MiB),
+            max_duration_s=float(env.get("ECGCNN_MAX_DURATION_S", DEFAULT_MAX_DURATION_S)),
+            max_batch=int(env.get("ECGCNN_MAX_BATCH", DEFAULT_MAX_BATCH)),
+            inference_threads=int(env.get("ECGCNN_INFERENCE_THREADS", 2)),
+            body_timeout_s=float(env.get("ECGCNN_BODY_TIMEOUT_S", 30.0)),
+        )
+
+
+@dataclass
+class State:
+    predictor: Predictor | None = None
+    model_id: str = ""
+    load_error: str | None = None
+    limiter: anyio.CapacityLimiter | None = None
+    started: float = field(default_factory=time.time)
+
+
+def model_id(predictor: Predictor, path: str | None) -> str:
+    """``name-task-<12 hex of the file's SHA-256>``: changes whenever the weights do."""
+    digest = "unsaved"
+    if path:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest = h.hexdigest()[:12]
+    name = (predictor.meta.get("model") or {}).get("name") or "model"
+    return f"{name}-{predictor.meta.get('task') or 'task'}-{digest}"
+
+
+def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
+    """The ASGI app: serves ``predictor``, or loads ``settings.checkpoint`` in the background."""
+    settings = settings or Settings()
+    if predictor is None and not settings.checkpoint:
+        raise EcgcnnError("serve: give a checkpoint (or an exported .onnx model) to serve")
+    state = State()
+
+    async def load() -> None:
+        try:
+            loaded = predictor or await anyio.to_thread.run_sync(
+                partial(Predictor.load, settings.checkpoint)
+            )
+            state.model_id = await anyio.to_thread.run_sync(
+                model_id, loaded, None if predictor else settings.checkpoint
+            )
+            state.predictor = loaded
+            log.info("serving %s", state.model_id)
+        except Exception as exc:  # reported by /readyz; the process stays up for /healthz
+            state.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("could not load the model: %s", state.load_error)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        state.limiter = anyio.CapacityLimiter(max(1, settings.inference_threads))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(load)
+            yield
+            tg.cancel_scope.cancel()
+
+    app = FastAPI(
+        title="ecgcnn",
+        version=__version__,
+        summary="12-lead ECG classification with CNNs trained on PTB-XL (a research tool, "
+        "not a medical device).",
+        lifespan=lifespan,
+    )
+    app.state.ecgcnn = state
+    app.state.settings = settings
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
+    _error_handlers(app)
+
+    def ready() -> Predictor:
+        if state.predictor is None:
+            why = state.load_error or "the model is still loading"
+            raise ApiError(503, "not_ready", why)
+        return state.predictor
+
+    async def run(fn: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(partial(fn, *args), limiter=state.limiter)
+
+    static = resources.files("ecgcnn").joinpath("static")
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(_static("index.html"))
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "uptime_s": round(time.time() - state.started, 1)}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"model": ErrorOut}})
+    async def readyz() -> dict[str, Any]:
+        """Readiness: the model is loaded and can predict."""
+        ready()
+        return {"status": "ready", "model_id": state.model_id}
+
+    @app.get("/v1/model", tags=["model"], responses={503: {"model": ErrorOut}})
+    async def model_info() -> dict[str, Any]:
+        """The served model: classes, thresholds, input rate and window, version, metrics."""
+        p = ready()
+        meta = p.meta
+        return {
+            "id": state.model_id,
+            "name": (meta.get("model") or {}).get("name"),
+            "task": meta.get("task"),
+            "backend": p.backend,
+            "classes": p.classes,
+            "thresholds": dict(zip(p.classes, map(float, p.thresholds), strict=True)),
+            "leads": list(p.leads),
+            "fs": p.fs,
+            "input_length": meta.get("input_length"),
+            "window": p.window,
+            "stride": p.stride,
+            "aggregate": p.aggregate,
+            "version": meta.get("version"),
+            "epoch": meta.get("epoch"),
+            "metrics": meta.get("metrics"),
+            "limits": {
+                "max_body_bytes": settings.max_body_bytes,
+                "max_duration_s": settings.max_duration_s,
+                "max_batch": settings.max_batch,
+            },
+        }
+
+    @app.get("/v1/examples", tags=["examples"])
+    async def examples() -> list[dict[str, str]]:
+        """Bundled synthetic ECGs (not patient data) to try the service with."""
+        return [{"name": k, "description": v[1]} for k, v in EXAMPLES.items()]
+
+    @app.get("/v1/examples/{name}", tags=["examples"], response_model=EcgIn, responses=ERRORS)
+    async def example(name: str) -> dict[str, Any]:
+        """One example as a request body for /v1/predict (lead-major, mV, 100 Hz)."""
+        if name not in EXAMPLES:
+            raise ApiError(404, "not_found", f"no example {name!r}; expected one of "
+                           f"{', '.join(EXAMPLES)}", "name")  # fmt: skip
+        return example_body(name)
+
+    @app.post("/v1/predict", tags=["predict"], response_model=PredictionOut,
+              response_model_exclude_none=True, responses=ERRORS, openapi_extra=PREDICT_BODY)  # fmt: skip
+    async def predict(request: Request, explain: bool = False) -> dict[str, Any]:
+        """Probabilities and labels for one ECG (JSON or uploaded files); ``?explain=true`` adds
+        the saliency of the most probable class."""
+        p = ready()
+        if explain and p.model is None:
+            raise ApiError(422, "not_supported", "explanations need a PyTorch checkpoint; this "
+                           "server runs an ONNX model", "explain")  # fmt: skip
+        kind = _content_kind(request)
+        if kind == "json":
+            body = _validate(EcgIn, await _json(request))
+            return await run(_predict_json, p, body, settings, state.model_id, explain)
+        groups = await _uploads(request, settings)
+        if len(groups) != 1:
+            raise ApiError(422, "one_record", "expected the files of one record, got records "
+                           f"{', '.join(groups)}; use /v1/predict/batch for several", "files")  # fmt: skip
+        ((name, upload),) = groups.items()
+        try:
+            return await run(_predict_upload, p, name, upload, settings, state.model_id, explain)
+        finally:
+            upload.cleanup()
+
+    @app.post("/v1/predict/batch", tags=["predict"], response_model=BatchOut,
+              response_model_exclude_none=True, responses=ERRORS, openapi_extra={"requestBody": {
+                  "required": True, "content": {
+                      "application/json": {"schema": {"$ref": "#/components/schemas/BatchIn"}},
+                      "multipart/form-data": PREDICT_BODY["requestBody"]["content"]["multipart/form-data"]}}})  # fmt: skip
+    async def predict_batch(request: Request) -> dict[str, Any]:
+        """Several ECGs at once; a bad record gets an error of its own, the others their results."""
+        p = ready()
+        kind = _content_kind(request)
+        results: list[dict[str, Any]] = []
+        if kind == "json":
+            raw = await _json(request)
+            records = raw.get("records") if isinstance(raw, dict) else None
+            if not isinstance(records, list) or not records:
+                raise ApiError(422, "invalid_field", "expected a non-empty list of records like "
+                               "/v1/predict's body", "records")  # fmt: skip
+            _check_batch(len(records), settings)
+            for i, item in enumerate(records):
+                label = item.get("name") if isinstance(item, dict) else None
+                record = str(label or f"record-{i}")
+                try:
+                    body = _validate(EcgIn, item, prefix=f"records[{i}]")
+                    out = await run(_predict_json, p, body, settings, state.model_id, False)
+                    results.append({"record": record, "prediction": out})
+                except ApiError as exc:
+                    results.append({"record": record, "error": error_body(
+                        exc.status, exc.code, exc.message, exc.field)["error"]})  # fmt: skip
+        else:
+            groups = await _uploads(request, settings)
+            _check_batch(len(groups), settings)
+            for name, upload in groups.items():
+                try:
+                    out = await run(
+                        _predict_upload, p, name, upload, settings, state.model_id, False
+                    )
+                    results.append({"record": name, "prediction": out})
+                except ApiError as exc:
+                    results.append({"record": name, "error": error_body(
+                        exc.status, exc.code, exc.message, exc.field)["error"]})  # fmt: skip
+                finally:
+                    upload.cleanup()
+        return {"model_id": state.model_id, "results": results}
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app factory uvicorn's workers call (``ecgcnn serve`` sets the ECGCNN_* variables)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    _single_torch_thread()
+    return create_app(Settings.from_env())
+
+
+def _single_torch_thread() -> None:
+    """One intra-op thread per inference thread: parallelism comes from concurrent requests."""
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path} (see /docs)"
+        return JSONResponse(error_body(exc.status_code, code, message), exc.status_code,
+                            headers=getattr(exc, "headers", None))  # fmt: skip
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(_from_validation(exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body(500, "internal_error", "internal error; see the server "
+                                       "log"), 500)  # fmt: skip
+
+
+def _from_validation(errors: Any, prefix: str = "") -> ApiError:
+    first = list(errors)[0]
+    loc = [str(x) for x in first.get("loc", ()) if x not in ("body",)]
+    path = prefix
+    for part in loc:
+        path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
+    expected = first.get("msg", "invalid value")
+    return ApiError(422, "invalid_field", f"{path or 'body'}: {expected}", path or "body")
+
+
+def _validate(schema: type[BaseModel], raw: Any, prefix: str = "") -> Any:
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        raise _from_validation(exc.errors(include_url=False), prefix) from None
+
+
+# --- request bodies -------------------------------------------------------------------------------
+
+
+def _content_kind(request: Request) -> str:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        return "json"
+    if ctype == "multipart/form-data":
+        return "multipart"
+    raise ApiError(415, "unsupported_media_type", f"content type {ctype or '(none)'!r}: expected "
+                   "application/json or multipart/form-data", "content-type")  # fmt: skip
+
+
+async def _json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "malformed_json", f"body is not valid JSON ({exc})", "body") from None
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "body is nested too deeply", "body") from None
+
+
+def _check_batch(n: int, settings: Settings) -> None:
+    if n > settings.max_batch:
+        raise ApiError(413, "batch_too_large", f"{n} records in one batch; at most "
+                       f"{settings.max_batch}", "records")  # fmt: skip
+
+
+@dataclass
+class Upload:
+    """The files of one uploaded record, in a temporary folder of their own."""
+
+    folder: tempfile.TemporaryDirectory[str]
+    files: list[Path]
+    fs: float | None
+    units: str
+    allow_missing_leads: bool
+
+    def cleanup(self) -> None:
+        self.folder.cleanup()
+
+    def record_path(self) -> Path:
+        hea = [f for f in self.files if f.suffix.lower() == ".hea"]
+        return hea[0] if hea else self.files[0]
+
+
+async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
+    """Uploaded files grouped by record (file stem), each group written to a temporary folder."""
+    try:
+        form = await request.form(max_files=4 * settings.max_batch, max_fields=16)
+    except Exception as exc:  # python-multipart's and starlette's parse errors
+        raise ApiError(400, "malformed_multipart", f"could not parse the upload ({exc})",
+                       "body") from None  # fmt: skip
+    fs_raw = form.get("fs")
+    fs: float | None = None
+    if fs_raw not in (None, ""):
+        try:
+            fs = float(str(fs_raw))
+        except ValueError:
+            fs = math.nan
+        if not (math.isfinite(fs) and 0 < fs <= 20000):
+            raise ApiError(422, "invalid_field", f"fs: expected a rate in Hz, got {fs_raw!r}", "fs")
+    units = str(form.get("units") or "mV")
+    if units not in ("mV", "uV", "V"):
+        raise ApiError(422, "invalid_field", f"units: expected mV, uV or V, got {units!r}", "units")
+    allow = str(form.get("allow_missing_leads") or "false").lower() in ("1", "true", "yes", "on")
+    uploads = [v for k, v in form.multi_items() if k == "files" and not isinstance(v, str)]
+    if not uploads:
+        raise ApiError(422, "missing_field", "files: expected one or more uploaded files (a WFDB "
+                       ".hea with its .dat/.mat, or a .csv/.npy/.edf)", "files")  # fmt: skip
+    groups: dict[str, list[tuple[str, Any]]] = {}
+    for up in uploads:
+        name = Path(up.filename or "").name
+        suffix = Path(name).suffix.lower()
+        if not SAFE_NAME.match(name) or suffix not in UPLOAD_SUFFIXES:
+            raise ApiError(422, "invalid_file", f"files: {up.filename!r} is not a usable file "
+                           f"name; expected letters, digits, '.', '_' or '-' and one of "
+                           f"{', '.join(UPLOAD_SUFFIXES)}", "files")  # fmt: skip
+        groups.setdefault(Path(name).stem, []).append((name, up))
+    out: dict[str, Upload] = {}
+    try:
+        for stem, items in groups.items():
+            folder = tempfile.TemporaryDirectory(prefix="ecgcnn-upload-")
+            paths = []
+            out[stem] = Upload(folder, paths, fs, units, allow)
+            for name, up in items:
+                path = Path(folder.name) / name
+                path.write_bytes(await up.read())
+                paths.append(path)
+    except BaseException:
+        for up in out.values():
+            up.cleanup()
+        raise
+    return out
+
+
+# --- prediction (runs in the worker threads) -----------------------------------------------------
+
+
+def _predict_json(
+    p: Predictor, body: EcgIn, settings: Settings, mid: str, explain: bool
+) -> dict[str, Any]:
+    name = body.name or "signal"
+    n_rows = len(body.signal)
+    if n_rows == 0:
+        raise ApiError(422, "invalid_shape", "signal: empty; expected one list per lead", "signal")
+    lengths = {len(row) for row in body.signal}
+    if len(lengths) != 1:
+        first = len(body.signal[0])
+        bad = next(i for i, row in enumerate(body.signal) if len(row) != first)
+        raise ApiError(422, "invalid_shape", f"signal[{bad}]: {len(body.signal[bad])} values, "
+                       f"expected {first} like signal[0] (rows must have equal length)",
+                       f"signal[{bad}]")  # fmt: skip
+    leads = body.leads
+    if leads is not None:
+        unknown = [f"leads[{i}]={n!r}" for i, n in enumerate(leads) if canonical_lead(n) is None]
+        if unknown:
+            raise ApiError(422, "unknown_lead", f"unknown lead name(s) {', '.join(unknown)}; "
+                           f"expected names such as {', '.join(p.leads)}", "leads")  # fmt: skip
+    arr = np.asarray(body.signal, dtype=np.float32)
+    if body.layout == "sample-major":
+        arr = arr.T
+    n_leads = len(leads) if leads is not None else len(p.leads)
+    if arr.shape[0] != n_leads:
+        what = "rows (lead-major)" if body.layout == "lead-major" else "values per sample"
+        raise ApiError(422, "invalid_shape", f"signal: {arr.shape[0]} {what}, expected one per "
+                       f"lead ({n_leads}: {', '.join(leads or p.leads)})", "signal")  # fmt: skip
+    if not np.isfinite(arr).all():
+        lead, sample = np.argwhere(~np.isfinite(arr))[0]
+        raise ApiError(422, "not_finite", f"signal: lead {lead} sample {sample} is NaN or "
+                       "infinite; expected finite numbers", "signal")  # fmt: skip
+    duration = arr.shape[1] / body.fs
+    if duration > settings.max_duration_s:
+        raise ApiError(422, "too_long", f"signal: {duration:g} s at {body.fs:g} Hz; at most "
+                       f"{settings.max_duration_s:g} s per record", "signal")  # fmt: skip
+    try:
+        rec = conform(arr.T, body.fs, leads, name, p.leads, body.units, body.allow_missing_leads)
+        prepared = p.input_spec(body.fs, body.units, body.allow_missing_leads).prepare(rec)
+    except RecordError as exc:
+        raise _record_error(exc, "signal") from None
+    pred = p._predict_prepared([prepared])[0]
+    return _prediction_out(p, pred, mid, rec if explain else None)
+
+
+def _predict_upload(
+    p: Predictor, name: str, upload: Upload, settings: Settings, mid: str, explain: bool
+) -> dict[str, Any]:
+    from ecgcnn.recording import read_recording
+
+    spec = p.input_spec(upload.fs, upload.units, upload.allow_missing_leads)
+    try:
+        rec = read_recording(upload.record_path(), p.leads, upload.fs, upload.units,
+                             upload.allow_missing_leads)  # fmt: skip
+        if rec.duration_s > settings.max_duration_s:
+            raise ApiError(422, "too_long", f"files: record {name} lasts {rec.duration_s:g} s; "
+                           f"at most {settings.max_duration_s:g} s", "files")  # fmt: skip
+        prepared = spec.prepare(rec)
+    except EcgcnnError as exc:
+        raise _record_error(exc, "files") from None
+    pred = replace(p._predict_prepared([prepared])[0], record=name)
+    return _prediction_out(p, pred, mid, rec if explain else None)
+
+
+def _record_error(exc: EcgcnnError, where: str) -> ApiError:
+    message = str(exc)
+    field_name = where
+    lowered = message.lower()
+    if "lead" in lowered and where == "signal":
+        field_name = "leads"
+    code = "too_short" if "too short" in lowered else "invalid_record"
+    return ApiError(422, code, f"{field_name}: {message}", field_name)
+
+
+def _prediction_out(p: Predictor, pred: Prediction, mid: str, rec: Any) -> dict[str, Any]:
+    out = {
+        "record": pred.record,
+        "probabilities": pred.probabilities,
+        "labels": pred.labels,
+        "thresholds": dict(zip(p.classes, map(float, p.thresholds), strict=True)),
+        "warnings": pred.warnings,
+        "filled_leads": pred.filled_leads,
+        "duration_s": pred.duration_s,
+        "windows": pred.windows,
+        "model_id": mid,
+    }
+    if rec is not None:
+        out["explanation"] = explain_prediction(p, rec, pred)
+    return out
+
+
+def explain_prediction(p: Predictor, rec: Any, pred: Prediction) -> dict[str, Any]:
+    """Saliency of the most probable class over the whole record, window by window (max where
+    windows overlap), scaled to 0-1, with the signal as the model saw it."""
+    import torch
+    from captum.attr import Saliency
+
+    target = max(pred.probabilities, key=pred.probabilities.__getitem__)
+    index = p.classes.index(target)
+    x = np.ascontiguousarray(resample(rec.signal, rec.fs, p.fs).T, dtype=np.float32)
+    pieces = torch.from_numpy(windows(x, p.window, p.stride)).requires_grad_(True)
+    attr = Saliency(p.model).attribute(pieces, target=index, abs=True).detach().numpy()
+    saliency = np.zeros_like(x)
+    for start, piece in zip(window_starts(x.shape[1], p.window, p.stride), attr, strict=True):
+        view = saliency[:, start : start + p.window]
+        np.maximum(view, piece, out=view)
+    top = float(saliency.max())
+    if top > 0:
+        saliency /= top
+    return {
+        "target": target,
+        "method": "saliency",
+        "fs": p.fs,
+        "leads": list(p.leads),
+        "signal": np.round(x, 4).tolist(),
+        "saliency": np.round(saliency, 3).tolist(),
+    }
+
+
+# --- examples and static files --------------------------------------------------------------------
+
+
+def example_body(name: str) -> dict[str, Any]:
+    """A bundled synthetic example as a /v1/predict body."""
+    from ecgcnn.records import LEADS
+    from ecgcnn.synthetic import synthesize_ecg
+
+    codes, description, seed = EXAMPLES[name]
+    signal = synthesize_ecg(codes, fs=EXAMPLE_FS, rng=np.random.default_rng(seed))
+    return {
+        "signal": np.round(signal.T.astype(np.float64), 4).tolist(),
+        "fs": EXAMPLE_FS,
+        "leads": list(LEADS),
+        "layout": "lead-major",
+        "units": "mV",
+        "name": f"example: {description}",
+    }
+
+
+def _static(name: str) -> str:
+    return resources.files("ecgcnn").joinpath("static", name).read_text(encoding="utf-8")
+
+
+# --- body limit -----------------------------------------------------------------------------------
+
+
+class BodyLimit:
+    """Reads a request body fully before the app sees it: 413 past ``max_bytes`` (by the
+    Content-Length header or by counting), 408 if it does not arrive within ``timeout_s``.
+    A client that disconnects mid-upload just ends its request."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.max_bytes
+            except ValueError:
+                await _reply(send, 400, "bad_request", "Content-Length is not a number",
+                             "content-length")  # fmt: skip
+                return
+            if too_big:
+                await _reply(send, 413, "body_too_large", f"body of {int(declared):,} bytes; at "
+                             f"most {self.max_bytes:,}", "body")  # fmt: skip
+                return
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with anyio.fail_after(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return  # the client went away: nothing to answer
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        await _reply(send, 413, "body_too_large", f"body over {self.max_bytes:,} "
+                                     "bytes", "body")  # fmt: skip
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await _reply(send, 408, "body_timeout", f"the body did not arrive within "
+                         f"{self.timeout_s:g} s", "body")  # fmt: skip
+            return
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _reply(send: Send, status: int, code: str, message: str, field: str | None) -> None:
+    payload = json.dumps(error_body(status, code, message, field)).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+        (b"connection", b"close")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": payload})
+
+
+def serve(
+    settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+    log_level: str = "info",
+) -> None:  # fmt: skip
+    """Run uvicorn with ``workers`` processes, each loading the model (``ecgcnn serve``)."""
+    import uvicorn
+
+    env = {
+        "ECGCNN_CHECKPOINT": str(Path(settings.checkpoint).resolve())
+        if settings.checkpoint
+        else "",
+        "ECGCNN_MAX_BODY_MB": str(settings.max_body_bytes / MiB),
+        "ECGCNN_MAX_DURATION_S": str(settings.max_duration_s),
+        "ECGCNN_MAX_BATCH": str(settings.max_batch),
+        "ECGCNN_INFERENCE_THREADS": str(settings.inference_threads),
+        "ECGCNN_BODY_TIMEOUT_S": str(settings.body_timeout_s),
+    }
+    os.environ.update(env)
+    uvicorn.run("ecgcnn.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, timeout_graceful_shutdown=10)  # fmt: skip
