@@ -483,6 +483,9 @@ def serve(
         float, typer.Option(help="Longest record accepted, in seconds.")
     ] = 120.0,
     max_batch: Annotated[int, typer.Option(help="Most records in one batch request.")] = 64,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a request body may take to arrive (408 beyond).")
+    ] = 30.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve a model over HTTP: REST API (/v1/predict, /docs) and a web page at /."""
@@ -492,11 +495,12 @@ def serve(
 
     if not 1 <= port <= 65535:
         raise EcgcnnError(f"--port must be 1-65535, got {port}")
-    if workers < 1 or threads < 1 or max_batch < 1 or max_body_mb <= 0 or max_duration <= 0:
-        raise EcgcnnError("--workers, --threads, --max-batch, --max-body-mb and --max-duration "
-                          "must be positive")  # fmt: skip
+    if min(workers, threads, max_batch) < 1 or min(max_body_mb, max_duration, body_timeout) <= 0:
+        raise EcgcnnError("--workers, --threads, --max-batch, --max-body-mb, --max-duration and "
+                          "--body-timeout must be positive")  # fmt: skip
     Predictor.load(checkpoint)  # fail here, with a clear message, rather than in every worker
-    settings = Settings(str(checkpoint), int(max_body_mb * MiB), max_duration, max_batch, threads)
+    settings = Settings(str(checkpoint), int(max_body_mb * MiB), max_duration, max_batch, threads,
+                        body_timeout)  # fmt: skip
     console.print(f"serving {checkpoint} on http://{host}:{port} (API docs at /docs)")
     run_server(settings, host, port, workers, log_level)
 

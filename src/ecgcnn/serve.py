@@ -552,7 +552,7 @@ async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
                        ".hea with its .dat/.mat, or a .csv/.npy/.edf)", "files")  # fmt: skip
     groups: dict[str, list[tuple[str, Any]]] = {}
     for up in uploads:
-        name = Path(up.filename or "").name
+        name = up.filename or ""  # a bare name: a path ("../x.hea", "a/b.dat") is refused
         suffix = Path(name).suffix.lower()
         if not SAFE_NAME.match(name) or suffix not in UPLOAD_SUFFIXES:
             raise ApiError(422, "invalid_file", f"files: {up.filename!r} is not a usable file "
