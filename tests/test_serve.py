@@ -78,7 +78,7 @@ def test_not_ready_until_a_model_loads(tmp_path):
         while "not loadable" not in c.get("/readyz").text and time.monotonic() < deadline:
             time.sleep(0.05)
         r = c.get("/readyz")
-        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+        assert r.status_code == 503 and r.json()["error"]["code"] == "load_failed"
         assert "not a loadable ecgcnn checkpoint" in r.json()["error"]["message"]
         assert c.get("/healthz").status_code == 200  # alive, just not ready
         assert c.post("/v1/predict", json=example_body("normal")).status_code == 503
@@ -211,6 +211,11 @@ def test_csv_upload_needs_its_rate(client, body, tmp_path):
     assert probs(r.json()) == pytest.approx(probs(direct), abs=1e-4)
     r = client.post("/v1/predict", files=upload([csv]))
     assert r.status_code == 422 and r.json()["error"]["field"] == "files"
+    message = r.json()["error"]["message"]
+    assert "form field fs" in message and "--fs" not in message
+    assert (
+        "ecgcnn-upload-" not in message and "ecg.csv" in message
+    )  # the file, not the server's folder
     r = client.post("/v1/predict", files=upload([csv]), data={"fs": "-3"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "fs"
 
@@ -258,6 +263,7 @@ BAD = {
                      422, "unknown_lead", "leads"),  # fmt: skip
     "duplicate lead": (lambda b: case(b, leads=["I"] * 12), 422, "invalid_record", "leads"),
     "nan": (lambda b: case(b, signal=[[float("nan")] + r[1:] for r in b["signal"]]), 422, "not_finite", "signal"),
+    "overflow": (lambda b: case(b, signal=[[1e300] + r[1:] for r in b["signal"]]), 422, "out_of_range", "signal"),
     "too short": (lambda b: case(b, signal=[r[:100] for r in b["signal"]]), 422, "too_short", "signal"),
     "too long": (lambda b: case(b, signal=[[0.0] * 12_100] * 12), 422, "too_long", "signal"),
     "zero rate": (lambda b: case(b, fs=0), 422, "invalid_field", "fs"),

@@ -67,6 +67,11 @@ EXAMPLES = {  # name -> (SCP statements, description, seed)
     "atrial-fibrillation": (["AFIB", "NDT"], "atrial fibrillation, non-specific T changes", 6),
 }
 EXAMPLE_FS = 100
+MAX_ABS_VALUE = 1e9  # any unit: beyond it a value is no ECG (and float32 would overflow)
+# A body over the limit is still read (and dropped) up to this many bytes, so that the client, which
+# may still be sending, receives the 413 rather than a connection reset.
+DRAIN_FACTOR = 4
+DRAIN_IDLE_S = 0.5
 
 
 class ApiError(Exception):
@@ -282,8 +287,11 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
 
     def ready() -> Predictor:
         if state.predictor is None:
-            why = state.load_error or "the model is still loading"
-            raise ApiError(503, "not_ready", why)
+            if state.load_error:
+                raise ApiError(
+                    503, "load_failed", f"the model could not be loaded: {state.load_error}"
+                )
+            raise ApiError(503, "not_ready", "the model is still loading")
         return state.predictor
 
     async def run(fn: Callable[..., Any], *args: Any) -> Any:
@@ -359,8 +367,8 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
                            "server runs an ONNX model", "explain")  # fmt: skip
         kind = _content_kind(request)
         if kind == "json":
-            body = _validate(EcgIn, await _json(request))
-            return await run(_predict_json, p, body, settings, state.model_id, explain)
+            raw = await request.body()
+            return await run(_predict_raw, p, raw, settings, state.model_id, explain)
         groups = await _uploads(request, settings)
         if len(groups) != 1:
             raise ApiError(422, "one_record", "expected the files of one record, got records "
@@ -382,7 +390,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         kind = _content_kind(request)
         results: list[dict[str, Any]] = []
         if kind == "json":
-            raw = await _json(request)
+            raw = await run(parse_json, await request.body())
             records = raw.get("records") if isinstance(raw, dict) else None
             if not isinstance(records, list) or not records:
                 raise ApiError(422, "invalid_field", "expected a non-empty list of records like "
@@ -492,8 +500,8 @@ def _content_kind(request: Request) -> str:
                    "application/json or multipart/form-data", "content-type")  # fmt: skip
 
 
-async def _json(request: Request) -> Any:
-    body = await request.body()
+def parse_json(body: bytes) -> Any:
+    """The parsed body, or a 400 naming what is wrong with it."""
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -579,6 +587,14 @@ async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
 # --- prediction (runs in the worker threads) -----------------------------------------------------
 
 
+def _predict_raw(
+    p: Predictor, raw: bytes, settings: Settings, mid: str, explain: bool
+) -> dict[str, Any]:
+    """Parse, validate and predict a JSON body: all of it off the event loop."""
+    body = _validate(EcgIn, parse_json(raw))
+    return _predict_json(p, body, settings, mid, explain)
+
+
 def _predict_json(
     p: Predictor, body: EcgIn, settings: Settings, mid: str, explain: bool
 ) -> dict[str, Any]:
@@ -599,7 +615,7 @@ def _predict_json(
         if unknown:
             raise ApiError(422, "unknown_lead", f"unknown lead name(s) {', '.join(unknown)}; "
                            f"expected names such as {', '.join(p.leads)}", "leads")  # fmt: skip
-    arr = np.asarray(body.signal, dtype=np.float32)
+    arr = np.asarray(body.signal, dtype=np.float64)
     if body.layout == "sample-major":
         arr = arr.T
     n_leads = len(leads) if leads is not None else len(p.leads)
@@ -611,6 +627,10 @@ def _predict_json(
         lead, sample = np.argwhere(~np.isfinite(arr))[0]
         raise ApiError(422, "not_finite", f"signal: lead {lead} sample {sample} is NaN or "
                        "infinite; expected finite numbers", "signal")  # fmt: skip
+    if np.abs(arr).max(initial=0.0) > MAX_ABS_VALUE:
+        raise ApiError(422, "out_of_range", f"signal: values up to {np.abs(arr).max():.3g} "
+                       f"{body.units}; expected an ECG (at most {MAX_ABS_VALUE:g})", "signal")  # fmt: skip
+    arr = arr.astype(np.float32)
     duration = arr.shape[1] / body.fs
     if duration > settings.max_duration_s:
         raise ApiError(422, "too_long", f"signal: {duration:g} s at {body.fs:g} Hz; at most "
@@ -638,18 +658,40 @@ def _predict_upload(
                            f"at most {settings.max_duration_s:g} s", "files")  # fmt: skip
         prepared = spec.prepare(rec)
     except EcgcnnError as exc:
-        raise _record_error(exc, "files") from None
+        raise _record_error(exc, "files", upload.folder.name) from None
     pred = replace(p._predict_prepared([prepared])[0], record=name)
     return _prediction_out(p, pred, mid, rec if explain else None)
 
 
-def _record_error(exc: EcgcnnError, where: str) -> ApiError:
+# How conform() words problems with the lead names (the JSON field ``leads``).
+LEAD_PROBLEMS = (
+    "missing lead",
+    "lead(s) ",
+    "not a 12-lead",
+    "none of the leads",
+    "wrong lead count",
+)
+# Command-line wording in library messages, as the API's fields say it.
+CLI_TO_API = {
+    "(--fs HZ)": "(form field fs, Hz)",
+    "(--allow-missing-leads fills missing leads with zeros)": "(allow_missing_leads fills them "
+    "with zeros)",
+    "--fs ": "fs ",
+}
+
+
+def _record_error(exc: EcgcnnError, where: str, folder: str | None = None) -> ApiError:
     message = str(exc)
+    problem = exc.problem if isinstance(exc, RecordError) else message  # without the record's name
+    if folder:  # name the uploaded file, not the server's temporary folder
+        message = message.replace(folder.rstrip("/") + "/", "")
+    for cli, api in CLI_TO_API.items():
+        message = message.replace(cli, api)
     field_name = where
-    lowered = message.lower()
-    if "lead" in lowered and where == "signal":
+    lowered = problem.lower()
+    if where == "signal" and lowered.startswith(LEAD_PROBLEMS):
         field_name = "leads"
-    code = "too_short" if "too short" in lowered else "invalid_record"
+    code = "too_short" if lowered.startswith("too short") else "invalid_record"
     return ApiError(422, code, f"{field_name}: {message}", field_name)
 
 
@@ -693,8 +735,8 @@ def explain_prediction(p: Predictor, rec: Any, pred: Prediction) -> dict[str, An
         "method": "saliency",
         "fs": p.fs,
         "leads": list(p.leads),
-        "signal": np.round(x, 4).tolist(),
-        "saliency": np.round(saliency, 3).tolist(),
+        "signal": np.round(x.astype(np.float64), 4).tolist(),  # float64: short decimals in JSON
+        "saliency": np.round(saliency.astype(np.float64), 3).tolist(),
     }
 
 
@@ -739,37 +781,56 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
+        expects_continue = headers.get(b"expect", b"").lower() == b"100-continue"
+        chunks: list[bytes] = []
+        size = 0
+        too_big = False
+        declared_size = 0
         if declared is not None:
             try:
-                too_big = int(declared) > self.max_bytes
+                declared_size = int(declared)
             except ValueError:
                 await _reply(send, 400, "bad_request", "Content-Length is not a number",
                              "content-length")  # fmt: skip
                 return
+            if declared_size > self.max_bytes:
+                too_big = True
+                # Read (and drop) a body the client is already sending, so that it sees the 413
+                # rather than a reset; one that waits for "100 Continue", or a huge one, is not read.
+                if expects_continue or declared_size > DRAIN_FACTOR * self.max_bytes:
+                    await self._too_big(send, declared_size)
+                    return
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            # Whole body within timeout_s; once it is known to be too big, stop at the first
+            # pause of DRAIN_IDLE_S (a client waiting for the answer is not kept waiting).
+            wait = deadline - time.monotonic()
             if too_big:
-                await _reply(send, 413, "body_too_large", f"body of {int(declared):,} bytes; at "
-                             f"most {self.max_bytes:,}", "body")  # fmt: skip
-                return
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            with anyio.fail_after(self.timeout_s):
-                while True:
+                wait = min(wait, DRAIN_IDLE_S)
+            try:
+                with anyio.fail_after(max(wait, 0.0)):
                     message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return  # the client went away: nothing to answer
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        await _reply(send, 413, "body_too_large", f"body over {self.max_bytes:,} "
-                                     "bytes", "body")  # fmt: skip
-                        return
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
-        except TimeoutError:
-            await _reply(send, 408, "body_timeout", f"the body did not arrive within "
-                         f"{self.timeout_s:g} s", "body")  # fmt: skip
+            except TimeoutError:
+                if too_big:
+                    break
+                await _reply(send, 408, "body_timeout", f"the body did not arrive within "
+                             f"{self.timeout_s:g} s", "body")  # fmt: skip
+                return
+            if message["type"] == "http.disconnect":
+                return  # the client went away: nothing to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                too_big = True
+                chunks.clear()
+            if too_big and size > DRAIN_FACTOR * self.max_bytes:
+                break
+            if not too_big:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        if too_big:
+            await self._too_big(send, declared_size if declared is not None else size)
             return
         body = b"".join(chunks)
         sent = False
@@ -782,6 +843,10 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _too_big(self, send: Send, size: int) -> None:
+        await _reply(send, 413, "body_too_large", f"body of {size:,} bytes or more; at most "
+                     f"{self.max_bytes:,}", "body")  # fmt: skip
 
 
 async def _reply(send: Send, status: int, code: str, message: str, field: str | None) -> None:
