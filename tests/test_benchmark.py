@@ -79,3 +79,18 @@ def test_bad_names_and_empty_folders(tmp_path, synthetic_root):
         run_benchmark(synthetic_root, tmp_path / "x", ["nope"], ["cnn1d"])
     with pytest.raises(EcgcnnError, match="no finished benchmark runs"):
         leaderboard(tmp_path)
+
+
+def test_markdown_says_when_a_point_lies_outside_its_interval():
+    from ecgcnn.benchmark import leaderboard_markdown
+
+    def row(point, lower, upper):
+        iv = {"point": point, "mean": point, "lower": lower, "upper": upper}
+        return {"roc_auc": iv, "pr_auc": iv, "excluded_classes": [], "parameters": 1,
+                "train_seconds": 1.0}  # fmt: skip
+
+    board = {"reference": "cnn1d", "level": 0.9, "n_resamples": 100,
+             "tasks": {"all": {"cnn1d": row(0.8, 0.7, 0.9)}}}  # fmt: skip
+    assert "outside its interval" not in leaderboard_markdown(board)
+    board["tasks"]["all"]["x"] = row(0.19, 0.193, 0.23)
+    assert "Point estimate outside its interval (x)" in leaderboard_markdown(board)

@@ -197,6 +197,13 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
                 f"| {m} | {r['parameters']:,} | {r['train_seconds'] / 60:.1f} min | {_ci(r['roc_auc'])} "
                 f"| {_ci(r['pr_auc'])} | {diff} |"
             )
+        outside = [m for m, r in rows.items() for k in ("roc_auc", "pr_auc")
+                   if not r[k]["lower"] <= r[k]["point"] <= r[k]["upper"]]  # fmt: skip
+        if outside:
+            lines += ["", f"Point estimate outside its interval ({', '.join(sorted(set(outside)))}): "
+                      "resamples must hold every class, so a class with one or two positives is "
+                      "drawn with repeated positives, which favours its AUC (percentile intervals "
+                      "as in the paper, not bias-corrected)."]  # fmt: skip
         excluded = sorted({c for r in rows.values() for c in r["excluded_classes"]})
         if excluded:
             lines += ["", f"Left out (no positives in the test fold): {', '.join(excluded)}."]
