@@ -108,3 +108,35 @@ def live_server(served_checkpoint: Path, tmp_path_factory: pytest.TempPathFactor
     proc, url = start_server(served_checkpoint, log, "--max-body-mb", "2")
     yield url
     stop_server(proc)
+
+
+CHROMIUM_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync",
+)  # fmt: skip
+
+
+def headless_chromium(profile: Path, window: str = "1280,900", browser_log: bool = False):
+    """Debian's Chromium driven through chromedriver with a new, empty profile, or a skip saying
+    what is missing."""
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if not chromium or not chromedriver:
+        pytest.skip(
+            "no chromium/chromedriver installed (Debian: apt-get install chromium chromium-driver)"
+        )
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (*CHROMIUM_FLAGS, f"--window-size={window}"):
+        options.add_argument(flag)
+    profile.mkdir(parents=True, exist_ok=True)  # nothing from an earlier run, nothing to sync
+    options.add_argument(f"--user-data-dir={profile}")
+    if browser_log:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(chromedriver), options=options)

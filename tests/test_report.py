@@ -20,11 +20,6 @@ from ecgcnn.report import SECTIONS, write_report
 
 pytestmark = pytest.mark.slow
 PNG = b"\x89PNG\r\n\x1a\n"
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1400,1000",
-)  # fmt: skip
 
 
 def ecgcnn(*args):
@@ -155,23 +150,9 @@ def test_report_errors(tmp_path):
 
 
 def browser(profile: Path):
-    """A headless Chromium driven through chromedriver, or a skip saying what is missing."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.skip(
-            "no chromium/chromedriver installed (Debian: apt-get install chromium chromium-driver)"
-        )
-    from selenium.webdriver.chrome.service import Service
+    from conftest import headless_chromium
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    profile.mkdir()  # a new, empty profile: nothing from an earlier run, nothing to sync
-    options.add_argument(f"--user-data-dir={profile}")
-    return webdriver.Chrome(service=Service(driver), options=options)
+    return headless_chromium(profile, window="1400,1000")
 
 
 def test_report_opens_in_headless_chromium(run_dir, tmp_path):

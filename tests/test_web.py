@@ -23,11 +23,6 @@ from fastapi.testclient import TestClient
 
 from ecgcnn.serve import Settings, create_app
 
-CHROMIUM_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-    "--no-first-run", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--window-size=1280,900",
-)  # fmt: skip
 PAGE_IDS = ("example-select", "predict-button", "file-input", "fs-input", "results", "probabilities",
             "ecg", "error", "warnings", "model")  # fmt: skip
 MIN_SCREENSHOT_BYTES = 20_000
@@ -98,23 +93,9 @@ def post_files(url: str, files: list[Path], fields: dict[str, str]) -> tuple[int
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory):
     """One headless Chromium for this module (each test loads the page afresh), or a skip."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    chromedriver = shutil.which("chromedriver")
-    if not chromium or not chromedriver:
-        pytest.skip(
-            "no chromium/chromedriver installed (Debian: apt-get install chromium chromium-driver)"
-        )
-    from selenium.webdriver.chrome.service import Service
+    from conftest import headless_chromium
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    # a new, empty profile: nothing from an earlier run, nothing to sync
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(chromedriver), options=options)
+    browser = headless_chromium(tmp_path_factory.mktemp("chromium-profile"), browser_log=True)
     browser.set_script_timeout(30)
     yield browser
     browser.quit()
