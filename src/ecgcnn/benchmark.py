@@ -160,7 +160,7 @@ def leaderboard(
 
 
 def _ci(interval: dict[str, float]) -> str:
-    return f"{interval['point']:.3f} ({interval['lower']:.3f}-{interval['upper']:.3f})"
+    return f"{interval['point']:.3f} ({interval['lower']:.3f} to {interval['upper']:.3f})"
 
 
 def leaderboard_markdown(board: dict[str, Any]) -> str:

@@ -561,7 +561,9 @@ def print_leaderboard(board: dict[str, Any], out: Path) -> None:
         for t in tasks:
             r = board["tasks"][t].get(m)
             ci = r["roc_auc"] if r else None
-            cells.append(f"{ci['point']:.3f} ({ci['lower']:.3f}-{ci['upper']:.3f})" if ci else "")
+            cells.append(
+                f"{ci['point']:.3f} ({ci['lower']:.3f} to {ci['upper']:.3f})" if ci else ""
+            )
         table.add_row(m, *cells)
     console.print(table)
     console.print(f"leaderboard: {out / 'leaderboard.md'} and {out / 'leaderboard.json'}")
