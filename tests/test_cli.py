@@ -116,9 +116,11 @@ def test_corrupt_record_is_a_one_line_error_then_skippable(synthetic_copy, tmp_p
 
 
 def test_demo_command_end_to_end(tmp_path):
-    proc = ecgcnn("demo", "--out", tmp_path / "demo", "--patients", 40, "--folds", 2, "--epochs", 1,
-                  "--no-progress")  # fmt: skip
+    out = tmp_path / ("a-long-folder-name-" * 4) / "demo"  # paths longer than a terminal line
+    proc = ecgcnn(
+        "demo", "--out", out, "--patients", 40, "--folds", 2, "--epochs", 1, "--no-progress"
+    )
     assert proc.returncode == 0, proc.stderr
-    assert "cv_results.json" in proc.stderr and "confusion" in proc.stderr
-    results = json.loads((tmp_path / "demo" / "cv_results.json").read_text())
+    assert str(out / "cv_results.json") in proc.stderr and "confusion" in proc.stderr  # not wrapped
+    results = json.loads((out / "cv_results.json").read_text())
     assert set(results["folds"]) == {"fold_0", "fold_1"}

@@ -476,15 +476,27 @@ def test_body_timeout_answers_408_and_the_server_keeps_serving(
             finally:
                 writer.close()
 
-        async def main() -> list[tuple[Answer, float]]:
-            # a stalled body, and one that keeps trickling: the limit is on the whole body
-            body = b'{"signal": [[0.0, 0.0]], "fs": 100}'
-            return await asyncio.gather(stall(), trickle(url, body, 2, 0.2))
+        async def trickling() -> tuple[Answer | None, float]:
+            """A body that keeps coming: the limit is on the whole body. When the client writes a
+            piece after the server has answered and closed, TCP resets the connection and may drop
+            the 408 before it is read: a reset after the timeout is that outcome, not a failure."""
+            start = time.perf_counter()
+            try:
+                return await trickle(url, b'{"signal": [[0.0, 0.0]], "fs": 100}', 2, 0.2)
+            except ConnectionResetError:
+                return None, time.perf_counter() - start
 
-        for got, seconds in asyncio.run(main()):
-            error = got.error()
-            assert (got.status, error["code"], error["field"]) == (408, "body_timeout", "body")
-            assert 0.9 <= seconds < 5.0
+        async def main() -> list[tuple[Answer | None, float]]:
+            return await asyncio.gather(stall(), trickling())
+
+        (stalled, stalled_s), (trickled, trickled_s) = asyncio.run(main())
+        error = stalled.error()
+        assert (stalled.status, error["code"], error["field"]) == (408, "body_timeout", "body")
+        assert 0.9 <= stalled_s < 5.0
+        assert 0.9 <= trickled_s < 5.0
+        if trickled is not None:
+            error = trickled.error()
+            assert (trickled.status, error["code"]) == (408, "body_timeout")
         example = httpx.get(url + "/v1/examples/normal", timeout=30).content
         r = httpx.post(url + "/v1/predict", content=example, headers=JSON, timeout=30)
         assert r.status_code == 200

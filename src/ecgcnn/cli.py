@@ -20,7 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # long paths stay whole when piped
 
 DataRoot = Annotated[
     Path, typer.Option("--data-root", help="PTB-XL root (ptbxl_database.csv, records100/...).")
