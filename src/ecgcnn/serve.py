@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import lru_cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -749,8 +749,9 @@ def explain_prediction(p: Predictor, rec: Any, pred: Prediction) -> dict[str, An
 # --- examples and static files --------------------------------------------------------------------
 
 
+@lru_cache(maxsize=len(EXAMPLES))
 def example_body(name: str) -> dict[str, Any]:
-    """A bundled synthetic example as a /v1/predict body."""
+    """A bundled synthetic example as a /v1/predict body (synthesised once; do not mutate)."""
     from ecgcnn.records import LEADS
     from ecgcnn.synthetic import synthesize_ecg
 
