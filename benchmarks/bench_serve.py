@@ -242,20 +242,28 @@ def _disconnect_mid_upload(declared: int) -> Callable:
     return send
 
 
+@contextlib.asynccontextmanager
+async def _raw_request(url: str, extra: str):  # -> (reader, writer), the head already sent
+    """A POST /v1/predict on a raw socket: the head written, the body left to the caller."""
+    host, port, head = _raw_head(url, extra)
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        yield reader, writer
+    finally:
+        writer.close()
+
+
 def _slow_body(body: bytes, pieces: int = 10, pause_s: float = 0.05) -> Callable:
     async def send(client: httpx.AsyncClient, url: str) -> int:
-        host, port, head = _raw_head(url, f"Content-Length: {len(body)}\r\n")
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            writer.write(head)
+        async with _raw_request(url, f"Content-Length: {len(body)}\r\n") as (reader, writer):
             step = -(-len(body) // pieces)
             for i in range(0, len(body), step):
                 writer.write(body[i : i + step])
                 await writer.drain()
                 await asyncio.sleep(pause_s)
             return await _read_status(reader)
-        finally:
-            writer.close()
 
     return send
 
@@ -263,25 +271,16 @@ def _slow_body(body: bytes, pieces: int = 10, pause_s: float = 0.05) -> Callable
 def _expect_continue_oversized(limit: int) -> Callable:
     async def send(client: httpx.AsyncClient, url: str) -> int:
         extra = f"Content-Length: {limit + 1}\r\nExpect: 100-continue\r\n"
-        host, port, head = _raw_head(url, extra)
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            writer.write(head)
-            await writer.drain()
+        async with _raw_request(url, extra) as (reader, _):
             return await _read_status(reader)
-        finally:
-            writer.close()
 
     return send
 
 
 def _chunked_oversize(limit: int) -> Callable:
     async def send(client: httpx.AsyncClient, url: str) -> int:
-        host, port, head = _raw_head(url, "Transfer-Encoding: chunked\r\n")
-        reader, writer = await asyncio.open_connection(host, port)
         chunk = b"0" * 65536
-        try:
-            writer.write(head)
+        async with _raw_request(url, "Transfer-Encoding: chunked\r\n") as (reader, writer):
             sent = 0
             read = asyncio.ensure_future(_read_status(reader))
             # stop sending once the answer starts: more bytes unread by the server would make its
@@ -293,8 +292,6 @@ def _chunked_oversize(limit: int) -> Callable:
                     sent += len(chunk)
                     await asyncio.sleep(0.002)
             return await read
-        finally:
-            writer.close()
 
     return send
 
