@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ecgcnn.cache import load_signals  # noqa: E402
+from ecgcnn.augment import Augment  # noqa: E402
 from ecgcnn.dataset import RecordDataset, collate_batch, standardization  # noqa: E402
 from ecgcnn.labels import make_labels  # noqa: E402
 from ecgcnn.models import Classifier, create_model  # noqa: E402
@@ -68,7 +69,9 @@ def train_rate(
     )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    ds = RecordDataset(data, rows, y, noise_std=0.02, generator=torch.Generator().manual_seed(0))
+    ds = RecordDataset(
+        data, rows, y, Augment(noise_std=0.02), generator=torch.Generator().manual_seed(0)
+    )
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, collate_fn=collate_batch)
     model.train()
     start = time.perf_counter()
@@ -119,7 +122,9 @@ def main() -> None:
 
         labels = make_labels(db, "top5")
         rows = signals2.rows(labels.ecg_ids)
-        ours = loader_rate(RecordDataset(signals2.data, rows, labels.y, 0.02), 16, 5 * len(rows))
+        ours = loader_rate(
+            RecordDataset(signals2.data, rows, labels.y, Augment(noise_std=0.02)), 16, 5 * len(rows)
+        )
         theirs = loader_rate(WfdbDataset(db, labels.ecg_ids, labels.y), 16, args.baseline_samples)
         results["loader"] = {
             "ecgcnn_samples_per_s": ours,

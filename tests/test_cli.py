@@ -102,6 +102,11 @@ def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_pat
     assert_one_line_error(ecgcnn("evaluate", "--checkpoint", csv, "--data-root", synthetic_root),
                           "not a loadable ecgcnn checkpoint")  # fmt: skip
     assert_one_line_error(ecgcnn("cv-summary", tmp_path), "is not a run folder")
+    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--lead-dropout", 1.5),
+                          "lead_dropout must be in [0, 1), got 1.5")  # fmt: skip
+    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--mixup", -1),
+                          "mixup_alpha must be a number >= 0")  # fmt: skip
+    assert not (tmp_path / "o").exists()  # refused before any work
 
 
 def test_corrupt_record_is_a_one_line_error_then_skippable(synthetic_copy, tmp_path):

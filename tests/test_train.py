@@ -190,3 +190,50 @@ def test_sliding_window_scores_are_the_max_over_windows(cv_run):
     np.testing.assert_allclose(prob, each.max(axis=1), atol=1e-6)
     mean = predict_proba(model, data, np.arange(3), window=250, stride=125, aggregate="mean")
     np.testing.assert_allclose(mean, each.mean(axis=1), atol=1e-6)
+
+
+def _benchmark_cfg(root, out, **overrides):
+    recipe = get_recipe("benchmark").with_overrides(epochs=4, batch_size=64, **overrides)
+    return TrainConfig(data_root=str(root), out=str(out), protocol="benchmark", task="superdiagnostic",
+                       val_fold=9, test_fold=10, train_folds=list(range(1, 9)), recipe=recipe,
+                       progress=False)  # fmt: skip
+
+
+def test_ema_and_augmented_run_resumes_to_the_same_result(synthetic_root, tmp_path, monkeypatch):
+    """The averaged weights and the augmentation's random stream survive an interruption."""
+    import ecgcnn.train as train_module
+
+    settings = {"ema_decay": 0.9, "mixup_alpha": 0.2, "lead_dropout": 0.1, "scale_std": 0.1,
+                "wander_mv": 0.1}  # fmt: skip
+    straight = train(_benchmark_cfg(synthetic_root, tmp_path / "straight", **settings))
+    plain = train(_benchmark_cfg(synthetic_root, tmp_path / "plain"))
+    # the EMA weights are the ones scored: another model than the last step's
+    assert (
+        straight["folds"]["benchmark"]["roc_auc_macro"]
+        != plain["folds"]["benchmark"]["roc_auc_macro"]
+    )
+
+    calls = {"n": 0}
+    real = train_module.compute_metrics
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # validation of epoch 3: epochs 1-2 are in state.pt
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    cfg = _benchmark_cfg(synthetic_root, tmp_path / "resumed", **settings)
+    monkeypatch.setattr(train_module, "compute_metrics", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(train_module, "compute_metrics", real)
+    assert (
+        torch.load(tmp_path / "resumed" / "benchmark" / "state.pt", weights_only=True)["epoch"] == 2
+    )
+    train(cfg, resume=True)
+    for split in ("val", "test"):
+        a = np.load(tmp_path / "straight" / "benchmark" / f"predictions_{split}.npz")
+        b = np.load(tmp_path / "resumed" / "benchmark" / f"predictions_{split}.npz")
+        np.testing.assert_allclose(a["y_prob"], b["y_prob"], atol=1e-6)
+    config = json.loads((tmp_path / "resumed" / "config.json").read_text())
+    assert config["recipe"]["ema_decay"] == 0.9 and config["recipe"]["mixup_alpha"] == 0.2

@@ -154,6 +154,25 @@ def train_cmd(
             "--select-best/--keep-last", help="Keep the best validation epoch or the last."
         ),
     ] = None,
+    noise: Annotated[
+        float | None, typer.Option(help="Augmentation: Gaussian noise of this std (mV).")
+    ] = None,
+    scale_std: Annotated[
+        float | None, typer.Option(help="Augmentation: log-amplitude jitter per lead (std).")
+    ] = None,
+    wander: Annotated[
+        float | None, typer.Option(help="Augmentation: baseline wander up to this many mV.")
+    ] = None,
+    lead_dropout: Annotated[
+        float | None, typer.Option(help="Augmentation: probability of zeroing each lead.")
+    ] = None,
+    mixup: Annotated[
+        float | None, typer.Option(help="Augmentation: mixup with Beta(a, a) weights (0: off).")
+    ] = None,
+    ema: Annotated[
+        float | None,
+        typer.Option(help="Score and keep an exponential moving average of the weights (decay)."),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Random seed (splits, initialisation, shuffling).")
     ] = 42,
@@ -212,6 +231,12 @@ def train_cmd(
             aggregate=aggregate,
             class_weighted=class_weighted,
             select_best=select_best,
+            noise_std=noise,
+            scale_std=scale_std,
+            wander_mv=wander,
+            lead_dropout=lead_dropout,
+            mixup_alpha=mixup,
+            ema_decay=ema,
         ),  # fmt: skip
         holdout_fold=holdout_fold,
         only_fold=only_fold,

@@ -6,14 +6,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ecgcnn.augment import Augment
 from ecgcnn.windows import random_windows
 
 
 class RecordDataset(Dataset):
     """ECGs ``data[rows]`` (12, T) with their label rows ``y``.
 
-    Optional Gaussian noise (mV) and, with ``window``, one random crop of that many samples per record,
-    re-drawn at every access (so every epoch sees other windows).
+    With ``window``, one random crop of that many samples per record, re-drawn at every access (so
+    every epoch sees other windows); then the batch goes through ``augment`` (noise, amplitude,
+    baseline wander, lead dropout, mixup; see :mod:`ecgcnn.augment`), ``fs`` being its sampling rate.
     """
 
     def __init__(
@@ -21,14 +23,15 @@ class RecordDataset(Dataset):
         data: np.ndarray,
         rows: np.ndarray,
         y: np.ndarray,
-        noise_std: float = 0.0,
+        augment: Augment | None = None,
         generator: torch.Generator | None = None,
         window: int | None = None,
+        fs: float = 100.0,
     ) -> None:
         if len(rows) != len(y):
             raise ValueError(f"{len(rows)} rows but {len(y)} label vectors")
         self.data, self.rows, self.y = data, np.asarray(rows), np.asarray(y, dtype=np.float32)
-        self.noise_std, self.generator, self.window = noise_std, generator, window
+        self.augment, self.generator, self.window, self.fs = augment, generator, window, fs
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -38,9 +41,10 @@ class RecordDataset(Dataset):
         x = torch.from_numpy(np.ascontiguousarray(self.data[self.rows[idx]], dtype=np.float32))
         if self.window is not None:
             x = random_windows(x, self.window, self.generator)
-        if self.noise_std > 0:
-            x = x + self.noise_std * torch.randn(x.shape, generator=self.generator)
-        return x, torch.from_numpy(self.y[idx])
+        y = torch.from_numpy(self.y[idx])
+        if self.augment is not None and self.augment.active:
+            x, y = self.augment(x, y, self.generator, self.fs)
+        return x, y
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.__getitems__([index])

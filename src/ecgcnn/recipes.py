@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from ecgcnn.augment import Augment
 from ecgcnn.errors import EcgcnnError
 
 
@@ -26,6 +27,13 @@ class Recipe:
     window_s: float | None = None  # train on random windows of this many seconds (None: whole)
     stride_s: float | None = None  # test-time sliding-window stride (default: half the window)
     aggregate: str = "max"  # how window probabilities combine into a record's: max or mean
+    # augmentation of training batches (ecgcnn.augment); 0 is off
+    scale_std: float = 0.0  # log-amplitude jitter per lead
+    wander_mv: float = 0.0  # baseline wander up to this many mV
+    lead_dropout: float = 0.0  # probability of zeroing a lead
+    mixup_alpha: float = 0.0  # mixup with Beta(alpha, alpha) weights
+    # evaluate and keep an exponential moving average of the weights (per step); 0 is off
+    ema_decay: float = 0.0
 
     def with_overrides(self, **overrides: object) -> Recipe:
         """This recipe with every non-None override applied."""
@@ -46,10 +54,23 @@ class Recipe:
             raise EcgcnnError(f"unknown schedule {self.schedule!r}; expected constant or onecycle")
         if self.aggregate not in ("max", "mean"):
             raise EcgcnnError(f"unknown aggregate {self.aggregate!r}; expected max or mean")
+        self.augment()  # checks its settings
+        if not 0 <= self.ema_decay < 1:
+            raise EcgcnnError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         for name in ("window_s", "stride_s"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise EcgcnnError(f"{name} must be positive, got {value}")
+
+    def augment(self) -> Augment:
+        """The batch augmentation this recipe trains with."""
+        return Augment(
+            noise_std=self.noise_std,
+            scale_std=self.scale_std,
+            wander_mv=self.wander_mv,
+            lead_dropout=self.lead_dropout,
+            mixup_alpha=self.mixup_alpha,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

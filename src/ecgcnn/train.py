@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
@@ -90,11 +91,7 @@ class TrainConfig:
             raise EcgcnnError(
                 "--holdout-fold applies to --protocol cv; the benchmark split has --test-fold"
             )
-        r = self.recipe
-        if r.epochs < 1 or r.batch_size < 1 or r.lr <= 0:
-            raise EcgcnnError(
-                "epochs and batch size must be at least 1 and the learning rate positive"
-            )
+        self.recipe.validate()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -311,7 +308,9 @@ def train_fold(
     optimizer = make_optimizer(recipe, model)
     gen = torch.Generator().manual_seed(cfg.seed + fold_index)
     window = window_samples(recipe, cfg.fs)
-    train_set = RecordDataset(signals.data, rows_train, y_train, recipe.noise_std, gen, window)
+    train_set = RecordDataset(
+        signals.data, rows_train, y_train, recipe.augment(), gen, window, fs=cfg.fs
+    )
     # Under torchrun each rank draws its share of every epoch's permutation; --batch-size is per rank.
     sampler = (
         DistributedSampler(
@@ -323,6 +322,13 @@ def train_fold(
     loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=sampler is None, sampler=sampler,
                         generator=gen, collate_fn=collate_batch)  # fmt: skip
     trained = DistributedDataParallel(model) if world.distributed else model
+    # With ema_decay the averaged weights are the ones validated, selected and saved.
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
+        if recipe.ema_decay > 0
+        else None
+    )
+    scored = model if ema is None else ema.module
     val_positions = shard(len(rows_val), world)
     schedule = make_schedule(recipe, optimizer, len(loader))
     predict = functools.partial(predict_proba, data=signals.data, device=device,
@@ -337,6 +343,8 @@ def train_fold(
         optimizer.load_state_dict(state["optimizer"])
         if schedule is not None:
             schedule.load_state_dict(state["schedule"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["rng"]["torch"])
         gen.set_state(state["rng"]["loader"])
         history, best = state["history"], state["best"]
@@ -366,11 +374,13 @@ def train_fold(
             optimizer.step()
             if schedule is not None:
                 schedule.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += loss.item() * len(x)
             seen += len(x)
             bar.set_postfix(loss=f"{total / seen:.4f}")
         prob_val = gather_rows(
-            predict(model, rows=rows_val[val_positions]), val_positions, len(rows_val), world
+            predict(scored, rows=rows_val[val_positions]), val_positions, len(rows_val), world
         )
         m = compute_metrics(y_val, prob_val, labels.classes, warn=epoch == 1)
         row = {
@@ -391,7 +401,7 @@ def train_fold(
         score = m["pr_auc_macro"] if m["pr_auc_macro"] is not None else -row["val_loss"]
         if not recipe.select_best or score > best["score"]:
             best = {"score": score, "epoch": epoch, "prob": prob_val,
-                    "state": copy.deepcopy(model.state_dict())}  # fmt: skip
+                    "state": copy.deepcopy(scored.state_dict())}  # fmt: skip
         if not world.is_main:
             continue
         atomic.write_json(fold_dir / "history.json", history)
@@ -400,6 +410,7 @@ def train_fold(
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "schedule": None if schedule is None else schedule.state_dict(),
+            "ema": None if ema is None else ema.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "loader": gen.get_state()},
             "history": history,
             "best": best | {"prob": torch.from_numpy(np.asarray(best["prob"]))},
