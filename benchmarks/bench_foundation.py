@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ecgcnn.cache import load_signals  # noqa: E402
 from ecgcnn.augment import Augment  # noqa: E402
+from ecgcnn.cache import load_signals  # noqa: E402
 from ecgcnn.dataset import RecordDataset, collate_batch, standardization  # noqa: E402
 from ecgcnn.labels import make_labels  # noqa: E402
 from ecgcnn.models import Classifier, create_model  # noqa: E402
