@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ecgcnn.errors import EcgcnnError
-from ecgcnn.models import Classifier, count_parameters, create_model, list_models
+from ecgcnn.models import Classifier, count_parameters, create_model, keep_outputs, list_models
 
 # computed from the reference code (helme/ecg_ptbxl_benchmarking) for 5 classes, kernel size 5
 REFERENCE_PARAMETERS = {
@@ -132,3 +132,27 @@ def test_kwargs_change_the_architecture():
 def test_bad_hyperparameters_are_user_errors(name, kwargs, message):
     with pytest.raises(EcgcnnError, match=message):
         create_model(name, 5, **kwargs)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_keep_outputs_cuts_the_output_layer_and_keeps_the_first_logits(name):
+    torch.manual_seed(0)
+    net = create_model(name, 8).eval()
+    x = torch.randn(3, 12, 1000)
+    with torch.no_grad():
+        before = net(x)
+        keep_outputs(net, 5)
+        after = net(x)
+    assert after.shape == (3, 5)
+    # up to float rounding (untrained deep nets give logits in the hundreds)
+    scale = float(before.abs().max())
+    torch.testing.assert_close(after, before[:, :5], rtol=1e-5, atol=1e-6 * max(scale, 1.0))
+    # the cut network is the ordinary 5-class one: its state dict loads there
+    create_model(name, 5).load_state_dict(net.state_dict())
+
+
+def test_keep_outputs_refuses_impossible_cuts():
+    with pytest.raises(EcgcnnError, match="cannot keep 6 of the output layer's 5 outputs"):
+        keep_outputs(create_model("cnn1d", 5), 6)
+    with pytest.raises(EcgcnnError, match="no linear output layer"):
+        keep_outputs(nn.Conv1d(12, 4, 3), 2)

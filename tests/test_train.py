@@ -237,3 +237,40 @@ def test_ema_and_augmented_run_resumes_to_the_same_result(synthetic_root, tmp_pa
         np.testing.assert_allclose(a["y_prob"], b["y_prob"], atol=1e-6)
     config = json.loads((tmp_path / "resumed" / "config.json").read_text())
     assert config["recipe"]["ema_decay"] == 0.9 and config["recipe"]["mixup_alpha"] == 0.2
+
+
+def test_aux_task_trains_extra_outputs_and_cuts_them_off(synthetic_root, tmp_path):
+    from ecgcnn.evaluate import predict_proba
+    from ecgcnn.labels import Labels, make_labels
+    from ecgcnn.records import load_database
+    from ecgcnn.train import aux_labels
+
+    cfg = _benchmark_cfg(synthetic_root, tmp_path / "aux", aux_task="diagnostic")
+    data = prepare(cfg)
+    assert data.aux is not None and data.aux.task == "diagnostic"
+    np.testing.assert_array_equal(data.aux.ecg_ids, data.labels.ecg_ids)
+    # every superdiagnostic label comes from a diagnostic statement the record carries
+    assert (data.aux.y.sum(axis=1)[data.labels.y.sum(axis=1) > 0] > 0).all()
+    train(cfg)
+    model = load_model(tmp_path / "aux" / "benchmark" / "checkpoint.pt")
+    assert model.meta["classes"] == list(data.labels.classes)  # the task's 5, not 5 + the extras
+    assert model.net.head[-1].out_features == len(data.labels.classes)
+    saved = np.load(tmp_path / "aux" / "benchmark" / "predictions_test.npz")
+    rows = data.signals.rows(saved["ecg_ids"])
+    again = predict_proba(model, data.signals.data, rows, window=250, stride=125, aggregate="max")
+    np.testing.assert_allclose(again, saved["y_prob"], atol=1e-5)
+    config = json.loads((tmp_path / "aux" / "config.json").read_text())
+    assert config["recipe"]["aux_task"] == "diagnostic"
+    # a record without a label in the auxiliary task gets a row of zeros
+    db = load_database(synthetic_root)
+    some = make_labels(db, "superdiagnostic")
+    ids = np.array([some.ecg_ids[0], 10**9])  # the second is in no task
+    aux = aux_labels(db, "rhythm", Labels("superdiagnostic", some.classes, ids, some.y[[0, 0]]))
+    assert aux.y.shape == (2, len(aux.classes))
+    assert aux.y[0].sum() > 0 and aux.y[1].sum() == 0
+
+
+def test_unknown_aux_task_is_refused(synthetic_root, tmp_path):
+    with pytest.raises(EcgcnnError, match="unknown task 'diag'"):
+        train(_benchmark_cfg(synthetic_root, tmp_path / "x", aux_task="diag"))
+    assert not (tmp_path / "x").exists()

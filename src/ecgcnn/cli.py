@@ -173,6 +173,12 @@ def train_cmd(
         float | None,
         typer.Option(help="Score and keep an exponential moving average of the weights (decay)."),
     ] = None,
+    aux_task: Annotated[
+        str | None,
+        typer.Option(
+            help="Also learn this task's labels as extra outputs (cut off after training)."
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Random seed (splits, initialisation, shuffling).")
     ] = 42,
@@ -237,6 +243,7 @@ def train_cmd(
             lead_dropout=lead_dropout,
             mixup_alpha=mixup,
             ema_decay=ema,
+            aux_task=aux_task,
         ),  # fmt: skip
         holdout_fold=holdout_fold,
         only_fold=only_fold,

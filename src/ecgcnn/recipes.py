@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from ecgcnn.augment import Augment
 from ecgcnn.errors import EcgcnnError
+from ecgcnn.labels import check_task
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Recipe:
     mixup_alpha: float = 0.0  # mixup with Beta(alpha, alpha) weights
     # evaluate and keep an exponential moving average of the weights (per step); 0 is off
     ema_decay: float = 0.0
+    # also train on this task's labels as extra outputs, cut off after training (e.g. superdiagnostic
+    # classes learnt beside their diagnostic statements); None is off
+    aux_task: str | None = None
 
     def with_overrides(self, **overrides: object) -> Recipe:
         """This recipe with every non-None override applied."""
@@ -55,6 +59,8 @@ class Recipe:
         if self.aggregate not in ("max", "mean"):
             raise EcgcnnError(f"unknown aggregate {self.aggregate!r}; expected max or mean")
         self.augment()  # checks its settings
+        if self.aux_task is not None:
+            check_task(self.aux_task)
         if not 0 <= self.ema_decay < 1:
             raise EcgcnnError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         for name in ("window_s", "stride_s"):

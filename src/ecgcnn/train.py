@@ -45,9 +45,9 @@ from ecgcnn.errors import EcgcnnError
 from ecgcnn.evaluate import predict_proba
 from ecgcnn.labels import Labels, check_task, make_labels
 from ecgcnn.metrics import compute_metrics, summarize, tune_thresholds
-from ecgcnn.models import Classifier, check_model, create_model
+from ecgcnn.models import Classifier, check_model, create_model, keep_outputs
 from ecgcnn.recipes import Recipe, get_recipe
-from ecgcnn.records import LEADS, check_rate, load_database
+from ecgcnn.records import LEADS, Database, check_rate, load_database
 from ecgcnn.splits import PROTOCOLS, Split, benchmark_split, cv_folds, cv_splits, describe
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,10 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class Prepared:
-    """The data of a run: labels of the usable records, their rows in the cache, and the splits."""
+    """The data of a run: labels of the usable records, their rows in the cache, and the splits.
+
+    ``aux`` holds the same records' labels in the recipe's ``aux_task`` (extra training targets).
+    """
 
     labels: Labels
     signals: Signals
@@ -115,6 +118,7 @@ class Prepared:
     patient_ids: np.ndarray
     strat_fold: np.ndarray
     splits: list[Split]
+    aux: Labels | None = None
 
 
 def prepare(cfg: TrainConfig) -> Prepared:
@@ -145,7 +149,22 @@ def prepare(cfg: TrainConfig) -> Prepared:
             Split(s.name, cv_rows[s.train], cv_rows[s.val], s.test)
             for s in cv_splits(folds, cfg.folds, test)
         ]
-    return Prepared(labels, signals, signals.rows(labels.ecg_ids), patient_ids, strat_fold, splits)
+    aux = None if cfg.recipe.aux_task is None else aux_labels(db, cfg.recipe.aux_task, labels)
+    return Prepared(
+        labels, signals, signals.rows(labels.ecg_ids), patient_ids, strat_fold, splits, aux
+    )
+
+
+def aux_labels(db: Database, task: str, labels: Labels) -> Labels:
+    """``task``'s labels for the records of ``labels`` (all zeros for a record without one)."""
+    aux = make_labels(db, task)
+    y = np.zeros((len(labels.ecg_ids), len(aux.classes)), dtype=np.float32)
+    position = {int(e): i for i, e in enumerate(aux.ecg_ids)}
+    found = [(row, position[int(e)]) for row, e in enumerate(labels.ecg_ids) if int(e) in position]
+    if found:
+        rows, source = map(list, zip(*found, strict=True))
+        y[rows] = aux.y[source]
+    return Labels(task, aux.classes, labels.ecg_ids, y)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -296,11 +315,15 @@ def train_fold(
     device = device_for(world, cfg.device)
     rows_train, rows_val = data.cache_rows[split.train], data.cache_rows[split.val]
     y_train, y_val = labels.y[split.train], labels.y[split.val]
+    n_classes = len(labels.classes)
+    # auxiliary targets: extra outputs trained beside the task's, cut off once training ends
+    targets = y_train if data.aux is None else np.hstack([y_train, data.aux.y[split.train]])
+    target_names = labels.classes + (() if data.aux is None else data.aux.classes)
     mean, std = standardization(signals.data, rows_train, seed=cfg.seed)
-    net = create_model(cfg.model, len(labels.classes))
+    net = create_model(cfg.model, targets.shape[1])
     model = Classifier(net, torch.from_numpy(mean), torch.from_numpy(std)).to(device)
     pos_weight = (
-        class_weights(y_train, labels.classes, recipe.max_pos_weight)
+        class_weights(targets, target_names, recipe.max_pos_weight)
         if recipe.class_weighted
         else None
     )
@@ -309,7 +332,7 @@ def train_fold(
     gen = torch.Generator().manual_seed(cfg.seed + fold_index)
     window = window_samples(recipe, cfg.fs)
     train_set = RecordDataset(
-        signals.data, rows_train, y_train, recipe.augment(), gen, window, fs=cfg.fs
+        signals.data, rows_train, targets, recipe.augment(), gen, window, fs=cfg.fs
     )
     # Under torchrun each rank draws its share of every epoch's permutation; --batch-size is per rank.
     sampler = (
@@ -331,8 +354,14 @@ def train_fold(
     scored = model if ema is None else ema.module
     val_positions = shard(len(rows_val), world)
     schedule = make_schedule(recipe, optimizer, len(loader))
-    predict = functools.partial(predict_proba, data=signals.data, device=device,
+    scoring = functools.partial(predict_proba, data=signals.data, device=device,
                                 **window_settings(recipe, cfg.fs))  # fmt: skip
+
+    def predict(model: nn.Module, rows: np.ndarray) -> np.ndarray:
+        return scoring(model, rows=rows)[
+            :, :n_classes
+        ]  # the task's outputs, not the auxiliary ones
+
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -np.inf}
     first_epoch = 1
@@ -386,7 +415,9 @@ def train_fold(
         row = {
             "epoch": epoch,
             "train_loss": total / max(seen, 1),
-            "val_loss": bce(y_val, prob_val, pos_weight),
+            "val_loss": bce(
+                y_val, prob_val, None if pos_weight is None else pos_weight[:n_classes]
+            ),
             "val_pr_auc_macro": m["pr_auc_macro"],
             "val_roc_auc_macro": m["roc_auc_macro"],
             "val_f1_macro_at_0.5": m["f1_macro"],
@@ -419,6 +450,8 @@ def train_fold(
     model.load_state_dict(best["state"])
     if not world.is_main:
         return {}
+    if data.aux is not None:
+        keep_outputs(model.net, n_classes)
     result = finish_fold(cfg, data, split, fold_dir, model, best, predict, mean, std)
     state_path.unlink(missing_ok=True)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ecgcnn.errors import EcgcnnError
 from ecgcnn.models import (
     fcn_wang,  # noqa: F401  (registers fcn_wang)
     inception1d,  # noqa: F401  (registers inception1d)
@@ -21,6 +22,7 @@ __all__ = [
     "list_models",
     "register_model",
     "count_parameters",
+    "keep_outputs",
 ]
 
 
@@ -43,3 +45,23 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
+
+
+def keep_outputs(net: nn.Module, n: int) -> nn.Module:
+    """Cut ``net``'s output layer (its last ``nn.Linear``) to its first ``n`` outputs, in place.
+
+    A network trained with auxiliary outputs (``--aux-task``) becomes an ordinary ``n``-class network
+    whose first ``n`` logits are unchanged, so checkpoints, prediction and export never see the extras.
+    """
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise EcgcnnError(f"{type(net).__name__} has no linear output layer to cut")
+    last = linears[-1]
+    if not 0 < n <= last.out_features:
+        raise EcgcnnError(f"cannot keep {n} of the output layer's {last.out_features} outputs")
+    with torch.no_grad():
+        last.weight = nn.Parameter(last.weight[:n].clone())
+        if last.bias is not None:
+            last.bias = nn.Parameter(last.bias[:n].clone())
+    last.out_features = n
+    return net
