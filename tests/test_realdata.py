@@ -75,3 +75,15 @@ def test_short_cnn1d_training_beats_chance_on_a_held_out_fold(dev_root, tmp_path
     test = results["test"]["folds"]["benchmark"]
     assert test["records"] > 100
     assert test["roc_auc_macro"] > 0.7  # chance is 0.5
+
+
+def test_aux_labels_of_superdiagnostic_are_its_diagnostic_statements(dev_root, dev_db):
+    from ecgcnn.train import aux_labels
+
+    sup = make_labels(dev_db, "superdiagnostic")
+    aux = aux_labels(dev_db, "diagnostic", sup)
+    klass = dev_db.statements["diagnostic_class"]
+    # a record is in a superclass exactly when it carries one of that class's statements
+    for j, superclass in enumerate(sup.classes):
+        members = [i for i, code in enumerate(aux.classes) if klass.get(code) == superclass]
+        np.testing.assert_array_equal(aux.y[:, members].max(axis=1), sup.y[:, j])
