@@ -129,3 +129,24 @@ def test_demo_command_end_to_end(tmp_path):
     assert str(out / "cv_results.json") in proc.stderr and "confusion" in proc.stderr  # not wrapped
     results = json.loads((out / "cv_results.json").read_text())
     assert set(results["folds"]) == {"fold_0", "fold_1"}
+
+
+def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
+    out = tmp_path / "bench"
+    proc = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", out, "--tasks", "superdiagnostic",
+                  "--models", "cnn1d", "--epochs", 1, "--val-fold", 9, "--test-fold", 10, "--seed", 7,
+                  "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((out / "superdiagnostic" / "cnn1d" / "config.json").read_text())
+    assert config["seed"] == 7 and config["recipe"]["epochs"] == 1
+    assert (out / "leaderboard.md").is_file() and "cnn1d" in proc.stderr
+    again = ecgcnn("leaderboard", out)
+    assert again.returncode == 0, again.stderr
+    assert "superdiagnostic" in again.stderr
+    # another seed into the same folder is another run: refused, nothing overwritten
+    clash = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", out, "--tasks", "superdiagnostic",
+                   "--models", "cnn1d,fcn_wang", "--epochs", 1, "--val-fold", 9, "--test-fold", 10,
+                   "--seed", 8, "--no-progress")  # fmt: skip
+    assert_one_line_error(clash, "already holds a run with other settings (seed: 7 there, 8 now)")
+    assert not (out / "superdiagnostic" / "fcn_wang").exists()
+    assert json.loads((out / "superdiagnostic" / "cnn1d" / "config.json").read_text())["seed"] == 7

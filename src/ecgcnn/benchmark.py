@@ -30,7 +30,7 @@ from ecgcnn.errors import EcgcnnError
 from ecgcnn.labels import check_task
 from ecgcnn.models import check_model, count_parameters, create_model
 from ecgcnn.recipes import Recipe, get_recipe
-from ecgcnn.train import TrainConfig, train
+from ecgcnn.train import TrainConfig, check_same_run, train
 
 log = logging.getLogger(__name__)
 FOLD = "benchmark"
@@ -59,20 +59,26 @@ def run_benchmark(
         check_task(task)
     entries = [parse_entry(m, recipe) for m in models]
     out = Path(out)
+    runs = []
     for task in tasks:
         for spec, model, entry_recipe, own in entries:
-            run = out / task / spec
-            if (run / FOLD / "metrics.json").is_file():
-                log.info("%s / %s: finished before, not retrained", task, model)
-                continue
-            log.info("benchmark: training %s on %s", spec, task)
             cfg = TrainConfig(
-                data_root=str(data_root), out=str(run), model=model, task=task, protocol="benchmark",
-                seed=seed, fs=fs, recipe=entry_recipe.with_overrides(epochs=None if own else epochs),
+                data_root=str(data_root), out=str(out / task / spec), model=model, task=task,
+                protocol="benchmark", seed=seed, fs=fs,
+                recipe=entry_recipe.with_overrides(epochs=None if own else epochs),
                 train_folds=train_folds or list(range(1, 9)), val_fold=val_fold, test_fold=test_fold,
                 cache_dir=cache_dir, device=device, progress=progress,
             )  # fmt: skip
-            train(cfg, resume=True)
+            # a finished entry trained with other settings would mix two experiments in one table:
+            # refuse before training anything
+            check_same_run(out / task / spec / "config.json", cfg.to_dict())
+            runs.append((task, spec, cfg))
+    for task, spec, cfg in runs:
+        if (Path(cfg.out) / FOLD / "metrics.json").is_file():
+            log.info("%s / %s: finished before, not retrained", task, spec)
+            continue
+        log.info("benchmark: training %s on %s", spec, task)
+        train(cfg, resume=True)
     return leaderboard(out, reference=reference)
 
 

@@ -553,6 +553,7 @@ def benchmark_cmd(
     test_fold: Annotated[int, typer.Option(help="Test strat_fold.")] = 10,
     reference: Annotated[str, typer.Option(help="Model the others are compared with.")] = "cnn1d",
     fs: Annotated[int, typer.Option(help="Sampling rate: 100 or 500.")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed of every training run.")] = 42,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     cache_dir: CacheDir = None,
     no_progress: NoProgress = False,
@@ -564,7 +565,7 @@ def benchmark_cmd(
         data_root, out, [t.strip() for t in tasks.split(",") if t.strip()],
         [m.strip() for m in models.split(",") if m.strip()], recipe=recipe,
         train_folds=parse_folds(train_folds), val_fold=val_fold, test_fold=test_fold, epochs=epochs,
-        fs=fs, reference=reference, cache_dir=str(cache_dir) if cache_dir else None, device=device,
+        fs=fs, seed=seed, reference=reference, cache_dir=str(cache_dir) if cache_dir else None, device=device,
         progress=not no_progress,
     )  # fmt: skip
     print_leaderboard(board, out)
