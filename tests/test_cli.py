@@ -134,11 +134,16 @@ def test_demo_command_end_to_end(tmp_path):
 def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
     out = tmp_path / "bench"
     proc = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", out, "--tasks", "superdiagnostic",
-                  "--models", "cnn1d", "--epochs", 1, "--val-fold", 9, "--test-fold", 10, "--seed", 7,
-                  "--no-progress")  # fmt: skip
+                  "--models", "cnn1d,cnn1d@seed", "--epochs", 1, "--val-fold", 9, "--test-fold", 10,
+                  "--seed", 7, "--aggregate", "mean", "--no-progress")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     config = json.loads((out / "superdiagnostic" / "cnn1d" / "config.json").read_text())
     assert config["seed"] == 7 and config["recipe"]["epochs"] == 1
+    assert config["recipe"]["aggregate"] == "mean"
+    own = json.loads((out / "superdiagnostic" / "cnn1d@seed" / "config.json").read_text())
+    assert (
+        own["recipe"]["name"] == "seed" and own["recipe"]["epochs"] == 10
+    )  # its own recipe, untouched
     assert (out / "leaderboard.md").is_file() and "cnn1d" in proc.stderr
     again = ecgcnn("leaderboard", out)
     assert again.returncode == 0, again.stderr
@@ -147,6 +152,11 @@ def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
     clash = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", out, "--tasks", "superdiagnostic",
                    "--models", "cnn1d,fcn_wang", "--epochs", 1, "--val-fold", 9, "--test-fold", 10,
                    "--seed", 8, "--no-progress")  # fmt: skip
-    assert_one_line_error(clash, "already holds a run with other settings (seed: 7 there, 8 now)")
+    assert_one_line_error(
+        clash, "other settings (seed: 7 there, 8 now; recipe.aggregate: 'mean' there, 'max' now)"
+    )
+    bad = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", tmp_path / "b2", "--models", "cnn1d",
+                 "--aggregate", "median", "--val-fold", 9, "--test-fold", 10)  # fmt: skip
+    assert_one_line_error(bad, "unknown aggregate 'median'; expected max or mean")
     assert not (out / "superdiagnostic" / "fcn_wang").exists()
     assert json.loads((out / "superdiagnostic" / "cnn1d" / "config.json").read_text())["seed"] == 7

@@ -1,5 +1,6 @@
 """End-to-end training on synthetic PTB-XL: run folder, determinism, folds, holdout, benchmark split."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -274,3 +275,17 @@ def test_unknown_aux_task_is_refused(synthetic_root, tmp_path):
     with pytest.raises(EcgcnnError, match="unknown task 'diag'"):
         train(_benchmark_cfg(synthetic_root, tmp_path / "x", aux_task="diag"))
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_from_before_new_recipe_settings_still_resumes(synthetic_root, tmp_path):
+    """config.json written before a recipe setting existed: the setting had its default."""
+    cfg = config(synthetic_root, tmp_path / "old", only_fold=0, epochs=1)
+    train(cfg)
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    for name in ("mixup_alpha", "ema_decay", "aux_task"):
+        del saved["recipe"][name]
+    path.write_text(json.dumps(saved))
+    train(cfg, resume=True)  # not refused as "other settings"
+    with pytest.raises(EcgcnnError, match="recipe.mixup_alpha: 0.0 there, 0.2 now"):
+        train(dataclasses.replace(cfg, recipe=cfg.recipe.with_overrides(mixup_alpha=0.2)))

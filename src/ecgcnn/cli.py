@@ -548,6 +548,9 @@ def benchmark_cmd(
     ] = "cnn1d",
     recipe: Annotated[str, typer.Option(help="Training recipe.")] = "benchmark",
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
+    aggregate: Annotated[
+        str | None, typer.Option(help="Window aggregation at test time: max or mean.")
+    ] = None,
     train_folds: Annotated[str, typer.Option(help="Training strat_folds, e.g. 1-8.")] = "1-8",
     val_fold: Annotated[int, typer.Option(help="Validation strat_fold.")] = 9,
     test_fold: Annotated[int, typer.Option(help="Test strat_fold.")] = 10,
@@ -565,8 +568,8 @@ def benchmark_cmd(
         data_root, out, [t.strip() for t in tasks.split(",") if t.strip()],
         [m.strip() for m in models.split(",") if m.strip()], recipe=recipe,
         train_folds=parse_folds(train_folds), val_fold=val_fold, test_fold=test_fold, epochs=epochs,
-        fs=fs, seed=seed, reference=reference, cache_dir=str(cache_dir) if cache_dir else None, device=device,
-        progress=not no_progress,
+        aggregate=aggregate, fs=fs, seed=seed, reference=reference,
+        cache_dir=str(cache_dir) if cache_dir else None, device=device, progress=not no_progress,
     )  # fmt: skip
     print_leaderboard(board, out)
 

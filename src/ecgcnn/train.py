@@ -261,11 +261,19 @@ def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
     if not config_path.is_file():
         return
     old = json.loads(config_path.read_text())
-    diff = [
-        f"{k}: {old.get(k)!r} there, {v!r} now"
-        for k, v in config.items()
-        if k not in PER_PROCESS_SETTINGS and old.get(k) != json.loads(json.dumps(v))
-    ]
+    if isinstance(old.get("recipe"), dict):  # a run from before a setting existed had its default
+        old["recipe"] = Recipe(**old["recipe"]).to_dict()
+    diff = []
+    for k, v in json.loads(json.dumps(config)).items():
+        if k in PER_PROCESS_SETTINGS or old.get(k) == v:
+            continue
+        if isinstance(v, dict) and isinstance(
+            old.get(k), dict
+        ):  # the recipe: name its changed fields
+            diff += [f"{k}.{f}: {old[k].get(f)!r} there, {v.get(f)!r} now"
+                     for f in sorted(v.keys() | old[k].keys()) if old[k].get(f) != v.get(f)]  # fmt: skip
+        else:
+            diff.append(f"{k}: {old.get(k)!r} there, {v!r} now")
     if diff:
         raise EcgcnnError(
             f"{config_path.parent} already holds a run with other settings ({'; '.join(diff[:3])}); "
