@@ -1,0 +1,50 @@
+"""Re-score finished benchmark-protocol runs with other test-time windows: max or mean, 1.25 s or 0.5 s.
+
+    python benchmarks/window_aggregation.py runs/sweep/resnet1d_wang/base runs/sweep/resnet1d_wang/mix
+
+Training with ``--keep-last`` does not depend on the aggregation (it only changes how a record's window
+scores are combined), so one trained model answers "max or mean?" without retraining. Prints the
+validation and test macro ROC-AUC of each setting; choose on the validation column.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from ecgcnn import load_model
+from ecgcnn.evaluate import predict_proba
+from ecgcnn.metrics import compute_metrics
+from ecgcnn.train import prepare, resume_config
+
+SETTINGS = (("max", 1.25), ("mean", 1.25), ("max", 0.5), ("mean", 0.5))
+
+
+def main(runs: list[str]) -> int:
+    torch.set_num_threads(1)
+    data = None
+    print("| run | " + " | ".join(f"{a} / {s} s (val, test)" for a, s in SETTINGS) + " |")
+    print("|---" * (len(SETTINGS) + 1) + "|")
+    for run in map(Path, runs):
+        cfg = resume_config(run, progress=False)
+        data = data or prepare(cfg)  # every run given must share data root and split
+        split = data.splits[0]
+        model = load_model(run / "benchmark" / "checkpoint.pt")
+        window, fs = model.meta["window"], model.meta["fs"]
+        cells = []
+        for how, stride_s in SETTINGS:
+            auc = []
+            for part in (split.val, split.test):
+                prob = predict_proba(model, data.signals.data, data.cache_rows[part], window=window,
+                                     stride=round(stride_s * fs), aggregate=how)  # fmt: skip
+                m = compute_metrics(data.labels.y[part], prob, data.labels.classes, warn=False)
+                auc.append(m["roc_auc_macro"])
+            cells.append(f"{auc[0]:.4f}, {auc[1]:.4f}")
+        print(f"| {run} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
