@@ -23,8 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task", default="superdiagnostic")
     args = ap.parse_args(argv)
     boards = [json.loads((f / "leaderboard.json").read_text()) for f in args.folders]
-    rows = [b["tasks"][args.task] for b in boards]
     reference = boards[0]["reference"]
+    for folder, board in zip(args.folders, boards, strict=True):
+        if args.task not in board["tasks"] or board["reference"] != reference:
+            ap.error(f"{folder}: no {args.task} results with reference {reference}")
+    rows = [b["tasks"][args.task] for b in boards]
     models = [m for m in rows[0] if all(m in r for r in rows) and rows[0][m]["parameters"] > 0]
     print(
         f"{args.task}: test macro ROC-AUC per folder ({', '.join(f.name for f in args.folders)});"

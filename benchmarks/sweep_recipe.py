@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ecgcnn.cli import parse_folds
 from ecgcnn.recipes import get_recipe
-from ecgcnn.train import TrainConfig, train
+from ecgcnn.train import TrainConfig, fmt, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = []
     for name, overrides in args.variant:
-        recipe = get_recipe(args.recipe).with_overrides(epochs=args.epochs, **json.loads(overrides))
+        settings = json.loads(overrides)
+        if not isinstance(settings, dict):
+            ap.error(f"variant {name}: expected a JSON object of recipe settings, got {overrides}")
+        recipe = get_recipe(args.recipe).with_overrides(**({"epochs": args.epochs} | settings))
+        recipe.validate()
         cfg = TrainConfig(
             data_root=args.data_root, out=str(Path(args.out) / name), model=args.model,
             task=args.task, protocol="benchmark", seed=args.seed, recipe=recipe,
@@ -49,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             (name, overrides, result["val"]["roc_auc_macro"], result["test"]["roc_auc_macro"])
         )
-        print(f"{name}: val {rows[-1][2]:.4f} test {rows[-1][3]:.4f}", flush=True)
+        print(f"{name}: val {fmt(rows[-1][2])} test {fmt(rows[-1][3])}", flush=True)
     print(f"\n{args.model} on {args.task}, ranked by validation macro ROC-AUC\n")
     print("| variant | overrides | validation | test |\n|---|---|---|---|")
-    for name, overrides, val, test in sorted(rows, key=lambda r: -r[2]):
-        print(f"| {name} | `{overrides}` | {val:.4f} | {test:.4f} |")
+    for name, overrides, val, test in sorted(rows, key=lambda r: -(r[2] or 0.0)):
+        print(f"| {name} | `{overrides}` | {fmt(val)} | {fmt(test)} |")
     return 0
 
 

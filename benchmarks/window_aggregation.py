@@ -29,10 +29,18 @@ def main(runs: list[str]) -> int:
     print("|---" * (len(SETTINGS) + 1) + "|")
     for run in map(Path, runs):
         cfg = resume_config(run, progress=False)
-        data = data or prepare(cfg)  # every run given must share data root and split
+        if data is None:
+            data, cfg0 = prepare(cfg), cfg
         split = data.splits[0]
         model = load_model(run / "benchmark" / "checkpoint.pt")
         window, fs = model.meta["window"], model.meta["fs"]
+        if window is None:
+            sys.exit(f"{run}: the model reads whole records; there are no windows to aggregate")
+        if (
+            tuple(model.meta["classes"]) != data.labels.classes
+            or resume_config(run).val_fold != cfg0.val_fold
+        ):
+            sys.exit(f"{run}: another task or split than {runs[0]}; give runs of one benchmark")
         cells = []
         for how, stride_s in SETTINGS:
             auc = []

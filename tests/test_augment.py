@@ -105,6 +105,11 @@ def test_bad_settings_are_refused_with_their_name(bad):
         get_recipe("benchmark").with_overrides(**bad).validate()
 
 
+def test_settings_must_be_numbers():
+    with pytest.raises(EcgcnnError, match="mixup_alpha must be a number, got '0.2'"):
+        Augment(mixup_alpha="0.2")
+
+
 def test_ema_decay_is_checked():
     with pytest.raises(EcgcnnError, match="ema_decay"):
         get_recipe("benchmark").with_overrides(ema_decay=1.0).validate()

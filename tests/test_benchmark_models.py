@@ -154,5 +154,7 @@ def test_keep_outputs_cuts_the_output_layer_and_keeps_the_first_logits(name):
 def test_keep_outputs_refuses_impossible_cuts():
     with pytest.raises(EcgcnnError, match="cannot keep 6 of the output layer's 5 outputs"):
         keep_outputs(create_model("cnn1d", 5), 6)
+    with pytest.raises(EcgcnnError, match="has 5 outputs, not the network's 7"):
+        keep_outputs(create_model("cnn1d", 5), 3, total=7)
     with pytest.raises(EcgcnnError, match="no linear output layer"):
         keep_outputs(nn.Conv1d(12, 4, 3), 2)

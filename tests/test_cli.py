@@ -155,8 +155,9 @@ def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
     assert_one_line_error(
         clash, "other settings (seed: 7 there, 8 now; recipe.aggregate: 'mean' there, 'max' now)"
     )
-    bad = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", tmp_path / "b2", "--models", "cnn1d",
-                 "--aggregate", "median", "--val-fold", 9, "--test-fold", 10)  # fmt: skip
+    bad = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", tmp_path / "b2", "--models",
+                 "cnn1d@seed,cnn1d", "--aggregate", "median", "--val-fold", 9, "--test-fold", 10)  # fmt: skip
     assert_one_line_error(bad, "unknown aggregate 'median'; expected max or mean")
+    assert not (tmp_path / "b2").exists()  # refused before the first entry trained
     assert not (out / "superdiagnostic" / "fcn_wang").exists()
     assert json.loads((out / "superdiagnostic" / "cnn1d" / "config.json").read_text())["seed"] == 7

@@ -274,7 +274,35 @@ def test_aux_task_trains_extra_outputs_and_cuts_them_off(synthetic_root, tmp_pat
 def test_unknown_aux_task_is_refused(synthetic_root, tmp_path):
     with pytest.raises(EcgcnnError, match="unknown task 'diag'"):
         train(_benchmark_cfg(synthetic_root, tmp_path / "x", aux_task="diag"))
+    with pytest.raises(EcgcnnError, match="--aux-task superdiagnostic is the task itself"):
+        train(_benchmark_cfg(synthetic_root, tmp_path / "x", aux_task="superdiagnostic"))
     assert not (tmp_path / "x").exists()
+
+
+def test_task_and_aux_loss_weighs_each_part_as_a_mean_of_its_own_outputs():
+    from ecgcnn.train import TaskAndAuxLoss
+
+    torch.manual_seed(0)
+    logits, y = torch.randn(6, 12), (torch.rand(6, 12) > 0.5).float()
+    loss = TaskAndAuxLoss(torch.nn.BCEWithLogitsLoss(), 2)(logits, y)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    expected = bce(logits[:, :2], y[:, :2]) + bce(logits[:, 2:], y[:, 2:])
+    torch.testing.assert_close(loss, expected)
+
+
+def test_a_recipe_with_an_unknown_setting_is_a_clear_error(synthetic_root, tmp_path):
+    from ecgcnn.train import resume_config
+
+    cfg = config(synthetic_root, tmp_path / "r", only_fold=0, epochs=1)
+    train(cfg)
+    path = tmp_path / "r" / "config.json"
+    saved = json.loads(path.read_text())
+    saved["recipe"]["warp"] = 0.3
+    path.write_text(json.dumps(saved))
+    with pytest.raises(EcgcnnError, match="recipe has unknown setting\\(s\\) warp"):
+        resume_config(tmp_path / "r")
+    with pytest.raises(EcgcnnError, match="recipe has unknown setting\\(s\\) warp"):
+        train(cfg, resume=True)
 
 
 def test_a_run_from_before_new_recipe_settings_still_resumes(synthetic_root, tmp_path):

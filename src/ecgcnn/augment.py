@@ -35,6 +35,10 @@ class Augment:
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing weights
 
     def __post_init__(self) -> None:
+        for name in ("noise_std", "scale_std", "wander_mv", "lead_dropout", "mixup_alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise EcgcnnError(f"augmentation {name} must be a number, got {value!r}")
         for name in ("noise_std", "scale_std", "wander_mv", "mixup_alpha"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:

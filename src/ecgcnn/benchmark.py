@@ -73,6 +73,7 @@ def run_benchmark(
             )  # fmt: skip
             # a finished entry trained with other settings would mix two experiments in one table:
             # refuse before training anything
+            cfg.validate()
             check_same_run(out / task / spec / "config.json", cfg.to_dict())
             runs.append((task, spec, cfg))
     for task, spec, cfg in runs:

@@ -87,6 +87,13 @@ def gather_rows(values: np.ndarray, positions: np.ndarray, n: int, world: World)
     return out
 
 
+def broadcast_buffers(module: torch.nn.Module, world: World) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics), so all ranks score the same model."""
+    if world.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, 0)
+
+
 def shutdown(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()

@@ -39,6 +39,17 @@ class Recipe:
     # classes learnt beside their diagnostic statements); None is off
     aux_task: str | None = None
 
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "the recipe") -> Recipe:
+        """A recipe saved by ``to_dict`` (settings added since then take their defaults)."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown or "name" not in values:
+            raise EcgcnnError(
+                f"{source}: recipe has unknown setting(s) {', '.join(sorted(unknown)) or '(no name)'}; "
+                "was it written by a newer ecgcnn?"
+            )
+        return cls(**values)
+
     def with_overrides(self, **overrides: object) -> Recipe:
         """This recipe with every non-None override applied."""
         known = {f.name for f in fields(self)}

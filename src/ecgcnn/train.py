@@ -40,7 +40,15 @@ from ecgcnn import __version__, atomic
 from ecgcnn.cache import Signals, load_signals
 from ecgcnn.checkpoint import save_checkpoint
 from ecgcnn.dataset import RecordDataset, collate_batch, standardization
-from ecgcnn.distributed import World, device_for, gather_rows, init_world, shard, shutdown
+from ecgcnn.distributed import (
+    World,
+    broadcast_buffers,
+    device_for,
+    gather_rows,
+    init_world,
+    shard,
+    shutdown,
+)
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.evaluate import predict_proba
 from ecgcnn.labels import Labels, check_task, make_labels
@@ -92,6 +100,8 @@ class TrainConfig:
                 "--holdout-fold applies to --protocol cv; the benchmark split has --test-fold"
             )
         self.recipe.validate()
+        if self.recipe.aux_task == self.task:
+            raise EcgcnnError(f"--aux-task {self.task} is the task itself; choose another task")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -246,7 +256,7 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     saved = json.loads(path.read_text())
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in saved.items() if k in names}
-    values["recipe"] = Recipe(**values["recipe"])
+    values["recipe"] = Recipe.from_dict(values["recipe"], str(path))
     values["out"] = str(run_dir)
     values |= {k: v for k, v in overrides.items() if v is not None}
     return TrainConfig(**values)
@@ -262,7 +272,7 @@ def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
         return
     old = json.loads(config_path.read_text())
     if isinstance(old.get("recipe"), dict):  # a run from before a setting existed had its default
-        old["recipe"] = Recipe(**old["recipe"]).to_dict()
+        old["recipe"] = Recipe.from_dict(old["recipe"], str(config_path)).to_dict()
     diff = []
     for k, v in json.loads(json.dumps(config)).items():
         if k in PER_PROCESS_SETTINGS or old.get(k) == v:
@@ -336,6 +346,8 @@ def train_fold(
         else None
     )
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=None if pos_weight is None else pos_weight.to(device))
+    if data.aux is not None:
+        loss_fn = TaskAndAuxLoss(loss_fn, n_classes)
     optimizer = make_optimizer(recipe, model)
     gen = torch.Generator().manual_seed(cfg.seed + fold_index)
     window = window_samples(recipe, cfg.fs)
@@ -416,6 +428,8 @@ def train_fold(
             total += loss.item() * len(x)
             seen += len(x)
             bar.set_postfix(loss=f"{total / seen:.4f}")
+        if ema is not None:  # each rank averaged its own BatchNorm statistics: score rank 0's
+            broadcast_buffers(scored, world)
         prob_val = gather_rows(
             predict(scored, rows=rows_val[val_positions]), val_positions, len(rows_val), world
         )
@@ -459,7 +473,7 @@ def train_fold(
     if not world.is_main:
         return {}
     if data.aux is not None:
-        keep_outputs(model.net, n_classes)
+        keep_outputs(model.net, n_classes, total=targets.shape[1])
     result = finish_fold(cfg, data, split, fold_dir, model, best, predict, mean, std)
     state_path.unlink(missing_ok=True)
     return result
@@ -562,6 +576,24 @@ def make_schedule(
             steps_per_epoch=max(steps_per_epoch, 1),
         )
     return None
+
+
+class TaskAndAuxLoss(nn.Module):
+    """The task's BCE plus the auxiliary outputs' BCE, each a mean over its own outputs.
+
+    A plain mean over all outputs would let 71 auxiliary statements outweigh 5 task classes 14 to 1.
+    A record without a label in the auxiliary task counts as negative for each of its statements
+    (PTB-XL lists the statements a record has; absence means not reported).
+    """
+
+    def __init__(self, bce: nn.BCEWithLogitsLoss, n_task: int) -> None:
+        super().__init__()
+        self.bce, self.n_task = bce, n_task
+        self.bce.reduction = "none"
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        each = self.bce(logits, y)
+        return each[:, : self.n_task].mean() + each[:, self.n_task :].mean()
 
 
 def bce(y: np.ndarray, prob: np.ndarray, pos_weight: torch.Tensor | None) -> float:

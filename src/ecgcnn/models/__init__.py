@@ -47,7 +47,7 @@ class Classifier(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-def keep_outputs(net: nn.Module, n: int) -> nn.Module:
+def keep_outputs(net: nn.Module, n: int, total: int | None = None) -> nn.Module:
     """Cut ``net``'s output layer (its last ``nn.Linear``) to its first ``n`` outputs, in place.
 
     A network trained with auxiliary outputs (``--aux-task``) becomes an ordinary ``n``-class network
@@ -57,6 +57,11 @@ def keep_outputs(net: nn.Module, n: int) -> nn.Module:
     if not linears:
         raise EcgcnnError(f"{type(net).__name__} has no linear output layer to cut")
     last = linears[-1]
+    if total is not None and last.out_features != total:
+        raise EcgcnnError(
+            f"{type(net).__name__}'s last linear layer has {last.out_features} outputs, not the "
+            f"network's {total}: it is not the output layer"
+        )
     if not 0 < n <= last.out_features:
         raise EcgcnnError(f"cannot keep {n} of the output layer's {last.out_features} outputs")
     with torch.no_grad():
