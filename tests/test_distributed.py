@@ -52,3 +52,23 @@ def test_two_process_run_matches_the_single_process_run(synthetic_root, tmp_path
     assert len(gathered["ecg_ids"]) == len(val_ids) == len(set(gathered["ecg_ids"].tolist()))
     assert sorted(gathered["ecg_ids"].tolist()) == sorted(val_ids)
     assert np.isfinite(gathered["y_prob"]).all()
+
+
+def test_two_process_ema_run_saves_the_model_it_validated(synthetic_root, tmp_path):
+    """Under DDP each rank averages its own BatchNorm statistics; validation must use rank 0's, the saved ones."""
+    from ecgcnn import load_model
+    from ecgcnn.cache import load_signals
+    from ecgcnn.evaluate import predict_proba
+    from ecgcnn.records import load_database
+
+    out = tmp_path / "ema"
+    proc = run(["train", "--data-root", synthetic_root, "--folds", 2, "--epochs", 2, "--batch-size", 16,
+                "--only-fold", 0, "--no-progress", "--task", "superdiagnostic", "--ema", 0.5,
+                "--aux-task", "diagnostic", "--mixup", 0.2, "--out", out, "--nproc", 2])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = np.load(out / "fold_0" / "predictions_val.npz")
+    model = load_model(out / "fold_0" / "checkpoint.pt")
+    assert len(model.meta["classes"]) == saved["y_prob"].shape[1] == 5
+    signals = load_signals(load_database(synthetic_root), 100, progress=False)
+    prob = predict_proba(model, signals.data, signals.rows(saved["ecg_ids"]))
+    np.testing.assert_allclose(prob, saved["y_prob"], atol=1e-5)
