@@ -277,13 +277,12 @@ def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
     for k, v in json.loads(json.dumps(config)).items():
         if k in PER_PROCESS_SETTINGS or old.get(k) == v:
             continue
-        if isinstance(v, dict) and isinstance(
-            old.get(k), dict
-        ):  # the recipe: name its changed fields
-            diff += [f"{k}.{f}: {old[k].get(f)!r} there, {v.get(f)!r} now"
-                     for f in sorted(v.keys() | old[k].keys()) if old[k].get(f) != v.get(f)]  # fmt: skip
+        was = old.get(k)
+        if isinstance(v, dict) and isinstance(was, dict):  # the recipe: name its changed fields
+            diff += [f"{k}.{f}: {was.get(f)!r} there, {v.get(f)!r} now"
+                     for f in sorted(v.keys() | was.keys()) if was.get(f) != v.get(f)]  # fmt: skip
         else:
-            diff.append(f"{k}: {old.get(k)!r} there, {v!r} now")
+            diff.append(f"{k}: {was!r} there, {v!r} now")
     if diff:
         raise EcgcnnError(
             f"{config_path.parent} already holds a run with other settings ({'; '.join(diff[:3])}); "
@@ -378,9 +377,8 @@ def train_fold(
                                 **window_settings(recipe, cfg.fs))  # fmt: skip
 
     def predict(model: nn.Module, rows: np.ndarray) -> np.ndarray:
-        return scoring(model, rows=rows)[
-            :, :n_classes
-        ]  # the task's outputs, not the auxiliary ones
+        """Probabilities of the task's outputs (not the auxiliary ones) for ``rows``."""
+        return scoring(model, rows=rows)[:, :n_classes]
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -np.inf}
