@@ -23,6 +23,9 @@ SETTINGS = (("max", 1.25), ("mean", 1.25), ("max", 0.5), ("mean", 0.5))
 
 
 def main(runs: list[str]) -> int:
+    if not runs or any(r.startswith("-") for r in runs):
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
     torch.set_num_threads(1)
     data = None
     print("| run | " + " | ".join(f"{a} / {s} s (val, test)" for a, s in SETTINGS) + " |")
