@@ -106,6 +106,15 @@ def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_pat
                           "lead_dropout must be in [0, 1), got 1.5")  # fmt: skip
     assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--mixup", -1),
                           "mixup_alpha must be a number >= 0")  # fmt: skip
+    for flag, value, message in (
+        ("--ema", 1.5, "ema_decay must be in [0, 1), got 1.5"),
+        ("--aux-task", "nope", "unknown task 'nope'"),
+        ("--wander", -1, "wander_mv must be a number >= 0"),
+        ("--noise", "nan", "noise_std must be a number >= 0"),
+        ("--scale-std", -0.1, "scale_std must be a number >= 0"),
+    ):
+        assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", flag, value),
+                              message)  # fmt: skip
     assert not (tmp_path / "o").exists()  # refused before any work
 
 
