@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def bench(synthetic_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "b"
     board = run_benchmark(synthetic_root, out, ["superdiagnostic"], ["cnn1d", "fcn_wang", "cnn1d@seed"], epochs=2,
-                          val_fold=9, test_fold=10, progress=False)  # fmt: skip
+                          batch_size=8, val_fold=9, test_fold=10, progress=False)  # fmt: skip
     return out, board
 
 
@@ -43,7 +43,11 @@ def test_an_entry_may_bring_its_own_recipe(bench):
     row = board["tasks"]["superdiagnostic"]["cnn1d@seed"]
     config = json.loads((out / "superdiagnostic" / "cnn1d@seed" / "config.json").read_text())
     assert config["model"] == "cnn1d" and config["recipe"]["name"] == "seed"
-    assert row["epochs"] == config["recipe"]["epochs"] == 10  # --epochs is for the benchmark recipe
+    # --epochs and --batch-size are for the entries trained with the benchmark recipe
+    assert row["epochs"] == config["recipe"]["epochs"] == 10
+    assert config["recipe"]["batch_size"] == 16
+    fcn = json.loads((out / "superdiagnostic" / "fcn_wang" / "config.json").read_text())
+    assert fcn["recipe"]["batch_size"] == 8 and fcn["recipe"]["epochs"] == 2
     assert (
         "vs_reference" in row
         and row["parameters"] == board["tasks"]["superdiagnostic"]["cnn1d"]["parameters"]
@@ -64,8 +68,8 @@ def test_finished_models_are_not_retrained(bench, synthetic_root, caplog):
     out, _ = bench
     before = (out / "superdiagnostic" / "cnn1d" / "benchmark" / "checkpoint.pt").stat().st_mtime_ns
     with caplog.at_level(logging.INFO):
-        run_benchmark(synthetic_root, out, ["superdiagnostic"], ["cnn1d", "fcn_wang"], epochs=2, val_fold=9,
-                      test_fold=10, progress=False)  # fmt: skip
+        run_benchmark(synthetic_root, out, ["superdiagnostic"], ["cnn1d", "fcn_wang"], epochs=2, batch_size=8,
+                      val_fold=9, test_fold=10, progress=False)  # fmt: skip
     assert "superdiagnostic / cnn1d: finished before, not retrained" in caplog.text
     assert (
         out / "superdiagnostic" / "cnn1d" / "benchmark" / "checkpoint.pt"

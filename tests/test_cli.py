@@ -144,10 +144,11 @@ def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
     out = tmp_path / "bench"
     proc = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", out, "--tasks", "superdiagnostic",
                   "--models", "cnn1d,cnn1d@seed", "--epochs", 1, "--val-fold", 9, "--test-fold", 10,
-                  "--seed", 7, "--aggregate", "mean", "--no-progress")  # fmt: skip
+                  "--seed", 7, "--aggregate", "mean", "--batch-size", 32, "--no-progress")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     config = json.loads((out / "superdiagnostic" / "cnn1d" / "config.json").read_text())
     assert config["seed"] == 7 and config["recipe"]["epochs"] == 1
+    assert config["recipe"]["batch_size"] == 32
     assert config["recipe"]["aggregate"] == "mean"
     own = json.loads((out / "superdiagnostic" / "cnn1d@seed" / "config.json").read_text())
     assert (
@@ -162,11 +163,16 @@ def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
                    "--models", "cnn1d,fcn_wang", "--epochs", 1, "--val-fold", 9, "--test-fold", 10,
                    "--seed", 8, "--no-progress")  # fmt: skip
     assert_one_line_error(
-        clash, "other settings (seed: 7 there, 8 now; recipe.aggregate: 'mean' there, 'max' now)"
+        clash,
+        "other settings (seed: 7 there, 8 now; recipe.aggregate: 'mean' there, 'max' now; "
+        "recipe.batch_size: 32 there, 128 now)",
     )
     bad = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", tmp_path / "b2", "--models",
                  "cnn1d@seed,cnn1d", "--aggregate", "median", "--val-fold", 9, "--test-fold", 10)  # fmt: skip
     assert_one_line_error(bad, "unknown aggregate 'median'; expected max or mean")
+    zero = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", tmp_path / "b2", "--models",
+                  "cnn1d", "--batch-size", 0, "--val-fold", 9, "--test-fold", 10)  # fmt: skip
+    assert_one_line_error(zero, "batch size must be at least 1")
     assert not (tmp_path / "b2").exists()  # refused before the first entry trained
     assert not (out / "superdiagnostic" / "fcn_wang").exists()
     assert json.loads((out / "superdiagnostic" / "cnn1d" / "config.json").read_text())["seed"] == 7

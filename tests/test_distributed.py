@@ -72,3 +72,23 @@ def test_two_process_ema_run_saves_the_model_it_validated(synthetic_root, tmp_pa
     signals = load_signals(load_database(synthetic_root), 100, progress=False)
     prob = predict_proba(model, signals.data, signals.rows(saved["ecg_ids"]))
     np.testing.assert_allclose(prob, saved["y_prob"], atol=1e-5)
+
+
+def test_each_rank_draws_its_own_windows_and_repeats_them_on_resume():
+    import torch
+
+    from ecgcnn.distributed import reseed_for_rank
+    from ecgcnn.windows import random_windows
+
+    x = torch.arange(4 * 12 * 1000, dtype=torch.float32).reshape(4, 12, 1000)
+
+    def crops(rank: int, epoch: int, size: int = 2) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(0)
+        reseed_for_rank(gen, 7, epoch, World(rank, size))
+        return random_windows(x, 250, gen)
+
+    assert not torch.equal(crops(0, 1), crops(1, 1))  # ranks differ
+    assert not torch.equal(crops(0, 1), crops(0, 2))  # epochs differ
+    assert torch.equal(crops(1, 3), crops(1, 3))  # a resumed epoch draws the same
+    # a single process keeps its running generator (its state is what state.pt saves)
+    assert torch.equal(crops(0, 1, size=1), crops(0, 5, size=1))

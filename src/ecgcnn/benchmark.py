@@ -9,7 +9,7 @@
 
 A model may name its own recipe as ``MODEL@RECIPE`` (``cnn1d@seed``: the original repository's cnn1d
 with its own training, 10 epochs of whole records); such an entry keeps that recipe's settings, while
-``--epochs`` and ``--aggregate`` apply to the entries trained with the benchmark's recipe.
+``--epochs``, ``--batch-size`` and ``--aggregate`` apply to the entries trained with the benchmark's recipe.
 
 The leaderboard is a function of the saved predictions: ``ecgcnn leaderboard RUN`` recomputes it
 without retraining, and an interrupted benchmark resumes where it stopped.
@@ -48,6 +48,7 @@ def run_benchmark(
     test_fold: int = 10,
     epochs: int | None = None,
     aggregate: str | None = None,
+    batch_size: int | None = None,
     fs: int = 100,
     seed: int = 42,
     reference: str = "cnn1d",
@@ -67,7 +68,9 @@ def run_benchmark(
                 data_root=str(data_root), out=str(out / task / spec), model=model, task=task,
                 protocol="benchmark", seed=seed, fs=fs,
                 recipe=entry_recipe if own
-                else entry_recipe.with_overrides(epochs=epochs, aggregate=aggregate),
+                else entry_recipe.with_overrides(
+                    epochs=epochs, aggregate=aggregate, batch_size=batch_size
+                ),
                 train_folds=train_folds or list(range(1, 9)), val_fold=val_fold, test_fold=test_fold,
                 cache_dir=cache_dir, device=device, progress=progress,
             )  # fmt: skip

@@ -551,6 +551,9 @@ def benchmark_cmd(
     aggregate: Annotated[
         str | None, typer.Option(help="Window aggregation at test time: max or mean.")
     ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Override the recipe's batch size (per process).")
+    ] = None,
     train_folds: Annotated[str, typer.Option(help="Training strat_folds, e.g. 1-8.")] = "1-8",
     val_fold: Annotated[int, typer.Option(help="Validation strat_fold.")] = 9,
     test_fold: Annotated[int, typer.Option(help="Test strat_fold.")] = 10,
@@ -568,7 +571,7 @@ def benchmark_cmd(
         data_root, out, [t.strip() for t in tasks.split(",") if t.strip()],
         [m.strip() for m in models.split(",") if m.strip()], recipe=recipe,
         train_folds=parse_folds(train_folds), val_fold=val_fold, test_fold=test_fold, epochs=epochs,
-        aggregate=aggregate, fs=fs, seed=seed, reference=reference,
+        aggregate=aggregate, batch_size=batch_size, fs=fs, seed=seed, reference=reference,
         cache_dir=str(cache_dir) if cache_dir else None, device=device, progress=not no_progress,
     )  # fmt: skip
     print_leaderboard(board, out)

@@ -94,6 +94,18 @@ def broadcast_buffers(module: torch.nn.Module, world: World) -> None:
             dist.broadcast(buffer.data, 0)
 
 
+def reseed_for_rank(generator: torch.Generator, seed: int, epoch: int, world: World) -> None:
+    """Under torchrun, seed this rank's batch generator (window crops, augmentation) for ``epoch``.
+
+    Each rank gets its own draws, derived from (seed, epoch, rank) alone, so a resumed run repeats
+    them without a generator state per rank in state.pt. A world of 1 keeps its generator running
+    (it also shuffles there, and its state is saved).
+    """
+    if world.distributed:
+        entropy = np.random.SeedSequence([seed, epoch, world.rank]).generate_state(1)[0]
+        generator.manual_seed(int(entropy))
+
+
 def shutdown(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()

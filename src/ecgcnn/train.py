@@ -46,6 +46,7 @@ from ecgcnn.distributed import (
     device_for,
     gather_rows,
     init_world,
+    reseed_for_rank,
     shard,
     shutdown,
 )
@@ -408,6 +409,7 @@ def train_fold(
         model.train()
         if sampler is not None:
             sampler.set_epoch(epoch)
+        reseed_for_rank(gen, cfg.seed + fold_index, epoch, world)
         total, seen = 0.0, 0
         bar = tqdm(loader, desc=f"{split.name} epoch {epoch}/{recipe.epochs}", leave=False,
                    disable=not cfg.progress)  # fmt: skip
