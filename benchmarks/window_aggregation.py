@@ -39,10 +39,8 @@ def main(runs: list[str]) -> int:
         window, fs = model.meta["window"], model.meta["fs"]
         if window is None:
             sys.exit(f"{run}: the model reads whole records; there are no windows to aggregate")
-        if (
-            tuple(model.meta["classes"]) != data.labels.classes
-            or resume_config(run).val_fold != cfg0.val_fold
-        ):
+        same_split = (cfg.val_fold, cfg.test_fold) == (cfg0.val_fold, cfg0.test_fold)
+        if tuple(model.meta["classes"]) != data.labels.classes or not same_split:
             sys.exit(f"{run}: another task or split than {runs[0]}; give runs of one benchmark")
         cells = []
         for how, stride_s in SETTINGS:
