@@ -1,0 +1,93 @@
+"""The scripts behind BENCHMARKS.md's sweeps, run as a user types them, on synthetic PTB-XL."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ecgcnn.benchmark import run_benchmark
+
+pytestmark = pytest.mark.slow
+SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
+SPLIT = ["--train-folds", "1-8", "--val-fold", "9", "--test-fold", "10"]
+
+
+def script(name: str, *args: object) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=600)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sweep(synthetic_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    proc = script("sweep_recipe.py", "--data-root", synthetic_root, "--out", out, "--model", "fcn_wang",
+                  "--epochs", 1, *SPLIT, "--variant", "base", "{}",
+                  "--variant", "mix", '{"mixup_alpha": 0.2, "aggregate": "mean"}')  # fmt: skip
+    return out, proc
+
+
+def table_rows(stdout: str) -> list[list[str]]:
+    return [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| variant") and "---" not in line
+    ]
+
+
+def test_sweep_trains_each_variant_and_ranks_by_validation(sweep):
+    out, proc = sweep
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = table_rows(proc.stdout)
+    assert sorted(r[0] for r in rows) == ["base", "mix"]
+    val = [float(r[2]) for r in rows]
+    assert val == sorted(val, reverse=True)  # ranked by the validation column
+    recipe = json.loads((out / "mix" / "config.json").read_text())["recipe"]
+    assert recipe["mixup_alpha"] == 0.2 and recipe["aggregate"] == "mean" and recipe["epochs"] == 1
+    assert json.loads((out / "base" / "config.json").read_text())["recipe"]["mixup_alpha"] == 0.0
+
+
+def test_sweep_refuses_a_variant_that_is_not_a_json_object(synthetic_root, tmp_path):
+    proc = script("sweep_recipe.py", "--data-root", synthetic_root, "--out", tmp_path / "s", *SPLIT,
+                  "--variant", "bad", "[0.2]")  # fmt: skip
+    assert proc.returncode == 2
+    assert "variant bad: expected a JSON object of recipe settings, got [0.2]" in proc.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_window_aggregation_rescores_finished_runs(sweep):
+    out, _ = sweep
+    proc = script("window_aggregation.py", out / "base", out / "mix")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(f"| {out}")]
+    assert len(rows) == 2
+    for row in rows:  # four settings, each "validation, test"
+        cells = row.strip("|").split("|")[1:]
+        assert len(cells) == 4
+        assert all(re.fullmatch(r"\s*0\.\d{4}, 0\.\d{4}\s*", c) for c in cells), row
+    usage = script("window_aggregation.py")
+    assert usage.returncode == 2 and "Re-score finished" in usage.stderr
+
+
+def test_seed_summary_puts_seeds_side_by_side(synthetic_root, tmp_path):
+    folders = []
+    for seed in (1, 2):
+        folders.append(tmp_path / f"seed{seed}")
+        run_benchmark(synthetic_root, folders[-1], ["superdiagnostic"], ["cnn1d", "fcn_wang"], epochs=1,
+                      val_fold=9, test_fold=10, seed=seed, progress=False)  # fmt: skip
+    proc = script("seed_summary.py", *folders)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    boards = [
+        json.loads((f / "leaderboard.json").read_text())["tasks"]["superdiagnostic"]
+        for f in folders
+    ]
+    diffs = [b["fcn_wang"]["vs_reference"]["roc_auc_diff"]["point"] for b in boards]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("| fcn_wang |"))
+    assert f"{(diffs[0] + diffs[1]) / 2:+.3f} +- " in line
+    assert line.count("to") == 2  # one paired interval per seed
+    other = script("seed_summary.py", "--task", "all", *folders)
+    assert other.returncode == 2 and "no all results with reference cnn1d" in other.stderr
