@@ -51,12 +51,45 @@ def test_sweep_trains_each_variant_and_ranks_by_validation(sweep):
     assert json.loads((out / "base" / "config.json").read_text())["recipe"]["mixup_alpha"] == 0.0
 
 
-def test_sweep_refuses_a_variant_that_is_not_a_json_object(synthetic_root, tmp_path):
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ("[0.2]", "variant bad: expected a JSON object of recipe settings, got [0.2]"),
+        ("{mixup: 1}", "variant bad: '{mixup: 1}' is not JSON"),
+        ('{"mixup": 0.2}', "variant bad: unknown recipe setting(s): mixup"),
+        ('{"aggregate": "median"}', "variant bad: unknown aggregate 'median'"),
+    ],
+)
+def test_sweep_checks_every_variant_before_training(synthetic_root, tmp_path, variant, message):
     proc = script("sweep_recipe.py", "--data-root", synthetic_root, "--out", tmp_path / "s", *SPLIT,
-                  "--variant", "bad", "[0.2]")  # fmt: skip
+                  "--variant", "good", "{}", "--variant", "bad", variant)  # fmt: skip
     assert proc.returncode == 2
-    assert "variant bad: expected a JSON object of recipe settings, got [0.2]" in proc.stderr
-    assert not (tmp_path / "s").exists()
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "s").exists()  # the good variant before it did not train either
+
+
+def test_sweep_over_seeds_ranks_by_their_mean(synthetic_root, tmp_path):
+    proc = script("sweep_recipe.py", "--data-root", synthetic_root, "--out", tmp_path, "--model", "cnn1d",
+                  "--epochs", 1, *SPLIT, "--seeds", "1,2", "--variant", "base", "{}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    val = []
+    for seed in (1, 2):
+        assert (
+            json.loads((tmp_path / "base" / f"seed{seed}" / "config.json").read_text())["seed"]
+            == seed
+        )
+        metrics = json.loads(
+            (tmp_path / "base" / f"seed{seed}" / "benchmark" / "metrics.json").read_text()
+        )
+        assert metrics["split"] == "val"
+        val.append(metrics["roc_auc_macro"])
+    (row,) = table_rows(proc.stdout)
+    assert float(row[2]) == pytest.approx(sum(val) / 2, abs=1e-4)
+    assert row[4] == f"{val[0]:.4f}, {val[1]:.4f}"
+    assert "the mean over seeds 1,2" in proc.stdout
+    bad = script("sweep_recipe.py", "--data-root", synthetic_root, "--out", tmp_path, *SPLIT, "--seeds", "1,x",
+                 "--variant", "base", "{}")  # fmt: skip
+    assert bad.returncode == 2 and "--seeds: expected integers separated by commas" in bad.stderr
 
 
 def test_window_aggregation_rescores_finished_runs(sweep):
