@@ -52,6 +52,8 @@ def test_evaluate_run_writes_metrics_and_a_confusion_matrix_per_class(run_dir):
     pngs = sorted(ev.glob("confusion_val_*.png"))
     assert len(pngs) == 5
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    # the fold's predictions are read, not copied into evaluation/
+    assert not list(ev.glob("predictions_*.npz"))
     proc = ecgcnn("evaluate", "--run", run_dir, "--fold", 0, "--threshold", 0.9)
     high = json.loads((ev / "metrics_val.json").read_text())
     assert all(c["threshold"] == 0.9 for c in high["per_class"].values())
@@ -65,6 +67,7 @@ def test_evaluate_checkpoint_on_a_strat_fold(run_dir, synthetic_root, tmp_path):
     fold9 = (pd.read_csv(synthetic_root / "ptbxl_database.csv")["strat_fold"] == 9).sum()
     assert metrics["records"] == fold9
     assert len(list((tmp_path / "ev").glob("confusion_fold9_*.png"))) == 5
+    assert (tmp_path / "ev" / "predictions_fold9.npz").is_file()
 
 
 def test_only_fold_and_cv_summary(synthetic_root, tmp_path):

@@ -111,9 +111,10 @@ def write_evaluation(
     )
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / f"metrics_{split}.json", metrics)
-    atomic.write_npz(
-        out / f"predictions_{split}.npz", y_true=y_true, y_prob=y_prob, ecg_ids=ecg_ids
-    )
+    if save_predictions:
+        atomic.write_npz(
+            out / f"predictions_{split}.npz", y_true=y_true, y_prob=y_prob, ecg_ids=ecg_ids
+        )
     metrics["plots"] = [str(p) for p in plot_confusion_matrices(
         y_true, y_prob, classes, thresholds, out, prefix=f"confusion_{split}")]  # fmt: skip
     return metrics
