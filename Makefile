@@ -5,18 +5,21 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
+# one stamp per torch version: `make TORCH_VERSION=x.y.z test` reinstalls into an existing .venv
+STAMP := $(VENV)/.installed-torch-$(TORCH_VERSION)
 
 .PHONY: install demo test lint format clean
 
-$(BIN)/ecgcnn: pyproject.toml
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: the CPU wheel on these machines; an unpinned torch pulls a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	touch $(BIN)/ecgcnn
+	rm -f $(VENV)/.installed-torch-*
+	touch $(STAMP)
 
-install: $(BIN)/ecgcnn
+install: $(STAMP)
 
 demo: install
 	$(BIN)/ecgcnn demo --out runs/demo

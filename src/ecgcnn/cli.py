@@ -440,7 +440,8 @@ def predict(
         float | None, typer.Option(help="One threshold for every class instead of the stored ones.")
     ] = None,
     aggregate: Annotated[
-        str | None, typer.Option(help="Windows of a long record: max (default) or mean.")
+        str | None,
+        typer.Option(help="Windows of a long record: max or mean (default: the checkpoint's)."),
     ] = None,
     segment: Annotated[
         str | None, typer.Option(help="Only this part of each record, START:END in seconds.")
