@@ -141,6 +141,16 @@ def test_long_records_are_windowed_and_aggregated(predictor, checkpoint):
         match=r"too short: 5 s, the model needs at least 10 s \(1000 samples at 100 Hz\)",
     ):
         predictor.predict(sig[:500], fs=100)
+    # a record a little short of the window (9.95 s for 10 s; devices cut at 9.98 s) is padded
+    # with its last value, with a warning; beyond 1% short it is too short
+    nearly = predictor.predict(sig[:995], fs=100)
+    padded = np.concatenate([sig[:995], np.repeat(sig[994:995], 5, axis=0)])
+    np.testing.assert_allclose(probs(nearly), probs(predictor.predict(padded, fs=100)), atol=1e-6)
+    assert any(
+        "9.95 s, 0.05 s short of the model's 10 s window: padded" in w for w in nearly.warnings
+    )
+    with pytest.raises(RecordError, match="too short: 9.89 s"):
+        predictor.predict(sig[:989], fs=100)
     with pytest.raises(EcgcnnError, match="unknown aggregate 'median'"):
         Predictor.from_checkpoint(checkpoint, aggregate="median")
     with pytest.raises(EcgcnnError, match="--units 'mmHg': expected mV, uV or V"):
@@ -168,6 +178,18 @@ def test_threshold_override_and_zero_filled_leads(checkpoint):
         sig[:, :11], fs=100, leads=LEADS[:11], allow_missing_leads=True
     )
     assert p.filled_leads == ["V6"] and any("V6 missing" in w for w in p.warnings)
+    flat = sig.copy()
+    flat[:, 10] = 0.1  # a disconnected V5
+    with pytest.raises(RecordError, match=r"flat lead\(s\) V5"):
+        Predictor.from_checkpoint(checkpoint).predict(flat, fs=100)
+    p = Predictor.from_checkpoint(checkpoint).predict(flat, fs=100, allow_missing_leads=True)
+    zeroed = flat.copy()
+    zeroed[:, 10] = 0.0
+    want = Predictor.from_checkpoint(checkpoint).predict(
+        zeroed, fs=100, leads=LEADS, allow_missing_leads=True
+    )
+    assert p.filled_leads == ["V5"] and any("V5: filled with zeros" in w for w in p.warnings)
+    np.testing.assert_allclose(probs(p), probs(want), atol=1e-6)
 
 
 # --- batches --------------------------------------------------------------------------------------

@@ -84,13 +84,15 @@ def write_edf(path, signal, names=LEADS, fs=100, unit="mV"):
     ("label", "lead"),
     [("aVR", "AVR"), ("avr", "AVR"), ("Lead aVR", "AVR"), ("VR", "AVR"), ("aVL", "AVL"),
      ("AVF", "AVF"), ("I", "I"), ("DII", "II"), ("lead_III", "III"), ("v1", "V1"),
-     ("C4", "V4"), (" V6 ", "V6")],
+     ("C4", "V4"), (" V6 ", "V6"), ("ECG I", "I"), ("EKG V1", "V1"), ("ECG aVR", "AVR"),
+     ("ECG_II", "II"), ("D1", "I"), ("D3", "III"), ("I (mV)", "I"), ("V2 [uV]", "V2"),
+     ("'aVF'", "AVF")],
 )  # fmt: skip
 def test_lead_aliases(label, lead):
     assert canonical_lead(label) == lead
 
 
-@pytest.mark.parametrize("label", ["MLII", "ML5", "-aVR", "ECG1", "V7", "X", "1"])
+@pytest.mark.parametrize("label", ["MLII", "ML5", "-aVR", "ECG1", "V7", "X", "1", "ECG", "D4"])
 def test_non_standard_leads_have_no_canonical_name(label):
     assert canonical_lead(label) is None
 
@@ -111,14 +113,14 @@ def test_aliased_shuffled_leads_come_back_in_model_order(tmp_path):
 
 def test_missing_lead_is_an_error_unless_zero_filling_is_allowed(tmp_path):
     sig = ecg()
-    keep = [i for i, lead in enumerate(LEADS) if lead not in ("V4", "AVL")]
+    keep = [i for i, lead in enumerate(LEADS) if lead not in ("V4", "V2")]
     write_wfdb(tmp_path / "ten", sig[:, keep], [LEADS[i] for i in keep])
-    with pytest.raises(RecordError, match=r"ten: missing lead\(s\) AVL, V4; has I, II"):
+    with pytest.raises(RecordError, match=r"ten: missing lead\(s\) V2, V4; has I, II"):
         read_recording(tmp_path / "ten")
     rec = read_recording(tmp_path / "ten", allow_missing_leads=True)
-    assert rec.filled_leads == ("AVL", "V4")
-    assert any("AVL, V4 missing: filled with zeros" in w for w in rec.warnings)
-    assert not rec.signal[:, [4, 9]].any()
+    assert rec.filled_leads == ("V2", "V4")
+    assert any("V2, V4 missing: filled with zeros" in w for w in rec.warnings)
+    assert not rec.signal[:, [7, 9]].any()
     np.testing.assert_allclose(rec.signal[:, keep], sig[:, keep], atol=6e-4)
     rec.validate()  # filled leads are flat by construction, and allowed to be
 
@@ -195,8 +197,121 @@ def test_npy_either_orientation_and_units(tmp_path):
     for name, units in (("tl", "mV"), ("lt", "mV"), ("uv", "uV")):
         rec = read_recording(tmp_path / f"{name}.npy", fs=100, units=units)
         np.testing.assert_allclose(rec.signal, sig, rtol=1e-5, atol=1e-6)
-    big = read_recording(tmp_path / "uv.npy", fs=100)  # microvolts taken as millivolts
-    assert any("microvolts" in w for w in big.warnings)
+    # microvolts taken as millivolts: no ECG is hundreds of mV, so this is an error, not labels
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "uv.npy", fs=100)
+    one_line(exc, str(tmp_path / "uv.npy"), "is the signal in microvolts? (--units uV)")
+    # volts taken as millivolts: every lead looks flat; the error says why it may be
+    np.save(tmp_path / "volts.npy", sig / 1000)
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "volts.npy", fs=100).validate()
+    one_line(exc, str(tmp_path / "volts.npy"), "every lead is flat")
+    assert "(--units V" in str(exc.value)
+    rec = read_recording(tmp_path / "volts.npy", fs=100, units="V")
+    np.testing.assert_allclose(rec.signal, sig, rtol=1e-5, atol=1e-6)
+    # one artefact spike beyond any ECG amplitude is a warning only
+    spiky = sig.copy()
+    spiky[500, 3] = 80.0
+    np.save(tmp_path / "spike.npy", spiky)
+    rec = read_recording(tmp_path / "spike.npy", fs=100)
+    assert any("amplitudes up to 80 mV" in w for w in rec.warnings)
+
+
+def test_wfdb_header_without_a_rate_needs_one(tmp_path):
+    # WFDB readers assume 250 Hz when a header gives no rate; a 500 Hz record would be read as 20 s
+    write_wfdb(tmp_path / "norate", ecg(fs=500), fs=500)
+    hea = tmp_path / "norate.hea"
+    lines = hea.read_text().splitlines()
+    hea.write_text("\n".join(["norate 12", *lines[1:]]) + "\n")
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "norate")
+    one_line(exc, str(tmp_path / "norate"), "the header gives no sampling rate")
+    assert "(--fs HZ)" in str(exc.value)
+    rec = read_recording(tmp_path / "norate", fs=500)
+    assert rec.fs == 500 and rec.duration_s == 10 and rec.warnings == ()
+
+
+def test_header_units_win_over_the_units_option_with_a_warning(tmp_path):
+    write_wfdb(tmp_path / "mv", ecg())
+    rec = read_recording(tmp_path / "mv", units="uV")
+    np.testing.assert_allclose(rec.signal, ecg(), atol=6e-4)
+    assert any("the header gives the units: --units uV ignored" in w for w in rec.warnings)
+
+
+def test_limb_leads_are_derived_from_two_of_them(tmp_path):
+    # GE MUSE and others store I, II, V1-V6; III, aVR, aVL and aVF follow from Einthoven's and
+    # Goldberger's equations, so they are computed, not zero-filled
+    sig = ecg()
+    eight = [LEADS.index(lead) for lead in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
+    write_wfdb(tmp_path / "eight", sig[:, eight], [LEADS[i] for i in eight])
+    rec = read_recording(tmp_path / "eight")
+    assert rec.leads == LEADS and rec.filled_leads == ()
+    np.testing.assert_allclose(rec.signal, sig, atol=2e-3)
+    assert rec.warnings == ("lead(s) III, AVR, AVL, AVF derived from I and II",)
+    # any two of I, II, III will do
+    no_ii = [i for i, lead in enumerate(LEADS) if lead not in ("II", "AVF")]
+    rec = conform(sig[:, no_ii], 100, [LEADS[i] for i in no_ii], "no_ii")
+    np.testing.assert_allclose(rec.signal, sig, atol=1e-5)
+    assert rec.warnings == ("lead(s) II, AVF derived from I and III",)
+    # one limb lead is not enough
+    only_i = [i for i, lead in enumerate(LEADS) if lead not in ("II", "III", "AVR", "AVL", "AVF")]
+    with pytest.raises(RecordError, match=r"missing lead\(s\) II, III, AVR, AVL, AVF"):
+        conform(sig[:, only_i], 100, [LEADS[i] for i in only_i], "only_i")
+
+
+def test_a_flat_lead_is_zero_filled_when_missing_leads_are_allowed():
+    sig = ecg()
+    sig[:, 11] = 0.2
+    with pytest.raises(RecordError, match=r"flat lead\(s\) V6"):
+        conform(sig, 100, None, "flat").validate()
+    rec = conform(sig, 100, None, "flat", allow_missing_leads=True).validate()
+    assert rec.filled_leads == ("V6",) and not rec.signal[:, 11].any()
+    assert any("flat lead(s) V6: filled with zeros" in w for w in rec.warnings)
+
+
+def test_csv_time_column_gives_the_rate(tmp_path):
+    sig = ecg(fs=500, seed=4)
+    df = pd.DataFrame(sig, columns=list(LEADS))
+    df.insert(0, "Time (s)", np.arange(len(df)) / 500)
+    df.to_csv(tmp_path / "seconds.csv", index=False)
+    rec = read_recording(tmp_path / "seconds.csv")  # no --fs needed: the time column says 500 Hz
+    assert rec.fs == 500 and rec.warnings == ()
+    np.testing.assert_allclose(rec.signal, sig, rtol=1e-6, atol=1e-6)
+    df["Time (s)"] = np.round(np.arange(len(df)) * 1000 / 500, 3)
+    df.rename(columns={"Time (s)": "ms"}).to_csv(tmp_path / "ms.csv", index=False)
+    assert read_recording(tmp_path / "ms.csv").fs == 500
+    rec = read_recording(tmp_path / "seconds.csv", fs=250)  # a contradicting --fs loses, loudly
+    assert rec.fs == 500
+    assert any("the time column says 500 Hz: --fs 250 ignored" in w for w in rec.warnings)
+    # sample numbers are not time
+    df.rename(columns={"Time (s)": "sample"}).assign(sample=np.arange(len(df))).to_csv(
+        tmp_path / "samples.csv", index=False
+    )
+    with pytest.raises(RecordError, match="has no sampling rate"):
+        read_recording(tmp_path / "samples.csv")
+
+
+def test_physionet_exported_csv_with_a_units_row(tmp_path):
+    # what PhysioNet's tools export (rdsamp -c -H -v, LightWAVE): quoted names, then a units row
+    sig = ecg(fs=500, seed=5)
+    lines = ["'Elapsed time'," + ",".join(f"'{lead}'" for lead in LEADS),
+             "'seconds'," + ",".join(["'uV'"] * 12)]  # fmt: skip
+    lines += [f"{k / 500:.3f}," + ",".join(f"{v * 1000:.0f}" for v in row)
+              for k, row in enumerate(sig)]  # fmt: skip
+    (tmp_path / "export.csv").write_text("\n".join(lines) + "\n")
+    rec = read_recording(tmp_path / "export.csv")
+    assert rec.fs == 500 and rec.warnings == ()
+    np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
+
+
+def test_csv_with_decimal_commas(tmp_path):
+    sig = ecg(seed=6)
+    body = ["; ".join(f"{v:.6f}".replace(".", ",") for v in row) for row in sig]
+    (tmp_path / "bare.csv").write_text("\n".join(body) + "\n")
+    (tmp_path / "named.csv").write_text("\n".join([";".join(LEADS), *body]) + "\n")
+    for name in ("bare", "named"):
+        rec = read_recording(tmp_path / f"{name}.csv", fs=100)
+        np.testing.assert_allclose(rec.signal, sig, atol=1e-6)
 
 
 def test_csv_with_header_aliases_time_column_and_semicolons(tmp_path):
@@ -363,6 +478,15 @@ def test_find_recordings(tmp_path):
     assert found == [tmp_path / "a" / "b" / "rec1.hea", tmp_path / "rec2.hea"] and errors == []
     found, _ = find_recordings([tmp_path], arrays=True)
     assert len(found) == 4
+    # a folder of arrays only, read without a rate: the error says what is there and what it needs
+    (tmp_path / "arrays").mkdir()
+    np.save(tmp_path / "arrays" / "one.npy", ecg())
+    np.save(tmp_path / "arrays" / "two.npy", ecg())
+    found, errors = find_recordings([tmp_path / "arrays"])
+    assert [str(e) for e in errors] == [
+        f"{tmp_path / 'arrays'}: no recordings (.hea, .edf) in this directory; 2 .npy/.csv file(s) "
+        "need a sampling rate (--fs HZ)"
+    ]
     # record names, .hea and .dat of one record are one record; a missing path is an error
     found, errors = find_recordings([tmp_path / "rec2", tmp_path / "rec2.hea", tmp_path / "rec2.dat",
                                      tmp_path / "nothing"])  # fmt: skip

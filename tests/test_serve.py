@@ -268,6 +268,8 @@ BAD = {
     "too long": (lambda b: case(b, signal=[[0.0] * 12_100] * 12), 422, "too_long", "signal"),
     "zero rate": (lambda b: case(b, fs=0), 422, "invalid_field", "fs"),
     "unknown units": (lambda b: case(b, units="mmHg"), 422, "invalid_field", "units"),
+    "microvolts as mV": (lambda b: case(b, signal=[[v * 1000 for v in r] for r in b["signal"]]), 422,
+                         "invalid_record", "signal"),  # fmt: skip
     "unknown field": (lambda b: case(b, sgnal=[]), 422, "invalid_field", "sgnal"),
     "nested too deep": (lambda b: b"[" * 100_000 + b"]" * 100_000, 400, "malformed_json", "body"),
 }  # fmt: skip
@@ -283,6 +285,7 @@ def test_bad_json_gets_a_4xx_naming_the_field(client, body, name):
         field,
     ), r.text
     assert "Traceback" not in r.text
+    assert "--" not in r.json()["error"]["message"], "command-line wording in an API error"
 
 
 def test_content_type_size_routes_and_methods(client, body):

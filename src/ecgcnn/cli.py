@@ -430,11 +430,16 @@ def predict(
         Path | None, typer.Option(help="Write the output here (default stdout).")
     ] = None,
     fs: Annotated[
-        float | None, typer.Option(help="Sampling rate of .npy / .csv files (Hz).")
+        float | None,
+        typer.Option(
+            help="Sampling rate (Hz) of .npy files, CSV without a time column, WFDB headers without one."
+        ),
     ] = None,
-    units: Annotated[str, typer.Option(help="Units of .npy / .csv files: mV, uV or V.")] = "mV",
+    units: Annotated[
+        str, typer.Option(help="Units of .npy / CSV files (without a units row): mV, uV or V.")
+    ] = "mV",
     allow_missing_leads: Annotated[
-        bool, typer.Option("--allow-missing-leads", help="Fill missing leads with zeros.")
+        bool, typer.Option("--allow-missing-leads", help="Fill missing and flat leads with zeros.")
     ] = False,
     threshold: Annotated[
         float | None, typer.Option(help="One threshold for every class instead of the stored ones.")

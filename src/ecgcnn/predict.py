@@ -99,6 +99,11 @@ class Prepared:
     warnings: tuple[str, ...]
 
 
+# A record up to 1/100 of the window short (9.9 s for a 10 s model) is padded rather than refused:
+# devices cut "10 s" records a few samples short.
+SHORT_TOLERANCE = 100
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """What turning a recording into model windows needs; small and picklable for worker processes."""
@@ -116,11 +121,16 @@ class InputSpec:
         """Segment, validate, resample to the model's rate and cut into windows."""
         if self.segment is not None:
             rec = rec.segment(*self.segment)
-        rec.validate()
+        rec = rec.validate()
         warn = list(rec.warnings)
         if rec.fs < self.fs:
             warn.append(f"upsampled from {rec.fs:g} Hz to the model's {self.fs:g} Hz")
         x = resample(rec.signal, rec.fs, self.fs)
+        if self.window - self.window // SHORT_TOLERANCE <= x.shape[0] < self.window:
+            window_s = self.window / self.fs
+            warn.append(f"{rec.duration_s:g} s, {window_s - rec.duration_s:g} s short of the "
+                        f"model's {window_s:g} s window: padded with its last value")  # fmt: skip
+            x = np.pad(x, ((0, self.window - x.shape[0]), (0, 0)), mode="edge")
         if x.shape[0] < self.window:
             raise RecordError(
                 rec.name,

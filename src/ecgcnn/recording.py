@@ -2,14 +2,15 @@
 
 Whatever the source, a recording becomes a :class:`Recording`: float32 millivolts, shape
 (samples, leads), its leads in the order asked for (matched by name, case-insensitively and by common
-aliases), with missing leads an error unless zero-filling is allowed. Every problem with the input
-is a one-line :class:`~ecgcnn.errors.RecordError` naming the record.
+aliases), limb leads a device did not store derived from two others, missing leads an error
+unless zero-filling is allowed. Every problem with the input is a one-line
+:class:`~ecgcnn.errors.RecordError` naming the record.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -27,16 +28,24 @@ EDF_SUFFIXES = (".edf",)
 FLAT_MV = 0.005
 # Sampling rates accepted (resampling ratios stay exact fractions with denominators <= 1000).
 MIN_RATE, MAX_RATE = 10.0, 100_000.0
-# Larger than any ECG in millivolts: such values are most likely microvolts labelled as mV.
+# Larger than any ECG in millivolts: such values are most likely microvolts labelled as mV (a
+# warning for one sample; an error when the typical lead spans this much, 1st to 99th percentile).
 IMPLAUSIBLE_MV = 30.0
-# CSV columns that carry time rather than a lead, ignored without a warning.
-TIME_COLUMNS = {"", "t", "time", "times", "time_s", "seconds", "sec", "s", "ms", "sample",
-                "samples", "index", "idx", "n"}  # fmt: skip
+IMPLAUSIBLE_SPREAD_MV = 100.0
+# CSV columns that carry time (with its unit in seconds) and give the sampling rate ...
+TIME_COLUMNS = {"t": 1.0, "time": 1.0, "times": 1.0, "time_s": 1.0, "seconds": 1.0, "sec": 1.0,
+                "s": 1.0, "elapsed time": 1.0, "elapsedtime": 1.0, "ms": 1e-3, "msec": 1e-3,
+                "time_ms": 1e-3, "milliseconds": 1e-3}  # fmt: skip
+# ... and those that count samples; both are left out of the leads without a warning.
+INDEX_COLUMNS = {"", "sample", "samples", "index", "idx", "n"}
+# Limb leads as functions of leads I and II (Einthoven's and Goldberger's equations).
+LIMB_LEADS = ("I", "II", "III", "AVR", "AVL", "AVF")
 
 
 def _lead_aliases() -> dict[str, str]:
     aliases = {lead: lead for lead in LEADS}
-    aliases |= {"DI": "I", "DII": "II", "DIII": "III", "VR": "AVR", "VL": "AVL", "VF": "AVF"}
+    aliases |= {"DI": "I", "DII": "II", "DIII": "III", "D1": "I", "D2": "II", "D3": "III"}
+    aliases |= {"VR": "AVR", "VL": "AVL", "VF": "AVF"}
     aliases |= {f"C{k}": f"V{k}" for k in range(1, 7)}  # European chest-lead names
     return aliases
 
@@ -45,13 +54,17 @@ LEAD_ALIASES: dict[str, str] = _lead_aliases()
 
 
 def canonical_lead(name: object) -> str | None:
-    """The standard name (one of LEADS) of a lead label: 'aVR', 'avr', 'Lead aVR', 'VR' -> 'AVR'.
+    """The standard name (one of LEADS) of a lead label: 'aVR', 'Lead aVR', 'ECG aVR', 'VR' -> 'AVR'.
 
+    Quotes, a trailing unit ('I (mV)') and a 'Lead'/'ECG'/'EKG' prefix (EDF+ labels) are dropped.
     None when the label is not a standard 12-lead name ('MLII', 'ECG1', '-aVR').
     """
-    key = re.sub(r"[\s_]", "", str(name)).upper()
-    if key.startswith("LEAD") and len(key) > 4:
-        key = key[4:]
+    key = re.sub(r"\s*[(\[][^)\]]*[)\]]$", "", str(name).strip().strip("'\""))
+    key = re.sub(r"[\s_]", "", key).upper()
+    for prefix in ("LEAD", "ECG", "EKG"):
+        if key.startswith(prefix) and len(key) > len(prefix):
+            key = key[len(prefix) :]
+            break
     return LEAD_ALIASES.get(key)
 
 
@@ -70,6 +83,7 @@ class Recording:
     leads: tuple[str, ...]
     filled_leads: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    fill_flat: bool = False  # zero-fill flat leads (missing leads allowed) instead of refusing
 
     @property
     def duration_s(self) -> float:
@@ -90,7 +104,11 @@ class Recording:
         return replace(self, signal=self.signal[i:j])
 
     def validate(self) -> Recording:
-        """Refuse NaN/inf samples and flat (disconnected) leads; filled leads are exempt."""
+        """Refuse NaN/inf samples and flat (disconnected) leads; filled leads are exempt.
+
+        With ``fill_flat`` a flat lead is zero-filled like a missing one (the returned recording
+        says so), unless every lead is flat.
+        """
         bad = ~np.isfinite(self.signal)
         if bad.any():
             lead = self.leads[int(np.flatnonzero(bad.any(axis=0))[0])]
@@ -102,6 +120,18 @@ class Recording:
         span = np.ptp(self.signal, axis=0)
         flat = [lead for lead, s in zip(self.leads, span, strict=True)
                 if s < FLAT_MV and lead not in self.filled_leads]  # fmt: skip
+        if flat and len(flat) + len(self.filled_leads) == len(self.leads):
+            raise RecordError(
+                self.name,
+                f"every lead is flat (peak to peak under {FLAT_MV * 1000:g} µV): a signal in volts "
+                "read as millivolts? (--units V, or the units in its header)",
+            )
+        if flat and self.fill_flat:
+            signal = self.signal.copy()
+            signal[:, [self.leads.index(lead) for lead in flat]] = 0.0
+            note = f"flat lead(s) {', '.join(flat)}: filled with zeros"
+            return replace(self, signal=signal, filled_leads=(*self.filled_leads, *flat),
+                           warnings=(*self.warnings, note))  # fmt: skip
         if flat:
             raise RecordError(
                 self.name,
@@ -167,7 +197,24 @@ def conform(
         raise RecordError(name, f"lead(s) {', '.join(dup)} appear more than once in {names}")
     found = {c: i for i, c in enumerate(canon) if c is not None}
     wanted = [canonical_lead(lead) or lead for lead in leads]
-    missing = [lead for lead, c in zip(leads, wanted, strict=True) if c not in found]
+
+    def millivolts(i: int) -> np.ndarray:
+        scale = unit_scale(unit_list[i])
+        if scale is None:
+            warn.append(f"unknown unit {unit_list[i]!r} of lead {names[i]}: taken as mV")
+            scale = 1.0
+        return arr[:, i] * scale
+
+    columns = {c: millivolts(found[c]) for c in wanted if c in found}
+    derived = _derive_limb_leads(
+        [c for c in wanted if c not in found], {c: i for c, i in found.items() if c in LIMB_LEADS},
+        millivolts,
+    )  # fmt: skip
+    if derived:
+        basis = derived.pop("basis")
+        warn.append(f"lead(s) {', '.join(derived)} derived from {basis}")
+        columns |= derived
+    missing = [lead for lead, c in zip(leads, wanted, strict=True) if c not in columns]
     ambulatory = [n for n in names if _is_ambulatory(n)]
     if missing and ambulatory:
         raise RecordError(
@@ -188,21 +235,57 @@ def conform(
         warn.append(f"ignored channel(s) {', '.join(ignored)}")
     out = np.zeros((arr.shape[0], len(leads)), dtype=np.float32)
     for j, c in enumerate(wanted):
-        if c not in found:
-            continue
-        i = found[c]
-        scale = unit_scale(unit_list[i])
-        if scale is None:
-            warn.append(f"unknown unit {unit_list[i]!r} of lead {names[i]}: taken as mV")
-            scale = 1.0
-        out[:, j] = arr[:, i] * scale
+        if c in columns:
+            out[:, j] = columns[c]
     if missing:
         warn.append(f"lead(s) {', '.join(missing)} missing: filled with zeros")
-    finite = np.abs(out[np.isfinite(out)])  # NaNs are validate()'s to report
-    peak = float(finite.max()) if finite.size else 0.0
+    _check_amplitudes(out[:, [j for j, c in enumerate(wanted) if c in columns]], name, warn)
+    return Recording(name, out, fs, leads, tuple(missing), tuple(warn), allow_missing_leads)
+
+
+def _derive_limb_leads(
+    missing: Sequence[str], limb: dict[str, int], millivolts: Callable[[int], np.ndarray]
+) -> dict:
+    """The missing limb leads computed from two of I, II, III (``limb``: lead -> column).
+
+    Devices store 8 leads (I, II, V1-V6) and compute the other four this way; 'basis' in the
+    result names the two used. Empty when nothing is missing or fewer than two are there.
+    """
+    need = [c for c in missing if c in LIMB_LEADS]
+    have = [c for c in ("I", "II", "III") if c in limb]
+    if not need or len(have) < 2:
+        return {}
+    a, b = (millivolts(limb[c]).astype(np.float64) for c in have[:2])
+    lead_i, lead_ii = {("I", "II"): (a, b), ("I", "III"): (a, a + b), ("II", "III"): (a - b, a)}[
+        (have[0], have[1])
+    ]
+    formulas = {
+        "I": lambda: lead_i,
+        "II": lambda: lead_ii,
+        "III": lambda: lead_ii - lead_i,
+        "AVR": lambda: -(lead_i + lead_ii) / 2,
+        "AVL": lambda: lead_i - lead_ii / 2,
+        "AVF": lambda: lead_ii - lead_i / 2,
+    }
+    return {c: formulas[c]() for c in need} | {"basis": f"{have[0]} and {have[1]}"}
+
+
+def _check_amplitudes(signal: np.ndarray, name: str, warn: list[str]) -> None:
+    """Refuse a recording whose typical amplitude no ECG in millivolts has; warn on a lone spike."""
+    finite = np.where(np.isfinite(signal), signal, np.nan)  # NaNs: validate() reports them
+    if finite.size == 0 or np.isnan(finite).all(axis=0).any():
+        return
+    low, high = np.nanpercentile(finite, [1, 99], axis=0)
+    spread = float(np.median(high - low))  # of the typical lead, blind to offsets and lone spikes
+    if spread > IMPLAUSIBLE_SPREAD_MV:
+        raise RecordError(
+            name,
+            f"leads span about {spread:.0f} mV, far beyond any ECG: is the signal in microvolts? "
+            "(--units uV)",
+        )
+    peak = float(np.nanmax(np.abs(finite)))
     if peak > IMPLAUSIBLE_MV:
-        warn.append(f"amplitudes up to {peak:.0f} mV: is the signal in microvolts? (units)")
-    return Recording(name, out, fs, leads, tuple(missing), tuple(warn))
+        warn.append(f"amplitudes up to {peak:.0f} mV: an artefact, or the signal in microvolts?")
 
 
 def _check_rate(fs: object, name: str) -> float:
@@ -254,32 +337,49 @@ def read_recording(
 ) -> Recording:
     """Read a recording in any supported format as a :class:`Recording` in ``leads`` order.
 
-    ``fs`` and ``units`` are needed for .npy and CSV files only (WFDB and EDF headers carry both).
+    ``fs`` and ``units`` are for what the file does not say: the rate of a .npy file, or of a CSV
+    without a time column, or of a WFDB header without one; the units of .npy and CSV files
+    (WFDB and EDF headers, and PhysioNet's CSV exports, carry their own). What the file says wins,
+    with a warning when ``fs`` or ``units`` contradict it.
     """
     p = Path(path)
     kind = record_kind(p)
     name = record_name(p)
     warn: list[str] = []
-    if kind in ("npy", "csv"):
-        if fs is None:
-            raise RecordError(name, f"a .{kind} file has no sampling rate: give it (--fs HZ)")
-        signal, names = _read_npy(p, name) if kind == "npy" else _read_csv(p, name)
-        rate, unit_list = fs, units
+    file_units: list[str] | None = None
+    if kind == "npy":
+        (signal, names), rate = _read_npy(p, name), None
+    elif kind == "csv":
+        signal, names, rate, file_units = _read_csv(p, name)
     else:
         if p.suffix.lower() == ".mat" and not p.with_suffix(".hea").is_file():
             raise RecordError(
                 name,
                 "a .mat recording needs its WFDB header (.hea), as in the PhysioNet/CinC releases",
             )
-        signal, rate, names, unit_list = (
+        signal, rate, names, file_units = (
             _read_wfdb(name) if kind == "wfdb" else _read_edf(p, name)
         )  # fmt: skip
-        if fs is not None and abs(float(fs) - rate) > 1e-6:
-            warn.append(f"the header says {rate:g} Hz: --fs {fs:g} ignored")
+    where = {"wfdb": "the header", "edf": "the header", "csv": "the time column"}.get(kind, "")
+    if rate is None:
+        if fs is None:
+            problem = (
+                "the header gives no sampling rate (WFDB readers would assume 250 Hz)"
+                if kind == "wfdb" else f"a .{kind} file has no sampling rate"
+            )  # fmt: skip
+            raise RecordError(name, f"{problem}: give it (--fs HZ)")
+        rate = fs
+    elif fs is not None and abs(float(fs) - rate) > 1e-3 * rate:
+        warn.append(f"{where} says {rate:g} Hz: --fs {fs:g} ignored")
+    if file_units is not None and units != "mV":
+        warn.append(f"{where.replace('the time column', 'the file')} gives the units: "
+                    f"--units {units} ignored")  # fmt: skip
+    unit_list = units if file_units is None else file_units
     return conform(signal, rate, names, name, leads, unit_list, allow_missing_leads, warn)
 
 
-def _read_wfdb(name: str) -> tuple[np.ndarray, float, list[str], list[str]]:
+def _read_wfdb(name: str) -> tuple[np.ndarray, float | None, list[str], list[str]]:
+    """Signal (samples, channels), rate (None when the header gives none), names, units."""
     import wfdb
 
     try:
@@ -302,7 +402,18 @@ def _read_wfdb(name: str) -> tuple[np.ndarray, float, list[str], list[str]]:
         )
         raise RecordError(name, problem)
     units = list(fields.get("units") or ["mV"] * signal.shape[1])
-    return signal, float(fields["fs"]), [str(n) for n in fields["sig_name"]], units
+    rate = float(fields["fs"]) if _header_gives_rate(name) else None
+    return signal, rate, [str(n) for n in fields["sig_name"]], units
+
+
+def _header_gives_rate(name: str) -> bool:
+    """Whether a WFDB header's record line has a sampling-rate field (wfdb fills in 250 if not)."""
+    try:
+        with open(f"{name}.hea", encoding="latin-1") as f:
+            line = next(line for line in f if line.strip() and not line.lstrip().startswith("#"))
+    except (OSError, StopIteration):
+        return True  # wfdb read it; nothing more to say
+    return len(line.split()) >= 3
 
 
 # Bytes per sample of the WFDB storage formats (compressed FLAC formats 508/516/524 excluded).
@@ -412,42 +523,109 @@ def _read_npy(path: Path, name: str) -> tuple[np.ndarray, None]:
     return arr, None
 
 
-def _read_csv(path: Path, name: str) -> tuple[np.ndarray, list[str] | None]:
-    """One column per lead with a header of lead names (or 12 columns in the order of LEADS)."""
+def _read_csv(
+    path: Path, name: str
+) -> tuple[np.ndarray, list[str] | None, float | None, list[str] | None]:
+    """One column per lead with a header of lead names (or 12 columns in the order of LEADS).
+
+    Also read: a time column (its rate is returned), a row of units under the header (PhysioNet's
+    exports: ``'Elapsed time','I',...`` then ``'seconds','mV',...``), ``;`` or tab separators with
+    decimal commas. Returns the values, the lead names, the rate (None without a time column) and
+    the units (None without a units row).
+    """
     import pandas as pd
 
     try:
         with open(path, encoding="utf-8-sig") as f:
-            first = f.readline()
+            first, second = f.readline(), f.readline()
     except FileNotFoundError:
         raise RecordError(name, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecordError(name, f"not a readable text CSV ({exc})") from None
-    sep = next((s for s in (",", ";", "\t") if s in first), ",")
-    has_header = any(not _is_number(cell) for cell in first.strip().split(sep))
+    sep = next((s for s in ("\t", ";") if s in first), ",")
+    comma = sep != "," and re.search(r"\d,\d", first + second) is not None  # decimal commas
+    has_header = any(not _is_number(cell.replace(",", ".") if comma else cell)
+                     for cell in first.strip().split(sep))  # fmt: skip
     try:
         df = pd.read_csv(path, sep=sep, header=0 if has_header else None, encoding="utf-8-sig",
                          skipinitialspace=True, dtype=str, keep_default_na=False)  # fmt: skip
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise RecordError(name, f"not a readable CSV ({str(exc).strip()})") from None
-    names = [str(c).strip() for c in df.columns] if has_header else None
+    df = df.apply(lambda c: c.str.strip().str.strip("'\""))
+    if comma:
+        df = df.apply(lambda c: c.str.replace(",", ".", regex=False))
+    names = [str(c).strip().strip("'\"") for c in df.columns] if has_header else None
+    units = None
+    if names is not None and len(df) and all(unit_scale(u) is not None or u.lower() in
+                                             TIME_UNITS for u in df.iloc[0]):  # fmt: skip
+        units, df = [str(u) for u in df.iloc[0]], df.iloc[1:]
+    rate = None
     if names is not None:
-        keep = [i for i, n in enumerate(names) if n.lower() not in TIME_COLUMNS
-                and not n.lower().startswith("unnamed:")]  # fmt: skip
+        kinds = [_column_kind(n, units[i] if units else None) for i, n in enumerate(names)]
+        time = next((i for i, k in enumerate(kinds) if isinstance(k, float)), None)
+        if time is not None:
+            rate = _rate_from_times(df.iloc[:, time], kinds[time], name)
+        keep = [i for i, k in enumerate(kinds) if k == "lead"]
         df, names = df.iloc[:, keep], [names[i] for i in keep]
+        units = [units[i] for i in keep] if units else None
     if df.shape[0] == 0:
         raise RecordError(name, "the CSV holds no rows of samples")
     if df.shape[1] == 0:
         raise RecordError(name, "the CSV holds no lead columns (only time or unnamed ones)")
     values = df.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.isnan(values) & ~df.apply(lambda c: c.str.strip().str.lower() == "nan").to_numpy()
+    bad = np.isnan(values) & ~df.apply(lambda c: c.str.lower() == "nan").to_numpy()
     if bad.any():
         row, col = (int(v[0]) for v in np.nonzero(bad))
         column = names[col] if names else f"column {col + 1}"
         cell = str(df.iat[row, col])
-        what = "empty cell" if not cell.strip() else f"non-numeric value {cell!r}"
-        raise RecordError(name, f"{what} in {column}, line {row + 1 + has_header}")
-    return values, names
+        what = "empty cell" if not cell else f"non-numeric value {cell!r}"
+        line = row + 1 + has_header + (units is not None)
+        raise RecordError(name, f"{what} in {column}, line {line}")
+    return values, names, rate, units
+
+
+# Units of a time column (as a PhysioNet export's units row gives them), in seconds; "clock" is
+# elapsed time written as [h:]m:s.
+TIME_UNITS: dict[str, float | str] = {"seconds": 1.0, "sec": 1.0, "s": 1.0, "ms": 1e-3,
+                                       "msec": 1e-3, "hh:mm:ss.mmm": "clock"}  # fmt: skip
+
+
+def _column_kind(column: str, unit: str | None) -> float | str:
+    """A CSV column's role: its time unit in seconds (or 'clock'), 'index' or 'lead'."""
+    key = column.strip().lower()
+    paren = re.fullmatch(r"(.*?)\s*[(\[]\s*(\w+)\s*[)\]]", key)  # 'Time (s)', 'time [ms]'
+    if paren and paren.group(1) in TIME_COLUMNS and paren.group(2) in TIME_UNITS:
+        key, unit = paren.group(1), paren.group(2)
+    if key in TIME_COLUMNS:
+        return TIME_UNITS.get((unit or "").lower(), TIME_COLUMNS[key])  # type: ignore[return-value]
+    if key in INDEX_COLUMNS or key.startswith("unnamed:"):
+        return "index"
+    return "lead"
+
+
+def _rate_from_times(column: object, unit: float | str, name: str) -> float | None:
+    """Samples per second of an evenly increasing time column; None if it is not one."""
+    import pandas as pd
+
+    cells = pd.Series(column, dtype=str)
+    if unit == "clock":
+
+        def seconds(text: str) -> float:
+            value = 0.0
+            for part in text.split(":"):
+                value = value * 60 + float(part)
+            return value
+
+        try:
+            t = np.array([seconds(c) for c in cells], dtype=np.float64)
+        except ValueError:
+            return None
+    else:
+        t = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64) * float(unit)
+    if len(t) < 2 or not np.isfinite(t).all() or (np.diff(t) < 0).any() or t[-1] <= t[0]:
+        return None
+    rate = (len(t) - 1) / (t[-1] - t[0])  # end to end: exact even when times are rounded
+    return float(round(rate)) if abs(rate - round(rate)) <= 1e-3 * rate else rate
 
 
 def _is_number(text: str) -> bool:
@@ -478,7 +656,12 @@ def find_recordings(
             hits = sorted({h for pattern in patterns for h in p.rglob(pattern) if h.is_file()})
             if not hits:
                 kinds = ".hea, .edf" + (", .npy, .csv" if arrays else "")
-                errors.append(RecordError(str(p), f"no recordings ({kinds}) in this directory"))
+                problem = f"no recordings ({kinds}) in this directory"
+                unread = 0 if arrays else sum(1 for pattern in ("*.npy", "*.csv")
+                                              for h in p.rglob(pattern) if h.is_file())  # fmt: skip
+                if unread:
+                    problem += f"; {unread} .npy/.csv file(s) need a sampling rate (--fs HZ)"
+                errors.append(RecordError(str(p), problem))
             found.extend(hits)
         elif p.is_file() or p.with_name(p.name + ".hea").is_file():
             found.append(p)

@@ -683,6 +683,7 @@ CLI_TO_API = {
     "(--allow-missing-leads fills missing leads with zeros)": "(allow_missing_leads fills them "
     "with zeros)",
     "--fs ": "fs ",
+    "--units ": "units ",
 }
 
 
