@@ -468,6 +468,29 @@ def test_segments(tmp_path):
             parse_segment(bad)
 
 
+def test_a_wfdb_segment_reads_only_its_samples(tmp_path):
+    sig = ecg(fs=500, seconds=60, seed=7)
+    write_wfdb(tmp_path / "long", sig, fs=500)
+    whole = read_recording(tmp_path / "long")
+    part = read_recording(tmp_path / "long", segment=(5, 15))
+    np.testing.assert_array_equal(part.signal, whole.segment(5, 15).signal)
+    assert part.duration_s == 10
+    with pytest.raises(RecordError, match=r"segment 50:70 s ends after the recording \(60 s\)"):
+        read_recording(tmp_path / "long", segment=(50, 70))
+    # proof that the rest is never read: cut the signal file after 20 s
+    dat = tmp_path / "long.dat"
+    dat.write_bytes(dat.read_bytes()[: 20 * 500 * 12 * 2])
+    with pytest.raises(RecordError, match="truncated"):
+        read_recording(tmp_path / "long")
+    np.testing.assert_array_equal(
+        read_recording(tmp_path / "long", segment=(5, 15)).signal, part.signal
+    )
+    # other formats are read whole and cut
+    np.save(tmp_path / "long.npy", sig)
+    npy = read_recording(tmp_path / "long.npy", fs=500, segment=(5, None))
+    np.testing.assert_allclose(npy.signal, sig[2500:], atol=1e-6)
+
+
 def test_find_recordings(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     write_wfdb(tmp_path / "a" / "b" / "rec1", ecg())

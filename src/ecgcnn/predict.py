@@ -117,9 +117,9 @@ class InputSpec:
     allow_missing_leads: bool = False
     segment: Segment | None = None
 
-    def prepare(self, rec: Recording) -> Prepared:
-        """Segment, validate, resample to the model's rate and cut into windows."""
-        if self.segment is not None:
+    def prepare(self, rec: Recording, cut: bool = True) -> Prepared:
+        """Segment (unless ``cut`` is False: done already), validate, resample, cut into windows."""
+        if self.segment is not None and cut:
             rec = rec.segment(*self.segment)
         rec = rec.validate()
         warn = list(rec.warnings)
@@ -141,8 +141,9 @@ class InputSpec:
         return Prepared(rec.name, w, rec.fs, rec.duration_s, rec.filled_leads, tuple(warn))
 
     def read(self, path: str | Path) -> Prepared:
-        rec = read_recording(path, self.leads, self.source_fs, self.units, self.allow_missing_leads)
-        return self.prepare(rec)
+        rec = read_recording(path, self.leads, self.source_fs, self.units, self.allow_missing_leads,
+                             self.segment)  # fmt: skip
+        return self.prepare(rec, cut=False)
 
 
 def _prepare_chunk(spec: InputSpec, paths: list[Path]) -> list[Prepared | Failure]:

@@ -91,16 +91,7 @@ class Recording:
 
     def segment(self, start_s: float | None, end_s: float | None) -> Recording:
         """The part from ``start_s`` to ``end_s`` seconds (None: the record's start / end)."""
-        start = 0.0 if start_s is None else float(start_s)
-        end = self.duration_s if end_s is None else float(end_s)
-        if not (0 <= start < end):
-            raise RecordError(self.name, f"segment {start:g}:{end:g} s is empty or starts before 0")
-        if end > self.duration_s + 0.5 / self.fs or start >= self.duration_s:
-            raise RecordError(
-                self.name,
-                f"segment {start:g}:{end:g} s ends after the recording ({self.duration_s:g} s)",
-            )
-        i, j = int(round(start * self.fs)), int(round(end * self.fs))
+        i, j = segment_samples(start_s, end_s, self.signal.shape[0], self.fs, self.name)
         return replace(self, signal=self.signal[i:j])
 
     def validate(self) -> Recording:
@@ -139,6 +130,22 @@ class Recording:
                 "disconnected electrode?",
             )
         return self
+
+
+def segment_samples(
+    start_s: float | None, end_s: float | None, samples: int, fs: float, name: str
+) -> tuple[int, int]:
+    """Sample range [i, j) of ``start_s``-``end_s`` seconds in a recording of ``samples``."""
+    duration = samples / fs
+    start = 0.0 if start_s is None else float(start_s)
+    end = duration if end_s is None else float(end_s)
+    if not (0 <= start < end):
+        raise RecordError(name, f"segment {start:g}:{end:g} s is empty or starts before 0")
+    if end > duration + 0.5 / fs or start >= duration:
+        raise RecordError(
+            name, f"segment {start:g}:{end:g} s ends after the recording ({duration:g} s)"
+        )
+    return int(round(start * fs)), int(round(end * fs))
 
 
 def resample(signal: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
@@ -334,8 +341,12 @@ def read_recording(
     fs: float | None = None,
     units: str = "mV",
     allow_missing_leads: bool = False,
+    segment: tuple[float | None, float | None] | None = None,
 ) -> Recording:
     """Read a recording in any supported format as a :class:`Recording` in ``leads`` order.
+
+    ``segment`` (start, end) in seconds keeps only that part; of a WFDB record only that part is
+    read from disk, so a minute of a day-long recording costs a minute's memory.
 
     ``fs`` and ``units`` are for what the file does not say: the rate of a .npy file, or of a CSV
     without a time column, or of a WFDB header without one; the units of .npy and CSV files
@@ -358,7 +369,7 @@ def read_recording(
                 "a .mat recording needs its WFDB header (.hea), as in the PhysioNet/CinC releases",
             )
         signal, rate, names, file_units = (
-            _read_wfdb(name) if kind == "wfdb" else _read_edf(p, name)
+            _read_wfdb(name, segment, fs) if kind == "wfdb" else _read_edf(p, name)
         )  # fmt: skip
     where = {"wfdb": "the header", "edf": "the header", "csv": "the time column"}.get(kind, "")
     if rate is None:
@@ -375,15 +386,31 @@ def read_recording(
         warn.append(f"{where.replace('the time column', 'the file')} gives the units: "
                     f"--units {units} ignored")  # fmt: skip
     unit_list = units if file_units is None else file_units
+    if segment is not None and kind != "wfdb":
+        i, j = segment_samples(*segment, signal.shape[0], rate, name)
+        signal = signal[i:j]
     return conform(signal, rate, names, name, leads, unit_list, allow_missing_leads, warn)
 
 
-def _read_wfdb(name: str) -> tuple[np.ndarray, float | None, list[str], list[str]]:
-    """Signal (samples, channels), rate (None when the header gives none), names, units."""
+def _read_wfdb(
+    name: str,
+    segment: tuple[float | None, float | None] | None = None,
+    fs: float | None = None,
+) -> tuple[np.ndarray, float | None, list[str], list[str]]:
+    """Signal (samples, channels), rate (None when the header gives none), names, units.
+
+    With ``segment``, only its samples are read (at the header's rate, else ``fs``).
+    """
     import wfdb
 
+    sampfrom, sampto = 0, None
     try:
-        signal, fields = wfdb.rdsamp(name)
+        if segment is not None:
+            header = wfdb.rdheader(name)
+            rate = header.fs if _header_gives_rate(name) else fs
+            if rate is not None and header.sig_len:
+                sampfrom, sampto = segment_samples(*segment, header.sig_len, rate, name)
+        signal, fields = wfdb.rdsamp(name, sampfrom=sampfrom, sampto=sampto)
     except FileNotFoundError as exc:
         missing = Path(exc.filename or name)
         if missing.suffix == ".hea":
@@ -391,10 +418,12 @@ def _read_wfdb(name: str) -> tuple[np.ndarray, float | None, list[str], list[str
         raise RecordError(
             name, f"signal file {missing.name} named in the header not found"
         ) from None
+    except RecordError:
+        raise
     except Exception as exc:  # wfdb raises many types on corrupt input
         problem = _truncation(name) or f"unreadable WFDB record ({type(exc).__name__}: {exc})"
         raise RecordError(name, problem) from None
-    expected = fields.get("sig_len")
+    expected = fields.get("sig_len") if sampto is None else sampto - sampfrom
     if signal is None or signal.ndim != 2 or (expected is not None and signal.shape[0] != expected):
         shape = None if signal is None else signal.shape
         problem = (
@@ -403,6 +432,9 @@ def _read_wfdb(name: str) -> tuple[np.ndarray, float | None, list[str], list[str
         raise RecordError(name, problem)
     units = list(fields.get("units") or ["mV"] * signal.shape[1])
     rate = float(fields["fs"]) if _header_gives_rate(name) else None
+    if segment is not None and sampto is None and (rate or fs):  # a header without a length
+        i, j = segment_samples(*segment, signal.shape[0], float(rate or fs), name)  # type: ignore[arg-type]
+        signal = signal[i:j]
     return signal, rate, [str(n) for n in fields["sig_name"]], units
 
 
