@@ -83,3 +83,68 @@ def test_resume_of_a_folder_that_is_no_run_is_an_error(tmp_path):
         and "nothing to resume" in proc.stderr
         and "Traceback" not in proc.stderr
     )
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "ecgcnn", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=os.environ | {"PYTHONWARNINGS": "ignore"})  # fmt: skip
+
+
+def quick_fold(root, out, cwd=None):
+    return run_cli("train", "--data-root", root, "--out", out, "--folds", 2, "--epochs", 1,
+                   "--only-fold", 0, "--no-progress", cwd=cwd)  # fmt: skip
+
+
+def test_resume_refuses_data_that_changed_since_the_run_began(synthetic_copy, tmp_path):
+    out = tmp_path / "run"
+    assert quick_fold(synthetic_copy, out).returncode == 0
+    db = synthetic_copy / "ptbxl_database.csv"
+    lines = db.read_text().splitlines()
+    db.write_text("\n".join(lines[:-5]) + "\n")  # five records fewer: the folds are drawn anew
+    for args in (("train", "--resume", out, "--only-fold", 1),
+                 ("train", "--data-root", synthetic_copy, "--out", out, "--folds", 2, "--epochs", 1,
+                  "--only-fold", 1)):  # fmt: skip
+        proc = run_cli(*args, "--no-progress")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "the data changed since this run began" in proc.stderr, proc.stderr
+    assert not (out / "fold_1").exists()
+
+
+def test_a_run_resumes_from_any_working_directory_and_from_a_moved_root(synthetic_copy, tmp_path):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    proc = quick_fold("../ptbxl", "runs/r", cwd=tmp_path / "work")  # relative paths
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "work" / "runs" / "r"
+    proc = run_cli(
+        "train", "--resume", run, "--only-fold", 1, "--no-progress", cwd=tmp_path / "elsewhere"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "fold_1" / "metrics.json").is_file()
+    moved = synthetic_copy.rename(tmp_path / "moved")
+    (run / "fold_1" / "metrics.json").unlink()
+    proc = run_cli("train", "--resume", run, "--only-fold", 1, "--no-progress")
+    assert proc.returncode == 1 and "does not exist" in proc.stderr, proc.stderr
+    proc = run_cli(
+        "train", "--resume", run, "--data-root", moved, "--only-fold", 1, "--no-progress"
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_resume_refuses_settings_it_would_ignore(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    assert quick_fold(synthetic_root, out).returncode == 0
+    proc = run_cli("train", "--resume", out, "--epochs", 5, "--lr", 0.1, "--no-progress")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert (
+        "--resume continues with the run's saved settings; --epochs, --lr cannot change them"
+        in proc.stderr
+    )
+
+
+def test_resume_of_a_one_fold_run_trains_the_rest(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    assert quick_fold(synthetic_root, out).returncode == 0  # --only-fold 0 is this process's choice
+    proc = run_cli("train", "--resume", out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "fold_1" / "metrics.json").is_file() and (out / "cv_results.json").is_file()

@@ -104,8 +104,13 @@ def demo(
     write_run_report(out)
 
 
+# What --resume may set beside the run folder: where and how this process runs, not what it trains.
+RESUME_OPTIONS = {"resume", "only_fold", "device", "no_progress", "data_root", "cache_dir", "nproc"}
+
+
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     data_root: Annotated[
         Path | None,
         typer.Option("--data-root", help="PTB-XL root (ptbxl_database.csv, records100/...)."),
@@ -211,7 +216,18 @@ def train_cmd(
     from ecgcnn.train import TrainConfig, resume_config, train
 
     if resume is not None:
-        cfg = resume_config(resume, only_fold=only_fold, device=device, progress=not no_progress)
+        ignored = [f"--{name.replace('_', '-')}" for name in ctx.params if name not in RESUME_OPTIONS
+                   and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]  # fmt: skip
+        if ignored:
+            raise EcgcnnError(
+                f"--resume continues with the run's saved settings; {', '.join(ignored)} cannot "
+                "change them (train into a new --out instead)"
+            )
+        cfg = resume_config(
+            resume, only_fold=only_fold, device=device, progress=not no_progress,
+            data_root=str(data_root) if data_root else None,
+            cache_dir=str(cache_dir) if cache_dir else None,
+        )  # fmt: skip
         results = train(cfg, resume=True)
         if results:
             report_training(results, cfg.model, cfg.task, cfg.protocol, resume, only_fold)

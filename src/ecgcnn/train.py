@@ -206,16 +206,21 @@ def _train(cfg: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
     if not world.is_main:
         data = prepare(cfg)
     config = cfg.to_dict() | {
+        # absolute, so that the run resumes from any working directory
+        "data_root": str(Path(cfg.data_root).resolve()),
+        "out": str(out.resolve()),
         "classes": list(data.labels.classes),
         "leads": list(LEADS),
         "version": __version__,
         "fold_names": [s.name for s in data.splits],
     }
     if world.is_main:
+        splits = splits_summary(data)
         check_same_run(out / "config.json", config)
+        check_same_splits(out / "splits.json", splits)
         out.mkdir(parents=True, exist_ok=True)
         atomic.write_json(out / "config.json", config | {"world_size": world.size})
-        write_splits(out / "splits.json", data)
+        atomic.write_json(out / "splits.json", splits)
     world.barrier()
     log.info(
         "%d records, %d classes (%s), %s protocol, %d fold(s)",
@@ -259,12 +264,14 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     values = {k: v for k, v in saved.items() if k in names}
     values["recipe"] = Recipe.from_dict(values["recipe"], str(path))
     values["out"] = str(run_dir)
+    values["only_fold"] = None  # the process that began the run chose its fold, not the run
     values |= {k: v for k, v in overrides.items() if v is not None}
     return TrainConfig(**values)
 
 
-# Settings that may differ between the processes that train the folds of one run.
-PER_PROCESS_SETTINGS = ("only_fold", "progress", "device", "cache_dir")
+# Settings that may differ between the processes that train the folds of one run (the folder and
+# the data root may be spelled or mounted differently: the data itself is checked by its splits).
+PER_PROCESS_SETTINGS = ("only_fold", "progress", "device", "cache_dir", "out", "data_root")
 
 
 def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
@@ -291,7 +298,33 @@ def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
         )
 
 
-def write_splits(path: Path, data: Prepared) -> None:
+def check_same_splits(path: Path, splits: dict[str, Any]) -> None:
+    """Refuse to continue a run whose data now gives other folds than the ones it began with."""
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    new = json.loads(json.dumps(splits))
+    if old == new:
+        return
+    if old.get("classes") != new["classes"]:
+        what = f"classes {old.get('classes')} there, {new['classes']} now"
+    else:
+        what = next(
+            (f"{fold} {part}: {old['splits'][fold][part]['records']} records there, "
+             f"{new['splits'][fold][part]['records']} now"
+             for fold in new["splits"] for part in ("train", "val", "test")
+             if part in new["splits"][fold] and old.get("splits", {}).get(fold, {}).get(part, {})
+             .get("records") != new["splits"][fold][part]["records"]),
+            "the same sizes, other records",
+        )  # fmt: skip
+    raise EcgcnnError(
+        f"{path.parent}: the data changed since this run began ({what}; see its splits.json); "
+        "train into a new --out"
+    )
+
+
+def splits_summary(data: Prepared) -> dict[str, Any]:
+    """What splits.json holds: per fold, sizes and label counts of each part, validation ecg_ids."""
     y, classes = data.labels.y, data.labels.classes
     parts = {}
     for s in data.splits:
@@ -301,7 +334,7 @@ def write_splits(path: Path, data: Prepared) -> None:
         parts[s.name] = describe(rows, y, classes) | {
             "val_ecg_ids": data.labels.ecg_ids[s.val].tolist()
         }
-    atomic.write_json(path, {"classes": list(classes), "splits": parts})
+    return {"classes": list(classes), "splits": parts}
 
 
 def class_weights(y: np.ndarray, classes: tuple[str, ...], max_weight: float) -> torch.Tensor:
