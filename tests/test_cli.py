@@ -179,3 +179,16 @@ def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
     assert not (tmp_path / "b2").exists()  # refused before the first entry trained
     assert not (out / "superdiagnostic" / "fcn_wang").exists()
     assert json.loads((out / "superdiagnostic" / "cnn1d" / "config.json").read_text())["seed"] == 7
+
+
+def test_train_benchmark_protocol_prints_its_test_figures(synthetic_root, tmp_path):
+    out = tmp_path / "bench-run"
+    proc = ecgcnn("train", "--data-root", synthetic_root, "--out", out, "--protocol", "benchmark",
+                  "--epochs", 1, "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    test = json.loads((out / "cv_results.json").read_text())["test"]["folds"]["benchmark"]
+    rows = {
+        line.split("│")[1].strip(): line for line in proc.stderr.splitlines() if line.count("│") > 3
+    }
+    assert f"{test['roc_auc_macro']:.3f}" in rows["benchmark test"]
+    assert "benchmark validation" in rows and "mean ± std" not in rows  # one fold has no spread

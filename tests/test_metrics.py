@@ -25,7 +25,11 @@ def test_class_without_positives_is_null_and_left_out_with_a_warning(caplog):
     assert m["per_class"]["C"]["roc_auc"] is None and m["per_class"]["C"]["pr_auc"] is None
     assert m["classes_without_auc"] == ["C"]
     assert m["roc_auc_macro"] == pytest.approx(1.0)  # mean of A and B only, not dragged to 0.67
-    assert "C" in caplog.text
+    # so are the label metrics: C has nothing to recall (its false positive still costs micro F1)
+    assert m["f1_macro"] == pytest.approx(1.0)
+    assert m["precision_macro"] == pytest.approx(1.0) and m["recall_macro"] == pytest.approx(1.0)
+    assert m["f1_micro"] < 1.0
+    assert "C" in caplog.text and "macro means" in caplog.text
 
 
 def test_wrong_shapes_are_rejected():

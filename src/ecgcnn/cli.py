@@ -67,15 +67,20 @@ def print_summary(results: dict[str, Any], title: str) -> None:
     table.add_column("fold")
     for key in keys:
         table.add_column(key.replace("_", " "), justify="right")
+    single = len(results["folds"]) == 1  # the benchmark split: no spread, but a test fold
     for name, m in results["folds"].items():
-        table.add_row(name, *(_fmt(m.get(k)) for k in keys))
-    ms = results["mean_std"]
-    table.add_row("mean ± std", *(f"{_fmt(ms[k]['mean'])}±{_fmt(ms[k]['std'])}" for k in keys))
+        table.add_row(f"{name} validation" if single else name, *(_fmt(m.get(k)) for k in keys))
+    if not single:
+        ms = results["mean_std"]
+        table.add_row("mean ± std", *(f"{_fmt(ms[k]['mean'])}±{_fmt(ms[k]['std'])}" for k in keys))
     for part in ("holdout", "test"):
         if part in results and "ensemble" in results[part]:
             table.add_row(
                 f"{part} ensemble", *(_fmt(results[part]["ensemble"].get(k)) for k in keys)
             )
+        elif part in results:
+            for name, m in results[part]["folds"].items():
+                table.add_row(f"{name} {part}", *(_fmt(m.get(k)) for k in keys))
     console.print(table)
 
 

@@ -63,18 +63,21 @@ def compute_metrics(
     if undefined and warn:
         log.warning(
             "class(es) %s have no positives or no negatives in this split: AUCs are null and left "
-            "out of the macro means",
+            "out of the macro means (as are F1, precision and recall of a class without positives)",
             ", ".join(undefined),
         )
     values = list(per_class.values())
+    # label metrics of a class with no positives say nothing (its recall is 0/0): left out of the
+    # macro means like its AUCs; micro F1 still counts its false positives
+    scored = [v for v in values if v["support"] > 0]
     return {
         "records": int(len(y_true)),
         "pr_auc_macro": _mean([v["pr_auc"] for v in values]),
         "roc_auc_macro": _mean([v["roc_auc"] for v in values]),
-        "f1_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "f1_macro": _mean([v["f1"] for v in scored]),
         "f1_micro": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
-        "precision_macro": float(precision_score(y_true, y_pred, average="macro", zero_division=0)),
-        "recall_macro": float(recall_score(y_true, y_pred, average="macro", zero_division=0)),
+        "precision_macro": _mean([v["precision"] for v in scored]),
+        "recall_macro": _mean([v["recall"] for v in scored]),
         "classes_without_auc": undefined,
         "per_class": per_class,
     }

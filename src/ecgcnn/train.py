@@ -572,9 +572,9 @@ def finish_fold(
     # metrics.json last: its presence marks the fold as finished (cv-summary, --resume).
     atomic.write_json(fold_dir / "metrics.json", metrics)
     log.info(
-        "%s done: best epoch %d, validation PR-AUC %s, ROC-AUC %s, F1 macro %.3f",
+        "%s done: best epoch %d, validation PR-AUC %s, ROC-AUC %s, F1 macro %s",
         split.name, best["epoch"], fmt(metrics["pr_auc_macro"]), fmt(metrics["roc_auc_macro"]),
-        metrics["f1_macro"],
+        fmt(metrics["f1_macro"]),
     )  # fmt: skip
     return result
 
