@@ -192,3 +192,40 @@ def test_train_benchmark_protocol_prints_its_test_figures(synthetic_root, tmp_pa
     }
     assert f"{test['roc_auc_macro']:.3f}" in rows["benchmark test"]
     assert "benchmark validation" in rows and "mean ± std" not in rows  # one fold has no spread
+
+
+def test_fold_lists_ranges_and_their_mix():
+    from ecgcnn.cli import parse_folds
+    from ecgcnn.errors import EcgcnnError
+
+    assert parse_folds("1-8") == list(range(1, 9)) and parse_folds("1, 2,3") == [1, 2, 3]
+    assert parse_folds("1-3,5") == [1, 2, 3, 5] and parse_folds("7,1-2") == [1, 2, 7]
+    for bad in ("8-1", "a-b", "1-", ""):
+        with pytest.raises(EcgcnnError, match="--train-folds"):
+            parse_folds(bad)
+
+
+def test_unwritable_outputs_and_absent_rate_folders_are_one_line_errors(
+    synthetic_root, synthetic_copy, tmp_path
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", blocker / "run", "--epochs", 1,
+                                 "--no-progress"), f"{blocker / 'run'}: Not a directory")  # fmt: skip
+    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--cache-dir",
+                                 blocker / "cache", "--no-progress"), f"{blocker / 'cache'}: Not a directory")  # fmt: skip
+    (synthetic_copy / "records100").rename(synthetic_copy / "elsewhere")
+    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_copy, "--out", tmp_path / "o", "--no-progress"),
+                          f"{synthetic_copy} has no records100/ folder for --fs 100")  # fmt: skip
+
+
+def test_benchmark_skips_missing_records_when_asked(synthetic_copy, tmp_path):
+    (synthetic_copy / "records100" / "00000" / "00003_lr.dat").unlink()
+    args = ("benchmark", "--data-root", synthetic_copy, "--tasks", "superdiagnostic", "--models", "cnn1d",
+            "--epochs", 1, "--no-progress")  # fmt: skip
+    assert_one_line_error(
+        ecgcnn(*args, "--out", tmp_path / "b1"), "pass --skip-missing to leave them out"
+    )
+    proc = ecgcnn(*args, "--out", tmp_path / "b2", "--skip-missing")
+    assert proc.returncode == 0, proc.stderr
+    assert "skipping 1 missing or unreadable record(s)" in proc.stderr

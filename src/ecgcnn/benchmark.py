@@ -55,6 +55,7 @@ def run_benchmark(
     cache_dir: str | None = None,
     device: str = "auto",
     progress: bool = True,
+    skip_missing: bool = False,
 ) -> dict[str, Any]:
     """Train each model on each task (skipping finished ones, resuming interrupted ones), then rank."""
     for task in tasks:
@@ -72,7 +73,7 @@ def run_benchmark(
                     epochs=epochs, aggregate=aggregate, batch_size=batch_size
                 ),
                 train_folds=train_folds or list(range(1, 9)), val_fold=val_fold, test_fold=test_fold,
-                cache_dir=cache_dir, device=device, progress=progress,
+                cache_dir=cache_dir, device=device, progress=progress, skip_missing=skip_missing,
             )  # fmt: skip
             # a finished entry trained with other settings would mix two experiments in one table:
             # refuse before training anything

@@ -88,6 +88,7 @@ def load_signals(
     (then a warning with the count, and the records are left out).
     """
     check_rate(fs)
+    check_rate_folder(db, fs)
     cache = Path(cache_dir) if cache_dir else default_cache_dir(db.root)
     npy, manifest_path = cache / f"signals_{fs}hz.npy", cache / f"manifest_{fs}hz.json"
     fp = fingerprint(db, fs)
@@ -102,10 +103,25 @@ def load_signals(
         if not skip_missing:
             raise EcgcnnError(
                 f"{n} record(s) missing or unreadable under {db.root} (first: {listing}); "
-                "pass --skip-missing to train without them"
+                "pass --skip-missing to leave them out"
             )
         log.warning("skipping %d missing or unreadable record(s) (first: %s)", n, listing)
     return signals
+
+
+def check_rate_folder(db: Database, fs: int) -> None:
+    """Refuse a root without the folder its records at ``fs`` live in (records100/ or records500/)."""
+    column = "filename_lr" if fs == 100 else "filename_hr"
+    tops = {Path(str(f)).parts[0] for f in db.records[column].dropna().head(1000) if str(f)}
+    if not tops or any((db.root / top).is_dir() for top in tops):
+        return
+    other = {100: 500, 500: 100}[fs]
+    hint = (
+        f"; it has records{other}/: use --fs {other}"
+        if (db.root / f"records{other}").is_dir()
+        else ""
+    )
+    raise EcgcnnError(f"{db.root} has no {'/, '.join(sorted(tops))}/ folder for --fs {fs}{hint}")
 
 
 def _open_cache(npy: Path, manifest_path: Path, fp: str) -> Signals | None:

@@ -327,16 +327,24 @@ def write_run_report(run: Path) -> None:
 
 
 def parse_folds(text: str) -> list[int]:
-    """'1-8' or '1,2,3' -> a list of strat_folds."""
+    """'1-8', '1,2,3' or a mix ('1-3,5') -> the sorted strat_folds."""
+    folds: set[int] = set()
     try:
-        if "-" in text:
-            lo, hi = (int(v) for v in text.split("-", 1))
-            return list(range(lo, hi + 1))
-        return [int(v) for v in text.split(",") if v.strip()]
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            lo, dash, hi = part.partition("-")
+            first, last = int(lo), int(hi if dash else lo)
+            if last < first:
+                raise ValueError
+            folds.update(range(first, last + 1))
     except ValueError:
+        folds = set()
+    if not folds:
         raise EcgcnnError(
-            f"--train-folds {text!r}: expected a range like 1-8 or a list like 1,2,3"
-        ) from None
+            f"--train-folds {text!r}: expected a range like 1-8, a list like 1,2,3, or both: 1-3,5"
+        )
+    return sorted(folds)
 
 
 @app.command()
@@ -589,6 +597,7 @@ def benchmark_cmd(
     seed: Annotated[int, typer.Option(help="Random seed of every training run.")] = 42,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     cache_dir: CacheDir = None,
+    skip_missing: SkipMissing = False,
     no_progress: NoProgress = False,
 ) -> None:
     """Train every model on every task with the strat_fold split and write the leaderboard."""
@@ -600,6 +609,7 @@ def benchmark_cmd(
         train_folds=parse_folds(train_folds), val_fold=val_fold, test_fold=test_fold, epochs=epochs,
         aggregate=aggregate, batch_size=batch_size, fs=fs, seed=seed, reference=reference,
         cache_dir=str(cache_dir) if cache_dir else None, device=device, progress=not no_progress,
+        skip_missing=skip_missing,
     )  # fmt: skip
     print_leaderboard(board, out)
 
@@ -759,6 +769,11 @@ def main() -> None:
         app()
     except EcgcnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:  # an unwritable --out or --cache-dir, a full disk, a path through a file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc} (check the path, its permissions and free space)",
+              file=sys.stderr)  # fmt: skip
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
