@@ -229,3 +229,23 @@ def test_benchmark_skips_missing_records_when_asked(synthetic_copy, tmp_path):
     proc = ecgcnn(*args, "--out", tmp_path / "b2", "--skip-missing")
     assert proc.returncode == 0, proc.stderr
     assert "skipping 1 missing or unreadable record(s)" in proc.stderr
+
+
+def test_evaluate_checks_the_fold_before_reading_records_and_warns_of_training_records(
+    run_dir, synthetic_root, synthetic_copy, tmp_path
+):
+    ckpt = run_dir / "fold_0" / "checkpoint.pt"  # cv without a holdout: trained on every strat_fold
+    csv = synthetic_copy / "ptbxl_database.csv"
+    df = pd.read_csv(csv)
+    df[df.strat_fold != 10].to_csv(csv, index=False)
+    cache = tmp_path / "cache"
+    proc = ecgcnn("evaluate", "--checkpoint", ckpt, "--data-root", synthetic_copy, "--test-fold", 10,
+                  "--out", tmp_path / "ev", "--cache-dir", cache, "--no-progress")  # fmt: skip
+    assert_one_line_error(proc, "strat_fold 10 holds no records")
+    assert not list(cache.glob("signals_*.npy")), (
+        "the records were read before the fold was checked"
+    )
+    proc = ecgcnn("evaluate", "--checkpoint", ckpt, "--data-root", synthetic_root, "--test-fold", 9,
+                  "--out", tmp_path / "ev", "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "strat_fold 9 was in this checkpoint's training data" in proc.stderr

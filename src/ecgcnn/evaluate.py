@@ -164,6 +164,26 @@ def evaluate_run(
     return results
 
 
+def warn_if_trained_on(config: dict[str, Any], test_fold: int | None, checkpoint: object) -> None:
+    """Warn when the scored strat_fold(s) trained the checkpoint (PTB-XL's folds are the same in
+    every copy): such figures are optimistic, not a test."""
+    if config.get("protocol") == "benchmark":
+        trained = set(config.get("train_folds") or [])
+        how = f"strat_folds {', '.join(map(str, sorted(trained)))}"
+    elif config.get("protocol") == "cv":
+        holdout = config.get("holdout_fold")
+        trained = set(range(1, 11)) - {holdout}
+        how = "cross-validation over every strat_fold" + (f" but {holdout}" if holdout else "")
+    else:
+        return
+    if test_fold is None and trained:
+        log.warning("scoring every record, including those %s trained on (%s): pass --test-fold "
+                    "for a fair test", checkpoint, how)  # fmt: skip
+    elif test_fold in trained:
+        log.warning("strat_fold %d was in this checkpoint's training data (%s): these figures are "
+                    "optimistic, not a test", test_fold, how)  # fmt: skip
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data_root: str | Path,
@@ -185,16 +205,17 @@ def evaluate_checkpoint(
     classes = list(payload["classes"])
     db = load_database(data_root)
     labels = make_labels(db, payload["task"], tuple(classes))
-    signals = load_signals(db, payload["fs"], cache_dir, skip_missing, progress)
-    ids = labels.ecg_ids[np.isin(labels.ecg_ids, signals.ecg_ids)]
-    if test_fold is not None:
-        folds = db.records.loc[ids, "strat_fold"].to_numpy()
-        if not (folds == test_fold).any():
-            present = sorted(set(db.records["strat_fold"].tolist()))
+    if test_fold is not None:  # before reading any record: a full cache build is minutes
+        present = sorted(set(db.records["strat_fold"].tolist()))
+        if test_fold not in db.records.loc[labels.ecg_ids, "strat_fold"].to_numpy():
             raise EcgcnnError(
                 f"strat_fold {test_fold} holds no records in {data_root}; it has {present}"
             )
-        ids = ids[folds == test_fold]
+    warn_if_trained_on(payload.get("config") or {}, test_fold, checkpoint)
+    signals = load_signals(db, payload["fs"], cache_dir, skip_missing, progress)
+    ids = labels.ecg_ids[np.isin(labels.ecg_ids, signals.ecg_ids)]
+    if test_fold is not None:
+        ids = ids[db.records.loc[ids, "strat_fold"].to_numpy() == test_fold]
     y = labels.y[np.searchsorted(labels.ecg_ids, ids)]
     prob = predict_proba(model, signals.data, signals.rows(ids), **checkpoint_windows(payload))
     split = f"fold{test_fold}" if test_fold is not None else "all"
