@@ -161,6 +161,12 @@ def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
     again = ecgcnn("leaderboard", out)
     assert again.returncode == 0, again.stderr
     assert "superdiagnostic" in again.stderr
+    # the reference chosen once is kept when the table is recomputed; one not trained is an error
+    assert ecgcnn("leaderboard", out, "--reference", "cnn1d@seed").returncode == 0
+    assert ecgcnn("leaderboard", out).returncode == 0
+    assert json.loads((out / "leaderboard.json").read_text())["reference"] == "cnn1d@seed"
+    assert_one_line_error(ecgcnn("leaderboard", out, "--reference", "fcn_wang"),
+                          "--reference fcn_wang was not trained in this benchmark (it has cnn1d, cnn1d@seed)")  # fmt: skip
     # another seed into the same folder is another run: refused, nothing overwritten
     clash = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", out, "--tasks", "superdiagnostic",
                    "--models", "cnn1d,fcn_wang", "--epochs", 1, "--val-fold", 9, "--test-fold", 10,

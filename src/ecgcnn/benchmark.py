@@ -86,7 +86,7 @@ def run_benchmark(
             continue
         log.info("benchmark: training %s on %s", spec, task)
         train(cfg, resume=True)
-    return leaderboard(out, reference=reference)
+    return leaderboard(out, reference=reference, strict=False)
 
 
 def parse_entry(spec: str, recipe: str) -> tuple[str, str, Recipe, bool]:
@@ -116,10 +116,23 @@ def _entry(run: Path) -> dict[str, Any] | None:
 
 
 def leaderboard(
-    out: str | Path, reference: str = "cnn1d", n_resamples: int = 100, seed: int = 0
+    out: str | Path,
+    reference: str | None = None,
+    n_resamples: int = 100,
+    seed: int = 0,
+    strict: bool = True,
 ) -> dict[str, Any]:
-    """Recompute the leaderboard of a benchmark folder from its saved predictions."""
+    """Recompute the leaderboard of a benchmark folder from its saved predictions.
+
+    ``reference`` defaults to the one of the folder's last leaderboard (else cnn1d). One that was
+    not trained here is an error when ``strict``, else a warning (the table then has no paired
+    differences).
+    """
     out = Path(out)
+    if reference is None:
+        saved = out / "leaderboard.json"
+        reference = json.loads(saved.read_text()).get("reference") if saved.is_file() else None
+        reference, strict = reference or "cnn1d", False
     tasks = sorted(p.name for p in out.iterdir() if p.is_dir()) if out.is_dir() else []
     board: dict[str, Any] = {"run": str(out), "reference": reference, "level": 0.9,
                              "n_resamples": n_resamples, "tasks": {}}  # fmt: skip
@@ -167,6 +180,12 @@ def leaderboard(
         raise EcgcnnError(
             f"{out}: no finished benchmark runs (TASK/MODEL/{FOLD}/metrics.json) found"
         )
+    trained = sorted({m for rows in board["tasks"].values() for m in rows} - {NAIVE})
+    if reference not in trained:
+        problem = f"--reference {reference} was not trained in this benchmark (it has {', '.join(trained)})"
+        if strict:
+            raise EcgcnnError(problem)
+        log.warning("%s: the leaderboard has no paired differences", problem)
     atomic.write_json(out / "leaderboard.json", board)
     atomic.write_text(out / "leaderboard.md", leaderboard_markdown(board))
     return board

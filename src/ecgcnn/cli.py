@@ -617,7 +617,10 @@ def benchmark_cmd(
 @app.command("leaderboard")
 def leaderboard_cmd(
     run: Annotated[Path, typer.Argument(help="Benchmark folder written by `ecgcnn benchmark`.")],
-    reference: Annotated[str, typer.Option(help="Model the others are compared with.")] = "cnn1d",
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Model the others are compared with (default: the benchmark's)."),
+    ] = None,
 ) -> None:
     """Recompute a benchmark's leaderboard from its saved predictions (no retraining)."""
     from ecgcnn.benchmark import leaderboard
