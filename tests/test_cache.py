@@ -96,7 +96,9 @@ def test_missing_and_corrupt_records_error_or_skip(synthetic_copy, tmp_path, cap
 
 def test_rate_without_records_is_an_error(synthetic_root, tmp_path):
     db = load_database(synthetic_root)
-    with pytest.raises(EcgcnnError, match="missing or unreadable"):
+    with pytest.raises(
+        EcgcnnError, match="no records500/ folder for --fs 500; it has records100/: use --fs 100"
+    ):
         load_signals(db, 500, tmp_path / "c", progress=False)
     with pytest.raises(EcgcnnError, match="sampling rate 250"):
         load_signals(db, 250, tmp_path / "c", progress=False)

@@ -92,3 +92,39 @@ def test_missing_lead_truncated_and_absent_records_are_record_errors(tmp_path):
         read_record(tmp_path / "full")
     with pytest.raises(RecordError, match="absent: file not found"):
         read_record(tmp_path / "absent")
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [("strat_fold", "ptbxl_database.csv: row 4 (ecg_id 3) has no strat_fold"),
+     ("scp_codes", "ecg_id 3: scp_codes is empty (expected a dict literal like {'NORM': 100.0})"),
+     ("filename_lr", "ptbxl_database.csv: ecg_id 3 has no filename_lr (records at 100 Hz)")],
+)  # fmt: skip
+def test_a_blank_cell_is_named(synthetic_copy, column, message):
+    csv = synthetic_copy / "ptbxl_database.csv"
+    df = pd.read_csv(csv)
+    df[column] = df[column].astype(object)
+    df.loc[2, column] = None
+    df.to_csv(csv, index=False)
+    from ecgcnn.cache import load_signals
+
+    with pytest.raises(EcgcnnError) as exc:
+        load_signals(load_database(synthetic_copy), 100, progress=False)
+    assert message in str(exc.value)
+
+
+def test_statements_without_a_class_or_unknown_codes_are_warned_of(synthetic_copy, caplog):
+    from ecgcnn.labels import make_labels
+
+    st = synthetic_copy / "scp_statements.csv"
+    statements = pd.read_csv(st, index_col=0)
+    statements.loc["IMI", "diagnostic_class"] = None
+    statements.to_csv(st)
+    csv = synthetic_copy / "ptbxl_database.csv"
+    df = pd.read_csv(csv)
+    df.loc[0, "scp_codes"] = "{'XYZ': 100.0, 'NORM': 100.0}"
+    df.to_csv(csv, index=False)
+    with caplog.at_level("WARNING"):
+        make_labels(load_database(synthetic_copy), "superdiagnostic")
+    assert "scp_codes XYZ (1 record(s)) not in scp_statements.csv" in caplog.text
+    assert "diagnostic statement(s) IMI have no diagnostic_class" in caplog.text

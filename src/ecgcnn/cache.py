@@ -112,7 +112,13 @@ def load_signals(
 def check_rate_folder(db: Database, fs: int) -> None:
     """Refuse a root without the folder its records at ``fs`` live in (records100/ or records500/)."""
     column = "filename_lr" if fs == 100 else "filename_hr"
-    tops = {Path(str(f)).parts[0] for f in db.records[column].dropna().head(1000) if str(f)}
+    blank = db.records[column].isna() | (db.records[column].astype(str).str.strip() == "")
+    if blank.any():
+        raise EcgcnnError(
+            f"{db.root / DATABASE_CSV}: ecg_id {int(db.records.index[blank.to_numpy()][0])} has no "
+            f"{column} (records at {fs} Hz)"
+        )
+    tops = {Path(str(f)).parts[0] for f in db.records[column].head(1000)}
     if not tops or any((db.root / top).is_dir() for top in tops):
         return
     other = {100: 500, 500: 100}[fs]

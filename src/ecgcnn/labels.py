@@ -9,6 +9,7 @@ order is sorted.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ BENCHMARK_TASKS: tuple[str, ...] = (
 )  # fmt: skip
 TASKS: tuple[str, ...] = ("top5", *BENCHMARK_TASKS)
 TOP5_MIN_LIKELIHOOD = 50.0
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ def task_statements(db: Database, task: str) -> pd.Series:
     check_task(task)
     st = db.statements
     codes = db.records["scp_codes"]
+    unknown = Counter(k for c in codes for k in c if k not in st.index)
+    if unknown:
+        listing = ", ".join(f"{k} ({n} record(s))" for k, n in sorted(unknown.items())[:5])
+        log.warning("scp_codes %s not in scp_statements.csv: ignored", listing)
     if task == "top5":
         diagnostic = set(st.index[st["diagnostic"] == 1])
         return codes.map(
@@ -65,6 +71,11 @@ def task_statements(db: Database, task: str) -> pd.Series:
         return codes.map(lambda c: {k for k in c if k in diag.index})
     column = "diagnostic_subclass" if task == "subdiagnostic" else "diagnostic_class"
     mapping = {k: v for k, v in diag[column].items() if isinstance(v, str) and v}
+    if len(mapping) < len(diag):
+        log.warning(
+            "diagnostic statement(s) %s have no %s in scp_statements.csv: they give no %s label",
+            ", ".join(sorted(set(diag.index) - set(mapping))), column, task,
+        )  # fmt: skip
     return codes.map(lambda c: {mapping[k] for k in c if k in mapping})
 
 

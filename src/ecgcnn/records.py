@@ -47,6 +47,10 @@ def check_rate(fs: int) -> int:
 
 def parse_scp_codes(text: object, where: str) -> dict[str, float]:
     """Parse one scp_codes cell, a Python dict literal, safely (never eval)."""
+    if text is None or (isinstance(text, float) and np.isnan(text)) or not str(text).strip():
+        raise EcgcnnError(
+            f"{where}: scp_codes is empty (expected a dict literal like {{'NORM': 100.0}})"
+        )
     try:
         value = ast.literal_eval(str(text))
     # literal_eval raises TypeError ({[]: 1}) and MemoryError/RecursionError (deep nesting) too
@@ -91,6 +95,10 @@ def load_database(root: str | Path) -> Database:
         bad = ~np.isfinite(values) | (values.abs() > 2**53) | (values != values.round())
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
+            if pd.isna(df[col].iloc[row]):
+                eid = df["ecg_id"].iloc[row]
+                which = f" (ecg_id {int(eid)})" if col != "ecg_id" and pd.notna(eid) else ""
+                raise EcgcnnError(f"{db_path}: row {row + 2}{which} has no {col}")
             raise EcgcnnError(
                 f"{db_path}: column {col} must hold whole numbers; row {row + 2} has {df[col].iloc[row]!r}"
             )
