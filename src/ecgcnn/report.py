@@ -712,5 +712,5 @@ def write_report(
     run = load_run(run_dir)
     path = Path(out) if out is not None else run.path / "report.html"
     atomic.write_text(path, render_report(run, examples, method, cache_dir))
-    log.info("report: %s", path)
+    log.debug("report: %s", path)
     return path
