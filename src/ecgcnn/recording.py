@@ -205,20 +205,23 @@ def conform(
     found = {c: i for i, c in enumerate(canon) if c is not None}
     wanted = [canonical_lead(lead) or lead for lead in leads]
 
-    def millivolts(i: int) -> np.ndarray:
-        scale = unit_scale(unit_list[i])
-        if scale is None:
-            warn.append(f"unknown unit {unit_list[i]!r} of lead {names[i]}: taken as mV")
-            scale = 1.0
-        return arr[:, i] * scale
+    converted: dict[str, np.ndarray] = {}
 
-    columns = {c: millivolts(found[c]) for c in wanted if c in found}
-    derived = _derive_limb_leads(
-        [c for c in wanted if c not in found], {c: i for c, i in found.items() if c in LIMB_LEADS},
-        millivolts,
-    )  # fmt: skip
+    def millivolts(lead: str) -> np.ndarray:
+        if lead not in converted:
+            i = found[lead]
+            scale = unit_scale(unit_list[i])
+            if scale is None:
+                warn.append(f"unknown unit {unit_list[i]!r} of lead {names[i]}: taken as mV")
+                scale = 1.0
+            converted[lead] = arr[:, i] * scale
+        return converted[lead]
+
+    columns = {c: millivolts(c) for c in wanted if c in found}
+    derived, basis = _derive_limb_leads(
+        [c for c in wanted if c not in found], set(found), millivolts
+    )
     if derived:
-        basis = derived.pop("basis")
         warn.append(f"lead(s) {', '.join(derived)} derived from {basis}")
         columns |= derived
     missing = [lead for lead, c in zip(leads, wanted, strict=True) if c not in columns]
@@ -251,18 +254,18 @@ def conform(
 
 
 def _derive_limb_leads(
-    missing: Sequence[str], limb: dict[str, int], millivolts: Callable[[int], np.ndarray]
-) -> dict:
-    """The missing limb leads computed from two of I, II, III (``limb``: lead -> column).
+    missing: Sequence[str], present: set[str], millivolts: Callable[[str], np.ndarray]
+) -> tuple[dict[str, np.ndarray], str]:
+    """The missing limb leads computed from two of I, II, III, and which two ('I and II').
 
-    Devices store 8 leads (I, II, V1-V6) and compute the other four this way; 'basis' in the
-    result names the two used. Empty when nothing is missing or fewer than two are there.
+    Devices store 8 leads (I, II, V1-V6) and compute the other four this way. Nothing when no
+    limb lead is missing or fewer than two of I, II, III are there.
     """
     need = [c for c in missing if c in LIMB_LEADS]
-    have = [c for c in ("I", "II", "III") if c in limb]
+    have = [c for c in ("I", "II", "III") if c in present]
     if not need or len(have) < 2:
-        return {}
-    a, b = (millivolts(limb[c]).astype(np.float64) for c in have[:2])
+        return {}, ""
+    a, b = (millivolts(c).astype(np.float64) for c in have[:2])
     lead_i, lead_ii = {("I", "II"): (a, b), ("I", "III"): (a, a + b), ("II", "III"): (a - b, a)}[
         (have[0], have[1])
     ]
@@ -274,7 +277,7 @@ def _derive_limb_leads(
         "AVL": lambda: lead_i - lead_ii / 2,
         "AVF": lambda: lead_ii - lead_i / 2,
     }
-    return {c: formulas[c]() for c in need} | {"basis": f"{have[0]} and {have[1]}"}
+    return {c: formulas[c]() for c in need}, f"{have[0]} and {have[1]}"
 
 
 def _check_amplitudes(signal: np.ndarray, name: str, warn: list[str]) -> None:
@@ -404,10 +407,11 @@ def _read_wfdb(
     import wfdb
 
     sampfrom, sampto = 0, None
+    has_rate = _header_gives_rate(name)
     try:
         if segment is not None:
             header = wfdb.rdheader(name)
-            rate = header.fs if _header_gives_rate(name) else fs
+            rate = header.fs if has_rate else fs
             if rate is not None and header.sig_len:
                 sampfrom, sampto = segment_samples(*segment, header.sig_len, rate, name)
         signal, fields = wfdb.rdsamp(name, sampfrom=sampfrom, sampto=sampto)
@@ -431,7 +435,7 @@ def _read_wfdb(
         )
         raise RecordError(name, problem)
     units = list(fields.get("units") or ["mV"] * signal.shape[1])
-    rate = float(fields["fs"]) if _header_gives_rate(name) else None
+    rate = float(fields["fs"]) if has_rate else None
     if segment is not None and sampto is None and (rate or fs):  # a header without a length
         i, j = segment_samples(*segment, signal.shape[0], float(rate or fs), name)  # type: ignore[arg-type]
         signal = signal[i:j]
