@@ -214,7 +214,8 @@ def conform(
             if scale is None:
                 warn.append(f"unknown unit {unit_list[i]!r} of lead {names[i]}: taken as mV")
                 scale = 1.0
-            converted[lead] = arr[:, i] * scale
+            with np.errstate(over="ignore"):  # beyond float range: inf, which validate() reports
+                converted[lead] = arr[:, i] * scale
         return converted[lead]
 
     columns = {c: millivolts(c) for c in wanted if c in found}
@@ -244,9 +245,10 @@ def conform(
     if ignored:
         warn.append(f"ignored channel(s) {', '.join(ignored)}")
     out = np.zeros((arr.shape[0], len(leads)), dtype=np.float32)
-    for j, c in enumerate(wanted):
-        if c in columns:
-            out[:, j] = columns[c]
+    with np.errstate(over="ignore"):  # beyond float32: inf, which validate() reports
+        for j, c in enumerate(wanted):
+            if c in columns:
+                out[:, j] = columns[c]
     if missing:
         warn.append(f"lead(s) {', '.join(missing)} missing: filled with zeros")
     _check_amplitudes(out[:, [j for j, c in enumerate(wanted) if c in columns]], name, warn)
