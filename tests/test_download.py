@@ -7,6 +7,7 @@ an error status, redirect, or serve a malicious listing.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
@@ -348,7 +349,7 @@ def test_redirects_stay_on_the_same_host(server: Server, tmp_path: Path):
         "records100\\..\\evil",
         "C:/evil",
         "a//b",
-        "./x",
+        "records100/./x",  # a leading "./" is stripped (sha256sum writes it); inner "." is not
     ],
 )
 def test_a_listing_escaping_dest_is_refused(server: Server, tree: Path, tmp_path, entry):
@@ -488,3 +489,48 @@ def test_verify_refuses_an_unsafe_local_listing(tmp_path: Path):
     (tmp_path / CHECKSUMS).write_text(f"{'0' * 64}  ../outside.csv\n")
     with pytest.raises(EcgcnnError, match="refusing entry '../outside.csv'.*'..' component"):
         verify_ptbxl(tmp_path)
+
+
+def local_copy(tree: Path, tmp_path: Path) -> Path:
+    """A 100 Hz-only copy of the served tree with its own listing (no network needed)."""
+    import shutil
+
+    dest = tmp_path / "copy"
+    shutil.copytree(tree, dest, ignore=shutil.ignore_patterns("records500", CHECKSUMS))
+    (dest / CHECKSUMS).write_text(listing_of(dest))
+    return dest
+
+
+def test_verify_reports_an_unreadable_file_as_unreadable_not_missing(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    dest = local_copy(tree, tmp_path)
+    path = a_record_file(dest, "_lr.dat")
+    real = dl.sha256_file
+
+    def denied(target: Path) -> str:  # mode 000 as a non-root user sees it (tests may run as root)
+        if Path(target) == dest / path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(target))
+        return real(target)
+
+    monkeypatch.setattr(dl, "sha256_file", denied)
+    report = verify_ptbxl(dest)
+    assert not report.succeeded and report.missing == () and report.unreadable == (path,)
+    assert report.problems() == [f"unreadable: {path} (Permission denied)"]
+    assert "0 missing, 1 unreadable" in report.summary()
+
+
+def test_verify_accepts_a_listing_written_with_dot_slash_paths(tree: Path, tmp_path: Path):
+    """`sha256sum ./records100/...` writes './'-prefixed paths; they name the same files."""
+    dest = local_copy(tree, tmp_path)
+    text = (dest / CHECKSUMS).read_text()
+    (dest / CHECKSUMS).write_text(re.sub(r"(?m)^([0-9a-f]{64})  ", r"\1  ./", text))
+    report = verify_ptbxl(dest)
+    assert report.succeeded and len(report.ok) == len(listed(dest))
+
+
+def test_verify_of_a_rate_the_listing_does_not_hold_is_an_error(tree: Path, tmp_path: Path):
+    dest = local_copy(tree, tmp_path)
+    with pytest.raises(EcgcnnError, match=r"lists no files under records500/.*rate 500"):
+        verify_ptbxl(dest, rate=500)
+    assert verify_ptbxl(dest, rate=100).succeeded

@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecgcnn import __version__
@@ -124,21 +124,27 @@ class VerifyReport:
     missing: tuple[str, ...]
     mismatched: tuple[str, ...]
     skipped: int = 0
+    unreadable: tuple[str, ...] = ()  # present but not readable (permissions, I/O error)
+    reasons: dict[str, str] = field(default_factory=dict)  # why each unreadable file is
 
     @property
     def succeeded(self) -> bool:
-        return not (self.missing or self.mismatched)
+        return not (self.missing or self.mismatched or self.unreadable)
 
     def problems(self, limit: int = 20) -> list[str]:
         lines = [f"missing: {p}" for p in self.missing]
+        lines += [
+            f"unreadable: {p} ({self.reasons.get(p, 'cannot read it')})" for p in self.unreadable
+        ]
         lines += [f"checksum mismatch: {p}" for p in self.mismatched]
         return _clip(lines, limit)
 
     def summary(self) -> str:
-        checked = len(self.ok) + len(self.missing) + len(self.mismatched)
+        checked = len(self.ok) + len(self.missing) + len(self.mismatched) + len(self.unreadable)
+        unreadable = f", {len(self.unreadable)} unreadable" if self.unreadable else ""
         return (
             f"{checked} files checked in {self.root}: {len(self.ok)} ok, "
-            f"{len(self.missing)} missing, {len(self.mismatched)} mismatched"
+            f"{len(self.missing)} missing{unreadable}, {len(self.mismatched)} mismatched"
         )
 
 
@@ -195,7 +201,9 @@ def parse_checksums(text: str, source: str) -> dict[str, str]:
         match = _LISTING_LINE.fullmatch(line)
         if match is None:
             raise EcgcnnError(f"{where}: expected '<64 hex digits>  <path>', got {line[:100]!r}")
-        digest, entry = match.group(1).lower(), check_entry(match.group(2), where)
+        # `sha256sum ./records100/...` writes './'-prefixed paths: the same files
+        path = re.sub(r"^(\./)+", "", match.group(2))
+        digest, entry = match.group(1).lower(), check_entry(path, where)
         if entry in entries:
             raise EcgcnnError(f"{where}: {entry!r} is listed twice")
         entries[entry] = digest
@@ -212,9 +220,23 @@ def rate_folders(rate: str | int) -> tuple[str, ...]:
     return RATE_FOLDERS[key]
 
 
-def select_files(entries: dict[str, str], folders: Iterable[str]) -> dict[str, str]:
-    """The top-level files (metadata, licence...) and those under the chosen record folders."""
+def select_files(
+    entries: dict[str, str], folders: Iterable[str], source: str | None = None
+) -> dict[str, str]:
+    """The top-level files (metadata, licence...) and those under the chosen record folders.
+
+    With ``source`` (the listing's name), a chosen folder that the listing holds no file of is an
+    error: checking or fetching "500 Hz" from a 100 Hz-only listing would otherwise say "ok".
+    """
     folders = tuple(folders)
+    if source is not None:
+        for folder in folders:
+            if not any(path.startswith(folder) for path in entries):
+                rate = folder.removeprefix("records").rstrip("/")
+                raise EcgcnnError(
+                    f"{source} lists no files under {folder}: there is nothing to check or "
+                    f"fetch for rate {rate}; choose a rate the listing holds"
+                )
     return {
         path: digest
         for path, digest in entries.items()
@@ -549,7 +571,7 @@ def _fetch_listing(
     try:
         fetcher.transfer(listing_url, part, MAX_CHECKSUMS_BYTES, fetcher.on_bytes)
         entries = parse_checksums(_read_listing(part), listing_url)
-        selected = select_files(entries, folders)
+        selected = select_files(entries, folders, listing_url)
         targets = _targets(dest, selected, listing_url)
         os.replace(part, dest / CHECKSUMS)
     except _Failed as exc:
@@ -617,8 +639,9 @@ def verify_ptbxl(
     if jobs < 1:
         raise EcgcnnError(f"need jobs >= 1, got {jobs}")
     entries = parse_checksums(_read_listing(listing), str(listing))
-    selected = select_files(entries, folders)
+    selected = select_files(entries, folders, str(listing))
     targets = _targets(root, selected, str(listing))
+    reasons: dict[str, str] = {}
 
     def check(entry: str) -> str:
         target = targets[entry]
@@ -626,8 +649,9 @@ def verify_ptbxl(
             return "missing"
         try:
             return "ok" if sha256_file(target) == selected[entry] else "mismatched"
-        except OSError:
-            return "missing"  # unreadable counts as absent: it cannot be used either
+        except OSError as exc:
+            reasons[entry] = exc.strerror or str(exc)
+            return "unreadable"
 
     # hashlib releases the GIL on large buffers: threads overlap reading and hashing
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ptbxl-verify") as pool:
@@ -643,4 +667,6 @@ def verify_ptbxl(
         missing=tuple(e for e, s in outcome.items() if s == "missing"),
         mismatched=tuple(e for e, s in outcome.items() if s == "mismatched"),
         skipped=len(entries) - len(selected),
+        unreadable=tuple(e for e, s in outcome.items() if s == "unreadable"),
+        reasons=reasons,
     )
