@@ -64,6 +64,29 @@ def test_leaderboard_is_recomputed_from_files(bench):
     assert again["tasks"] == json.loads(json.dumps(board["tasks"]))
 
 
+def test_a_class_left_out_of_the_bootstrap_is_warned_of_once_per_task(bench, tmp_path, caplog):
+    import shutil
+
+    import numpy as np
+
+    out = tmp_path / "copy"
+    shutil.copytree(bench[0], out)
+    for npz in out.glob("superdiagnostic/*/benchmark/predictions_test.npz"):
+        saved = dict(np.load(npz))
+        saved["y_true"][:, 0] = 0  # the first class has no positives in the test fold
+        np.savez(npz, **saved)
+    with caplog.at_level(logging.WARNING):
+        board = leaderboard(out)
+    first = json.loads((out / "superdiagnostic" / "cnn1d" / "config.json").read_text())["classes"][
+        0
+    ]
+    warnings = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(warnings) == 1 and first in warnings[0] and "superdiagnostic" in warnings[0]
+    assert all(
+        row["excluded_classes"] == [first] for row in board["tasks"]["superdiagnostic"].values()
+    )
+
+
 def test_finished_models_are_not_retrained(bench, synthetic_root, caplog):
     out, _ = bench
     before = (out / "superdiagnostic" / "cnn1d" / "benchmark" / "checkpoint.pt").stat().st_mtime_ns

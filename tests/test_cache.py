@@ -88,6 +88,10 @@ def test_missing_and_corrupt_records_error_or_skip(synthetic_copy, tmp_path, cap
     with caplog.at_level(logging.WARNING):
         signals = load_signals(db, 100, tmp_path / "c", skip_missing=True, progress=False)
     assert "skipping 2" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # loaded again (the report, the next model): said once
+        again = load_signals(db, 100, tmp_path / "c", skip_missing=True, progress=False)
+    assert "skipping" not in caplog.text and len(again.ecg_ids) == len(ids) - 2
     assert len(signals.ecg_ids) == len(ids) - 2
     assert ids[2] not in signals.ecg_ids and ids[5] not in signals.ecg_ids
     manifest = json.loads((tmp_path / "c" / "manifest_100hz.json").read_text())

@@ -148,3 +148,24 @@ def test_resume_of_a_one_fold_run_trains_the_rest(synthetic_root, tmp_path):
     proc = run_cli("train", "--resume", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert (out / "fold_1" / "metrics.json").is_file() and (out / "cv_results.json").is_file()
+
+
+def test_ctrl_c_names_the_command_that_resumes(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "ecgcnn", *train_args(synthetic_root, out)],
+                            env=os.environ | {"PYTHONWARNINGS": "ignore"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "fold_0" / "state.pt").is_file():
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert f"interrupted: resume with `ecgcnn train --resume {out}`" in stderr, stderr

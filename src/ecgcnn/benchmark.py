@@ -145,7 +145,8 @@ def leaderboard(
         rows: dict[str, Any] = {}
         for name, e in entries.items():
             y, p = e["test"]["y_true"], e["test"]["y_prob"]
-            boot = bootstrap_auc(y, p, e["config"]["classes"], n_resamples=n_resamples, seed=seed)
+            boot = bootstrap_auc(y, p, e["config"]["classes"], n_resamples=n_resamples, seed=seed,
+                                 warn=False)  # fmt: skip
             row = {
                 "roc_auc": boot.roc_auc.to_dict(),
                 "pr_auc": boot.pr_auc.to_dict(),
@@ -162,7 +163,7 @@ def leaderboard(
                         f"{task}: {name} and {reference} were tested on different records"
                     )
                 paired = paired_bootstrap_auc(y, p, ref["test"]["y_prob"], e["config"]["classes"],
-                                              n_resamples=n_resamples, seed=seed)  # fmt: skip
+                                              n_resamples=n_resamples, seed=seed, warn=False)  # fmt: skip
                 row["vs_reference"] = {"roc_auc_diff": paired.roc_auc_diff.to_dict(),
                                        "pr_auc_diff": paired.pr_auc_diff.to_dict()}  # fmt: skip
             rows[name] = row
@@ -171,10 +172,16 @@ def leaderboard(
             prior = any_entry["train"]["y_true"].mean(axis=0)
             y = any_entry["test"]["y_true"]
             naive = bootstrap_auc(y, np.tile(prior, (len(y), 1)), any_entry["config"]["classes"],
-                                  n_resamples=n_resamples, seed=seed)  # fmt: skip
+                                  n_resamples=n_resamples, seed=seed, warn=False)  # fmt: skip
             rows[NAIVE] = {"roc_auc": naive.roc_auc.to_dict(), "pr_auc": naive.pr_auc.to_dict(),
                            "excluded_classes": naive.excluded, "test_records": int(len(y)),
                            "parameters": 0, "train_seconds": 0.0, "epochs": 0}  # fmt: skip
+        excluded = sorted({c for row in rows.values() for c in row["excluded_classes"]})
+        if excluded:  # once per task, not once per model
+            log.warning(
+                "%s: %d class(es) without positives (or without negatives) in the test fold are "
+                "left out of the bootstrap: %s", task, len(excluded), ", ".join(excluded),
+            )  # fmt: skip
         board["tasks"][task] = rows
     if not board["tasks"]:
         raise EcgcnnError(

@@ -215,6 +215,7 @@ def _bootstrap(
     seed: int,
     max_draws: int | None,
     min_positives: int,
+    warn: bool = True,
 ) -> list[tuple[BootstrapResult, np.ndarray, np.ndarray]]:
     """Each model's result and its per-resample macro ROC-AUC and PR-AUC, on shared resamples."""
     _check_settings(n_resamples, level)
@@ -227,7 +228,7 @@ def _bootstrap(
             f"no class has at least {max(1, min_positives)} positive(s) and one negative in the "
             f"{len(y)} test records: nothing to bootstrap"
         )
-    if excluded:
+    if excluded and warn:
         log.warning(
             "%d class(es) without enough positives (or without negatives) in the test set are left "
             "out of the bootstrap: %s",
@@ -266,14 +267,24 @@ def bootstrap_auc(
     seed: int = 0,
     max_draws: int | None = None,
     min_positives: int = 1,
+    warn: bool = True,
 ) -> BootstrapResult:
     """Macro ROC-AUC and PR-AUC on the test set with a ``level`` percentile bootstrap interval.
 
     ``y_true`` and ``y_prob`` are (records, classes). Classes with fewer than ``min_positives``
-    positives (at least 1) or without negatives are left out and listed in ``excluded``.
+    positives (at least 1) or without negatives are left out and listed in ``excluded`` (with a
+    warning unless ``warn`` is False).
     """
     ((result, _, _),) = _bootstrap(
-        y_true, {"y_prob": y_prob}, classes, n_resamples, level, seed, max_draws, min_positives
+        y_true,
+        {"y_prob": y_prob},
+        classes,
+        n_resamples,
+        level,
+        seed,
+        max_draws,
+        min_positives,
+        warn,
     )
     return result
 
@@ -288,6 +299,7 @@ def paired_bootstrap_auc(
     seed: int = 0,
     max_draws: int | None = None,
     min_positives: int = 1,
+    warn: bool = True,
 ) -> PairedBootstrapResult:
     """Two models' predictions on the same records: the interval of the AUC difference ``a - b``.
 
@@ -304,6 +316,7 @@ def paired_bootstrap_auc(
         seed,
         max_draws,
         min_positives,
+        warn,
     )
     return PairedBootstrapResult(
         a=a,

@@ -75,6 +75,9 @@ def fingerprint(db: Database, fs: int) -> str:
     return h.hexdigest()
 
 
+_WARNED_SKIPS: set[tuple[str, str]] = set()
+
+
 def load_signals(
     db: Database,
     fs: int = 100,
@@ -105,7 +108,10 @@ def load_signals(
                 f"{n} record(s) missing or unreadable under {db.root} (first: {listing}); "
                 "pass --skip-missing to leave them out"
             )
-        log.warning("skipping %d missing or unreadable record(s) (first: %s)", n, listing)
+        key = (str(npy.resolve()), fp)
+        if key not in _WARNED_SKIPS:  # said once per process, not per load of the same cache
+            _WARNED_SKIPS.add(key)
+            log.warning("skipping %d missing or unreadable record(s) (first: %s)", n, listing)
     return signals
 
 

@@ -228,6 +228,7 @@ def train_cmd(
                 f"--resume continues with the run's saved settings; {', '.join(ignored)} cannot "
                 "change them (train into a new --out instead)"
             )
+        _on_interrupt(resume / "config.json", f"resume with `ecgcnn train --resume {resume}`")
         cfg = resume_config(
             resume, only_fold=only_fold, device=device, progress=not no_progress,
             data_root=str(data_root) if data_root else None,
@@ -276,6 +277,7 @@ def train_cmd(
         device=device,
         progress=not no_progress,
     )
+    _on_interrupt(out / "config.json", f"resume with `ecgcnn train --resume {out}`")
     results = train(cfg)
     if results:  # ranks other than 0 under torchrun return nothing to report
         report_training(results, model, task, protocol, out, only_fold)
@@ -603,6 +605,9 @@ def benchmark_cmd(
     """Train every model on every task with the strat_fold split and write the leaderboard."""
     from ecgcnn.benchmark import run_benchmark
 
+    _on_interrupt(
+        out, "run the same command again: finished models are kept, the one in progress resumes"
+    )
     board = run_benchmark(
         data_root, out, [t.strip() for t in tasks.split(",") if t.strip()],
         [m.strip() for m in models.split(",") if m.strip()], recipe=recipe,
@@ -766,6 +771,15 @@ def _root(
     _setup_logging(verbose)
 
 
+_INTERRUPT_HINT: tuple[Path, str] | None = None
+
+
+def _on_interrupt(evidence: Path, hint: str) -> None:
+    """What to tell a user who presses Ctrl-C, once ``evidence`` exists (a run that can resume)."""
+    global _INTERRUPT_HINT
+    _INTERRUPT_HINT = (evidence, hint)
+
+
 def main() -> None:
     """Entry point: user errors are one line on stderr and exit code 1, never a traceback."""
     try:
@@ -779,5 +793,16 @@ def main() -> None:
               file=sys.stderr)  # fmt: skip
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say_interrupted()
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns Ctrl-C inside a command into a silent exit 130
+            _say_interrupted()
+        raise
+
+
+def _say_interrupted() -> None:
+    hint = _INTERRUPT_HINT
+    print(
+        f"interrupted: {hint[1]}" if hint and hint[0].exists() else "interrupted", file=sys.stderr
+    )
