@@ -27,6 +27,24 @@ def test_missing_root_and_files(tmp_path):
         load_database(tmp_path)
 
 
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_database_saved_by_a_spreadsheet_with_another_separator_reads_the_same(
+    synthetic_copy, sep
+):
+    """Excel in many locales saves CSV with ';' and decimal commas; tab-separated exports exist too."""
+    expected = load_database(synthetic_copy)
+    for name, index in (("ptbxl_database.csv", None), ("scp_statements.csv", 0)):
+        path = synthetic_copy / name
+        df = pd.read_csv(path, index_col=index)
+        df["weight"] = 70.5  # a decimal column, written with a decimal comma under ';'
+        df.to_csv(path, index=index is not None, sep=sep, decimal="," if sep == ";" else ".")
+    db = load_database(synthetic_copy)
+    pd.testing.assert_frame_equal(db.records, expected.records, check_like=True)
+    pd.testing.assert_frame_equal(
+        db.statements.drop(columns="weight"), expected.statements, check_like=True
+    )
+
+
 def test_missing_required_column_is_named(synthetic_copy):
     csv = synthetic_copy / "ptbxl_database.csv"
     pd.read_csv(csv).drop(columns=["patient_id"]).to_csv(csv, index=False)

@@ -63,6 +63,20 @@ def parse_scp_codes(text: object, where: str) -> dict[str, float]:
     return {k: float(v) for k, v in value.items()}
 
 
+def csv_dialect(path: Path) -> dict[str, str]:
+    """pandas options for a CSV as PhysioNet writes it (',') or as a spreadsheet re-saves it: ';' with
+    decimal commas (Excel in most European locales) or tabs. Judged by the header line alone."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = f.readline()
+    except OSError:
+        return {}  # the read that follows names the problem
+    counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
+    if counts[","] >= max(counts[";"], counts["\t"]):
+        return {}
+    return {"sep": ";", "decimal": ","} if counts[";"] > counts["\t"] else {"sep": "\t"}
+
+
 def load_database(root: str | Path) -> Database:
     """Read and validate ptbxl_database.csv and scp_statements.csv under a PTB-XL root."""
     root = Path(root)
@@ -74,8 +88,9 @@ def load_database(root: str | Path) -> Database:
             raise EcgcnnError(
                 f"{path} not found: a PTB-XL root holds {DATABASE_CSV} and {STATEMENTS_CSV}"
             )
+    dialect = csv_dialect(db_path)
     try:
-        head = pd.read_csv(db_path, nrows=0)
+        head = pd.read_csv(db_path, nrows=0, **dialect)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise EcgcnnError(f"{db_path}: not a readable CSV ({exc})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in head.columns]
@@ -86,7 +101,7 @@ def load_database(root: str | Path) -> Database:
         )
     usecols = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in head.columns]
     try:
-        df = pd.read_csv(db_path, usecols=usecols)
+        df = pd.read_csv(db_path, usecols=usecols, **dialect)
     except (pd.errors.ParserError, ValueError) as exc:
         raise EcgcnnError(f"{db_path}: not a readable CSV ({exc})") from None
     for col in ("ecg_id", "patient_id", "strat_fold"):
@@ -117,7 +132,7 @@ def load_database(root: str | Path) -> Database:
 
 def _load_statements(path: Path) -> pd.DataFrame:
     try:
-        st = pd.read_csv(path, index_col=0)
+        st = pd.read_csv(path, index_col=0, **csv_dialect(path))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise EcgcnnError(f"{path}: not a readable CSV ({exc})") from None
     needed = ("diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass")
