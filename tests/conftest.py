@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,8 +123,6 @@ CHROMIUM_FLAGS = (
 def headless_chromium(profile: Path, window: str = "1280,900", browser_log: bool = False):
     """Debian's Chromium driven through chromedriver with a new, empty profile, or a skip saying
     what is missing."""
-    import shutil
-
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     chromedriver = shutil.which("chromedriver")
@@ -140,3 +141,31 @@ def headless_chromium(profile: Path, window: str = "1280,900", browser_log: bool
     if browser_log:
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(chromedriver), options=options)
+
+
+@pytest.fixture
+def ecgcnn_here(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """Run an ``ecgcnn`` command line in this process (``ecgcnn.cli.main``, the console script's
+    entry point) and return it as a CompletedProcess: for the many refusals and quick runs that need
+    no interpreter of their own (each subprocess costs seconds of Python and torch start-up)."""
+    from ecgcnn.cli import main
+
+    def run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level  # main() replaces them: give them back
+        with monkeypatch.context() as m:
+            m.setattr(sys, "argv", ["ecgcnn", *map(str, args)])
+            if cwd is not None:
+                m.chdir(cwd)
+            code = 0
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                root.handlers[:] = handlers
+                root.setLevel(level)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run

@@ -89,25 +89,25 @@ def test_models_and_synth(tmp_path):
     assert (tmp_path / "s" / "ptbxl_database.csv").is_file()
 
 
-def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_path):
+def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_path, ecgcnn_here):
     assert_one_line_error(ecgcnn("train", "--data-root", tmp_path / "none", "--out", tmp_path / "o"),
                           "does not exist")  # fmt: skip
     csv = synthetic_copy / "ptbxl_database.csv"
     pd.read_csv(csv).drop(columns=["strat_fold"]).to_csv(csv, index=False)
-    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_copy, "--out", tmp_path / "o"),
+    assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_copy, "--out", tmp_path / "o"),
                           "missing required column(s) strat_fold")  # fmt: skip
-    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--model", "vgg"),
+    assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--model", "vgg"),
                           "unknown model 'vgg'")  # fmt: skip
-    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--task", "x"),
+    assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--task", "x"),
                           "unknown task 'x'")  # fmt: skip
-    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--folds", 100000,
+    assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--folds", 100000,
                                  "--no-progress"), "larger than the number of patients")  # fmt: skip
-    assert_one_line_error(ecgcnn("evaluate", "--checkpoint", csv, "--data-root", synthetic_root),
+    assert_one_line_error(ecgcnn_here("evaluate", "--checkpoint", csv, "--data-root", synthetic_root),
                           "not a loadable ecgcnn checkpoint")  # fmt: skip
-    assert_one_line_error(ecgcnn("cv-summary", tmp_path), "is not a run folder")
-    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--lead-dropout", 1.5),
+    assert_one_line_error(ecgcnn_here("cv-summary", tmp_path), "is not a run folder")
+    assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--lead-dropout", 1.5),
                           "lead_dropout must be in [0, 1), got 1.5")  # fmt: skip
-    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--mixup", -1),
+    assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--mixup", -1),
                           "mixup_alpha must be a number >= 0")  # fmt: skip
     for flag, value, message in (
         ("--ema", 1.5, "ema_decay must be in [0, 1), got 1.5"),
@@ -116,7 +116,7 @@ def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_pat
         ("--noise", "nan", "noise_std must be a number >= 0"),
         ("--scale-std", -0.1, "scale_std must be a number >= 0"),
     ):
-        assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", flag, value),
+        assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "o", flag, value),
                               message)  # fmt: skip
     assert not (tmp_path / "o").exists()  # refused before any work
 

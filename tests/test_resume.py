@@ -85,19 +85,19 @@ def test_resume_of_a_folder_that_is_no_run_is_an_error(tmp_path):
     )
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "ecgcnn", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=os.environ | {"PYTHONWARNINGS": "ignore"})  # fmt: skip
+@pytest.fixture
+def run_cli(ecgcnn_here):
+    return ecgcnn_here  # in this process: the killed and Ctrl-C runs above need a subprocess, these do not
 
 
-def quick_fold(root, out, cwd=None):
+def quick_fold(run_cli, root, out, cwd=None):
     return run_cli("train", "--data-root", root, "--out", out, "--folds", 2, "--epochs", 1,
                    "--only-fold", 0, "--no-progress", cwd=cwd)  # fmt: skip
 
 
-def test_resume_refuses_data_that_changed_since_the_run_began(synthetic_copy, tmp_path):
+def test_resume_refuses_data_that_changed_since_the_run_began(run_cli, synthetic_copy, tmp_path):
     out = tmp_path / "run"
-    assert quick_fold(synthetic_copy, out).returncode == 0
+    assert quick_fold(run_cli, synthetic_copy, out).returncode == 0
     db = synthetic_copy / "ptbxl_database.csv"
     lines = db.read_text().splitlines()
     db.write_text("\n".join(lines[:-5]) + "\n")  # five records fewer: the folds are drawn anew
@@ -110,10 +110,12 @@ def test_resume_refuses_data_that_changed_since_the_run_began(synthetic_copy, tm
     assert not (out / "fold_1").exists()
 
 
-def test_a_run_resumes_from_any_working_directory_and_from_a_moved_root(synthetic_copy, tmp_path):
+def test_a_run_resumes_from_any_working_directory_and_from_a_moved_root(
+    run_cli, synthetic_copy, tmp_path
+):
     (tmp_path / "work").mkdir()
     (tmp_path / "elsewhere").mkdir()
-    proc = quick_fold("../ptbxl", "runs/r", cwd=tmp_path / "work")  # relative paths
+    proc = quick_fold(run_cli, "../ptbxl", "runs/r", cwd=tmp_path / "work")  # relative paths
     assert proc.returncode == 0, proc.stderr
     run = tmp_path / "work" / "runs" / "r"
     proc = run_cli(
@@ -131,9 +133,9 @@ def test_a_run_resumes_from_any_working_directory_and_from_a_moved_root(syntheti
     assert proc.returncode == 0, proc.stderr
 
 
-def test_resume_refuses_settings_it_would_ignore(synthetic_root, tmp_path):
+def test_resume_refuses_settings_it_would_ignore(run_cli, synthetic_root, tmp_path):
     out = tmp_path / "run"
-    assert quick_fold(synthetic_root, out).returncode == 0
+    assert quick_fold(run_cli, synthetic_root, out).returncode == 0
     proc = run_cli("train", "--resume", out, "--epochs", 5, "--lr", 0.1, "--no-progress")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert (
@@ -142,9 +144,11 @@ def test_resume_refuses_settings_it_would_ignore(synthetic_root, tmp_path):
     )
 
 
-def test_resume_of_a_one_fold_run_trains_the_rest(synthetic_root, tmp_path):
+def test_resume_of_a_one_fold_run_trains_the_rest(run_cli, synthetic_root, tmp_path):
     out = tmp_path / "run"
-    assert quick_fold(synthetic_root, out).returncode == 0  # --only-fold 0 is this process's choice
+    assert (
+        quick_fold(run_cli, synthetic_root, out).returncode == 0
+    )  # --only-fold 0 is this process's choice
     proc = run_cli("train", "--resume", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert (out / "fold_1" / "metrics.json").is_file() and (out / "cv_results.json").is_file()
