@@ -1,4 +1,5 @@
-"""Re-score finished benchmark-protocol runs with other test-time windows: max or mean, 1.25 s or 0.5 s.
+"""Re-score finished benchmark-protocol runs with other test-time windows: max or mean, 1.25 s or 0.5 s,
+or the whole 10 s record in one pass (the models pool globally, so they read any length).
 
     python benchmarks/window_aggregation.py runs/sweep/resnet1d_wang/base runs/sweep/resnet1d_wang/mix
 
@@ -19,7 +20,7 @@ from ecgcnn.evaluate import predict_proba
 from ecgcnn.metrics import compute_metrics
 from ecgcnn.train import prepare, resume_config
 
-SETTINGS = (("max", 1.25), ("mean", 1.25), ("max", 0.5), ("mean", 0.5))
+SETTINGS = (("max", 1.25), ("mean", 1.25), ("max", 0.5), ("mean", 0.5), ("whole", None))
 
 
 def main(runs: list[str]) -> int:
@@ -28,7 +29,8 @@ def main(runs: list[str]) -> int:
         return 2
     torch.set_num_threads(1)
     data = None
-    print("| run | " + " | ".join(f"{a} / {s} s (val, test)" for a, s in SETTINGS) + " |")
+    heads = [f"{a} / {s} s" if s else "whole record" for a, s in SETTINGS]
+    print("| run | " + " | ".join(f"{h} (val, test)" for h in heads) + " |")
     print("|---" * (len(SETTINGS) + 1) + "|")
     for run in map(Path, runs):
         cfg = resume_config(run, progress=False)
@@ -46,8 +48,11 @@ def main(runs: list[str]) -> int:
         for how, stride_s in SETTINGS:
             auc = []
             for part in (split.val, split.test):
-                prob = predict_proba(model, data.signals.data, data.cache_rows[part], window=window,
-                                     stride=round(stride_s * fs), aggregate=how)  # fmt: skip
+                if stride_s is None:  # one pass over the whole record
+                    prob = predict_proba(model, data.signals.data, data.cache_rows[part])
+                else:
+                    prob = predict_proba(model, data.signals.data, data.cache_rows[part], window=window,
+                                         stride=round(stride_s * fs), aggregate=how)  # fmt: skip
                 m = compute_metrics(data.labels.y[part], prob, data.labels.classes, warn=False)
                 auc.append(m["roc_auc_macro"])
             cells.append(f"{auc[0]:.4f}, {auc[1]:.4f}")

@@ -98,9 +98,9 @@ def test_window_aggregation_rescores_finished_runs(sweep):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith(f"| {out}")]
     assert len(rows) == 2
-    for row in rows:  # four settings, each "validation, test"
+    for row in rows:  # four window settings and the whole record, each "validation, test"
         cells = row.strip("|").split("|")[1:]
-        assert len(cells) == 4
+        assert len(cells) == 5
         assert all(re.fullmatch(r"\s*0\.\d{4}, 0\.\d{4}\s*", c) for c in cells), row
     usage = script("window_aggregation.py")
     assert usage.returncode == 2 and "Re-score finished" in usage.stderr

@@ -1,4 +1,5 @@
-"""The `ecgcnn` command as a user runs it: a real subprocess per command."""
+"""The `ecgcnn` command as a user runs it: a real subprocess for the main commands, `ecgcnn.cli.main`
+in this process (the `ecgcnn_here` fixture) for refusals and follow-up commands."""
 
 import json
 import os
@@ -70,13 +71,13 @@ def test_evaluate_checkpoint_on_a_strat_fold(run_dir, synthetic_root, tmp_path):
     assert (tmp_path / "ev" / "predictions_fold9.npz").is_file()
 
 
-def test_only_fold_and_cv_summary(synthetic_root, tmp_path):
+def test_only_fold_and_cv_summary(ecgcnn_here, synthetic_root, tmp_path):
     for k in (0, 1):
-        proc = ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "r", "--folds", 2,
+        proc = ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "r", "--folds", 2,
                       "--epochs", 1, "--only-fold", k, "--no-progress")  # fmt: skip
         assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "r" / "cv_results.json").exists()
-    proc = ecgcnn("cv-summary", tmp_path / "r")
+    proc = ecgcnn_here("cv-summary", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "r" / "cv_results.json").is_file()
 
@@ -121,13 +122,13 @@ def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_pat
     assert not (tmp_path / "o").exists()  # refused before any work
 
 
-def test_corrupt_record_is_a_one_line_error_then_skippable(synthetic_copy, tmp_path):
+def test_corrupt_record_is_a_one_line_error_then_skippable(ecgcnn_here, synthetic_copy, tmp_path):
     dat = next((synthetic_copy / "records100").rglob("*.dat"))
     dat.write_bytes(dat.read_bytes()[:777])
     args = ("train", "--data-root", synthetic_copy, "--out", tmp_path / "o", "--folds", 2, "--epochs", 1,
             "--no-progress")  # fmt: skip
-    assert_one_line_error(ecgcnn(*args), "1 record(s) missing or unreadable")
-    proc = ecgcnn(*args, "--skip-missing")
+    assert_one_line_error(ecgcnn_here(*args), "1 record(s) missing or unreadable")
+    proc = ecgcnn_here(*args, "--skip-missing")
     assert proc.returncode == 0, proc.stderr
     assert "warning: skipping 1 missing or unreadable record(s)" in proc.stderr
 
@@ -143,7 +144,7 @@ def test_demo_command_end_to_end(tmp_path):
     assert set(results["folds"]) == {"fold_0", "fold_1"}
 
 
-def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
+def test_benchmark_and_leaderboard_commands(ecgcnn_here, synthetic_root, tmp_path):
     out = tmp_path / "bench"
     proc = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", out, "--tasks", "superdiagnostic",
                   "--models", "cnn1d,cnn1d@seed", "--epochs", 1, "--val-fold", 9, "--test-fold", 10,
@@ -158,17 +159,17 @@ def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
         own["recipe"]["name"] == "seed" and own["recipe"]["epochs"] == 10
     )  # its own recipe, untouched
     assert (out / "leaderboard.md").is_file() and "cnn1d" in proc.stderr
-    again = ecgcnn("leaderboard", out)
+    again = ecgcnn_here("leaderboard", out)
     assert again.returncode == 0, again.stderr
     assert "superdiagnostic" in again.stderr
     # the reference chosen once is kept when the table is recomputed; one not trained is an error
-    assert ecgcnn("leaderboard", out, "--reference", "cnn1d@seed").returncode == 0
-    assert ecgcnn("leaderboard", out).returncode == 0
+    assert ecgcnn_here("leaderboard", out, "--reference", "cnn1d@seed").returncode == 0
+    assert ecgcnn_here("leaderboard", out).returncode == 0
     assert json.loads((out / "leaderboard.json").read_text())["reference"] == "cnn1d@seed"
-    assert_one_line_error(ecgcnn("leaderboard", out, "--reference", "fcn_wang"),
+    assert_one_line_error(ecgcnn_here("leaderboard", out, "--reference", "fcn_wang"),
                           "--reference fcn_wang was not trained in this benchmark (it has cnn1d, cnn1d@seed)")  # fmt: skip
     # another seed into the same folder is another run: refused, nothing overwritten
-    clash = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", out, "--tasks", "superdiagnostic",
+    clash = ecgcnn_here("benchmark", "--data-root", synthetic_root, "--out", out, "--tasks", "superdiagnostic",
                    "--models", "cnn1d,fcn_wang", "--epochs", 1, "--val-fold", 9, "--test-fold", 10,
                    "--seed", 8, "--no-progress")  # fmt: skip
     assert_one_line_error(
@@ -176,10 +177,10 @@ def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
         "other settings (seed: 7 there, 8 now; recipe.aggregate: 'mean' there, 'max' now; "
         "recipe.batch_size: 32 there, 128 now)",
     )
-    bad = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", tmp_path / "b2", "--models",
+    bad = ecgcnn_here("benchmark", "--data-root", synthetic_root, "--out", tmp_path / "b2", "--models",
                  "cnn1d@seed,cnn1d", "--aggregate", "median", "--val-fold", 9, "--test-fold", 10)  # fmt: skip
     assert_one_line_error(bad, "unknown aggregate 'median'; expected max or mean")
-    zero = ecgcnn("benchmark", "--data-root", synthetic_root, "--out", tmp_path / "b2", "--models",
+    zero = ecgcnn_here("benchmark", "--data-root", synthetic_root, "--out", tmp_path / "b2", "--models",
                   "cnn1d", "--batch-size", 0, "--val-fold", 9, "--test-fold", 10)  # fmt: skip
     assert_one_line_error(zero, "batch size must be at least 1")
     assert not (tmp_path / "b2").exists()  # refused before the first entry trained
@@ -187,9 +188,9 @@ def test_benchmark_and_leaderboard_commands(synthetic_root, tmp_path):
     assert json.loads((out / "superdiagnostic" / "cnn1d" / "config.json").read_text())["seed"] == 7
 
 
-def test_train_benchmark_protocol_prints_its_test_figures(synthetic_root, tmp_path):
+def test_train_benchmark_protocol_prints_its_test_figures(ecgcnn_here, synthetic_root, tmp_path):
     out = tmp_path / "bench-run"
-    proc = ecgcnn("train", "--data-root", synthetic_root, "--out", out, "--protocol", "benchmark",
+    proc = ecgcnn_here("train", "--data-root", synthetic_root, "--out", out, "--protocol", "benchmark",
                   "--epochs", 1, "--no-progress")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     test = json.loads((out / "cv_results.json").read_text())["test"]["folds"]["benchmark"]
@@ -212,46 +213,46 @@ def test_fold_lists_ranges_and_their_mix():
 
 
 def test_unwritable_outputs_and_absent_rate_folders_are_one_line_errors(
-    synthetic_root, synthetic_copy, tmp_path
+    ecgcnn_here, synthetic_root, synthetic_copy, tmp_path
 ):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", blocker / "run", "--epochs", 1,
+    assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_root, "--out", blocker / "run", "--epochs", 1,
                                  "--no-progress"), f"{blocker / 'run'}: Not a directory")  # fmt: skip
-    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--cache-dir",
+    assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--cache-dir",
                                  blocker / "cache", "--no-progress"), f"{blocker / 'cache'}: Not a directory")  # fmt: skip
     (synthetic_copy / "records100").rename(synthetic_copy / "elsewhere")
-    assert_one_line_error(ecgcnn("train", "--data-root", synthetic_copy, "--out", tmp_path / "o", "--no-progress"),
+    assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_copy, "--out", tmp_path / "o", "--no-progress"),
                           f"{synthetic_copy} has no records100/ folder for --fs 100")  # fmt: skip
 
 
-def test_benchmark_skips_missing_records_when_asked(synthetic_copy, tmp_path):
+def test_benchmark_skips_missing_records_when_asked(ecgcnn_here, synthetic_copy, tmp_path):
     (synthetic_copy / "records100" / "00000" / "00003_lr.dat").unlink()
     args = ("benchmark", "--data-root", synthetic_copy, "--tasks", "superdiagnostic", "--models", "cnn1d",
             "--epochs", 1, "--no-progress")  # fmt: skip
     assert_one_line_error(
-        ecgcnn(*args, "--out", tmp_path / "b1"), "pass --skip-missing to leave them out"
+        ecgcnn_here(*args, "--out", tmp_path / "b1"), "pass --skip-missing to leave them out"
     )
-    proc = ecgcnn(*args, "--out", tmp_path / "b2", "--skip-missing")
+    proc = ecgcnn_here(*args, "--out", tmp_path / "b2", "--skip-missing")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("skipping 1 missing or unreadable record(s)") == 1  # not per load
 
 
 def test_evaluate_checks_the_fold_before_reading_records_and_warns_of_training_records(
-    run_dir, synthetic_root, synthetic_copy, tmp_path
+    ecgcnn_here, run_dir, synthetic_root, synthetic_copy, tmp_path
 ):
     ckpt = run_dir / "fold_0" / "checkpoint.pt"  # cv without a holdout: trained on every strat_fold
     csv = synthetic_copy / "ptbxl_database.csv"
     df = pd.read_csv(csv)
     df[df.strat_fold != 10].to_csv(csv, index=False)
     cache = tmp_path / "cache"
-    proc = ecgcnn("evaluate", "--checkpoint", ckpt, "--data-root", synthetic_copy, "--test-fold", 10,
+    proc = ecgcnn_here("evaluate", "--checkpoint", ckpt, "--data-root", synthetic_copy, "--test-fold", 10,
                   "--out", tmp_path / "ev", "--cache-dir", cache, "--no-progress")  # fmt: skip
     assert_one_line_error(proc, "strat_fold 10 holds no records")
     assert not list(cache.glob("signals_*.npy")), (
         "the records were read before the fold was checked"
     )
-    proc = ecgcnn("evaluate", "--checkpoint", ckpt, "--data-root", synthetic_root, "--test-fold", 9,
+    proc = ecgcnn_here("evaluate", "--checkpoint", ckpt, "--data-root", synthetic_root, "--test-fold", 9,
                   "--out", tmp_path / "ev", "--no-progress")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "strat_fold 9 was in this checkpoint's training data" in proc.stderr
