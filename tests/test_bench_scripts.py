@@ -1,13 +1,16 @@
-"""The scripts behind BENCHMARKS.md's sweeps, run as a user types them, on synthetic PTB-XL."""
+"""The scripts behind BENCHMARKS.md's sweeps, run with a user's arguments (as __main__, in this process), on synthetic PTB-XL."""
 
+import contextlib
+import io
 import json
-import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ecgcnn.benchmark import run_benchmark
 
@@ -17,9 +20,22 @@ SPLIT = ["--train-folds", "1-8", "--val-fold", "9", "--test-fold", "10"]
 
 
 def script(name: str, *args: object) -> subprocess.CompletedProcess:
-    env = os.environ | {"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=600)  # fmt: skip
+    """``python benchmarks/NAME ARGS...`` run as __main__ in this process (a subprocess each would
+    spend seconds starting Python and torch), with its stdout, stderr and exit status."""
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    argv, threads = sys.argv, torch.get_num_threads()
+    sys.argv = [str(SCRIPTS / name), *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(SCRIPTS / name), run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, int | None):
+            err.write(str(exc.code))
+    finally:
+        sys.argv = argv
+        torch.set_num_threads(threads)  # a script may set its own
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")
