@@ -148,6 +148,7 @@ def ecgcnn_here(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
     """Run an ``ecgcnn`` command line in this process (``ecgcnn.cli.main``, the console script's
     entry point) and return it as a CompletedProcess: for the many refusals and quick runs that need
     no interpreter of their own (each subprocess costs seconds of Python and torch start-up)."""
+    from ecgcnn import cache
     from ecgcnn.cli import main
 
     def run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -155,13 +156,14 @@ def ecgcnn_here(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
         handlers, level = root.handlers[:], root.level  # main() replaces them: give them back
         with monkeypatch.context() as m:
             m.setattr(sys, "argv", ["ecgcnn", *map(str, args)])
+            m.setattr(cache, "_WARNED_SKIPS", set())  # each command line is a fresh process
             if cwd is not None:
                 m.chdir(cwd)
             code = 0
             try:
                 main()
             except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             finally:
                 root.handlers[:] = handlers
                 root.setLevel(level)

@@ -519,6 +519,21 @@ def test_verify_reports_an_unreadable_file_as_unreadable_not_missing(
     assert report.problems() == [f"unreadable: {path} (Permission denied)"]
     assert "0 missing, 1 unreadable" in report.summary()
 
+    # a parent folder without search permission: Path.is_file() itself raises
+    monkeypatch.setattr(dl, "sha256_file", real)
+    is_file = Path.is_file
+
+    def unsearchable(self: Path) -> bool:
+        if self == dest / path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", unsearchable)
+    report = verify_ptbxl(dest)
+    assert report.unreadable == (path,) and report.problems() == [
+        f"unreadable: {path} (Permission denied)"
+    ]
+
 
 def test_verify_accepts_a_listing_written_with_dot_slash_paths(tree: Path, tmp_path: Path):
     """`sha256sum ./records100/...` writes './'-prefixed paths; they name the same files."""

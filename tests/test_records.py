@@ -27,22 +27,28 @@ def test_missing_root_and_files(tmp_path):
         load_database(tmp_path)
 
 
-@pytest.mark.parametrize("sep", [";", "\t"])
-def test_a_database_saved_by_a_spreadsheet_with_another_separator_reads_the_same(
-    synthetic_copy, sep
-):
-    """Excel in many locales saves CSV with ';' and decimal commas; tab-separated exports exist too."""
+@pytest.mark.parametrize(
+    ("sep", "decimal", "encoding"),
+    [(";", ",", "utf-8"), (";", ".", "utf-8"), ("\t", ".", "utf-8"), ("\t", ",", "utf-8"),
+     (";", ",", "cp1252")],
+)  # fmt: skip
+def test_a_database_saved_by_a_spreadsheet_reads_the_same(synthetic_copy, sep, decimal, encoding):
+    """Excel in many locales saves CSV with ';' and decimal commas (in its own code page); tab-separated
+    exports exist too. Separator, decimal mark and encoding are each recognised."""
     expected = load_database(synthetic_copy)
     for name, index in (("ptbxl_database.csv", None), ("scp_statements.csv", 0)):
         path = synthetic_copy / name
         df = pd.read_csv(path, index_col=index)
-        df["weight"] = 70.5  # a decimal column, written with a decimal comma under ';'
-        df.to_csv(path, index=index is not None, sep=sep, decimal="," if sep == ";" else ".")
+        df["weight"] = 70.5  # a decimal column
+        df["nurse"] = "Schwester Jürgen"  # not ASCII: the encoding matters
+        df.to_csv(path, index=index is not None, sep=sep, decimal=decimal, encoding=encoding)
     db = load_database(synthetic_copy)
     pd.testing.assert_frame_equal(db.records, expected.records, check_like=True)
+    assert db.records["age"].dtype.kind in "if"  # still numbers, whatever the decimal mark
     pd.testing.assert_frame_equal(
-        db.statements.drop(columns="weight"), expected.statements, check_like=True
+        db.statements.drop(columns=["weight", "nurse"]), expected.statements, check_like=True
     )
+    assert db.statements["weight"].iloc[0] == 70.5
 
 
 def test_missing_required_column_is_named(synthetic_copy):

@@ -156,7 +156,12 @@ def test_resume_of_a_one_fold_run_trains_the_rest(run_cli, synthetic_root, tmp_p
 
 def test_ctrl_c_names_the_command_that_resumes(synthetic_root, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "ecgcnn", *train_args(synthetic_root, out)],
+    args = [
+        *train_args(synthetic_root, out),
+        "--only-fold",
+        "0",
+    ]  # one fold per process: resume that one
+    proc = subprocess.Popen([sys.executable, "-m", "ecgcnn", *args],
                             env=os.environ | {"PYTHONWARNINGS": "ignore"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 300
@@ -172,4 +177,19 @@ def test_ctrl_c_names_the_command_that_resumes(synthetic_root, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
-    assert f"interrupted: resume with `ecgcnn train --resume {out}`" in stderr, stderr
+    assert f"interrupted: resume with `ecgcnn train --resume {out} --only-fold 0`" in stderr, stderr
+
+
+def test_the_resume_command_quotes_its_path():
+    from pathlib import Path
+
+    from ecgcnn.cli import resume_command
+
+    assert (
+        resume_command(Path("runs/my run"), None)
+        == "resume with `ecgcnn train --resume 'runs/my run'`"
+    )
+    assert (
+        resume_command(Path("runs/r"), 3)
+        == "resume with `ecgcnn train --resume runs/r --only-fold 3`"
+    )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -216,7 +219,9 @@ def train_cmd(
 ) -> None:
     """Train a model with cross-validation or the benchmark split; one run = one folder."""
     if nproc > 1 and "RANK" not in os.environ:
-        sys.exit(launch_torchrun(nproc))
+        run = resume if resume is not None else out
+        with on_interrupt((run or Path("-")) / "config.json", resume_command(run, only_fold)):
+            sys.exit(launch_torchrun(nproc))
     from ecgcnn.recipes import get_recipe
     from ecgcnn.train import TrainConfig, resume_config, train
 
@@ -228,13 +233,13 @@ def train_cmd(
                 f"--resume continues with the run's saved settings; {', '.join(ignored)} cannot "
                 "change them (train into a new --out instead)"
             )
-        _on_interrupt(resume / "config.json", f"resume with `ecgcnn train --resume {resume}`")
         cfg = resume_config(
             resume, only_fold=only_fold, device=device, progress=not no_progress,
             data_root=str(data_root) if data_root else None,
             cache_dir=str(cache_dir) if cache_dir else None,
         )  # fmt: skip
-        results = train(cfg, resume=True)
+        with on_interrupt(resume / "config.json", resume_command(resume, only_fold)):
+            results = train(cfg, resume=True)
         if results:
             report_training(results, cfg.model, cfg.task, cfg.protocol, resume, only_fold)
         return
@@ -277,8 +282,8 @@ def train_cmd(
         device=device,
         progress=not no_progress,
     )
-    _on_interrupt(out / "config.json", f"resume with `ecgcnn train --resume {out}`")
-    results = train(cfg)
+    with on_interrupt(out / "config.json", resume_command(out, only_fold)):
+        results = train(cfg)
     if results:  # ranks other than 0 under torchrun return nothing to report
         report_training(results, model, task, protocol, out, only_fold)
 
@@ -303,7 +308,8 @@ def launch_torchrun(nproc: int) -> int:
     console.print(
         f"launching: torchrun --standalone --nproc_per_node={nproc} -m ecgcnn {' '.join(args)}"
     )
-    return subprocess.call(cmd)
+    # the ranks leave the Ctrl-C hint to this process
+    return subprocess.call(cmd, env=os.environ | {"ECGCNN_LAUNCHED": "1"})
 
 
 def report_training(
@@ -605,17 +611,16 @@ def benchmark_cmd(
     """Train every model on every task with the strat_fold split and write the leaderboard."""
     from ecgcnn.benchmark import run_benchmark
 
-    _on_interrupt(
-        out, "run the same command again: finished models are kept, the one in progress resumes"
-    )
-    board = run_benchmark(
-        data_root, out, [t.strip() for t in tasks.split(",") if t.strip()],
-        [m.strip() for m in models.split(",") if m.strip()], recipe=recipe,
-        train_folds=parse_folds(train_folds), val_fold=val_fold, test_fold=test_fold, epochs=epochs,
-        aggregate=aggregate, batch_size=batch_size, fs=fs, seed=seed, reference=reference,
-        cache_dir=str(cache_dir) if cache_dir else None, device=device, progress=not no_progress,
-        skip_missing=skip_missing,
-    )  # fmt: skip
+    again = "run the same command again: finished models are kept, the one in progress resumes"
+    with on_interrupt(out, again):
+        board = run_benchmark(
+            data_root, out, [t.strip() for t in tasks.split(",") if t.strip()],
+            [m.strip() for m in models.split(",") if m.strip()], recipe=recipe,
+            train_folds=parse_folds(train_folds), val_fold=val_fold, test_fold=test_fold,
+            epochs=epochs, aggregate=aggregate, batch_size=batch_size, fs=fs, seed=seed,
+            reference=reference, cache_dir=str(cache_dir) if cache_dir else None, device=device,
+            progress=not no_progress, skip_missing=skip_missing,
+        )  # fmt: skip
     print_leaderboard(board, out)
 
 
@@ -771,13 +776,27 @@ def _root(
     _setup_logging(verbose)
 
 
-_INTERRUPT_HINT: tuple[Path, str] | None = None
+def resume_command(run: Path | None, only_fold: int | None) -> str:
+    """The command that continues ``run`` as this process would have (one fold, if it had one)."""
+    fold = f" --only-fold {only_fold}" if only_fold is not None else ""
+    return f"resume with `ecgcnn train --resume {shlex.quote(str(run))}{fold}`"
 
 
-def _on_interrupt(evidence: Path, hint: str) -> None:
-    """What to tell a user who presses Ctrl-C, once ``evidence`` exists (a run that can resume)."""
-    global _INTERRUPT_HINT
-    _INTERRUPT_HINT = (evidence, hint)
+@contextmanager
+def on_interrupt(evidence: Path, hint: str) -> Iterator[None]:
+    """On Ctrl-C, say how to carry on (once ``evidence`` shows there is a run to resume) and exit 130.
+
+    Handled here, inside the command, because typer turns a KeyboardInterrupt that leaves a command
+    into a silent exit. Under torchrun only the launcher (``--nproc``) or rank 0 speaks.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        speaks = os.environ.get("RANK", "0") == "0" and "ECGCNN_LAUNCHED" not in os.environ
+        if speaks:
+            said = f"interrupted: {hint}" if evidence.exists() else "interrupted"
+            print(said, file=sys.stderr)
+        raise typer.Exit(130) from None
 
 
 def main() -> None:
@@ -793,16 +812,5 @@ def main() -> None:
               file=sys.stderr)  # fmt: skip
         sys.exit(1)
     except KeyboardInterrupt:
-        _say_interrupted()
+        print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except SystemExit as exc:
-        if exc.code == 130:  # typer turns Ctrl-C inside a command into a silent exit 130
-            _say_interrupted()
-        raise
-
-
-def _say_interrupted() -> None:
-    hint = _INTERRUPT_HINT
-    print(
-        f"interrupted: {hint[1]}" if hint and hint[0].exists() else "interrupted", file=sys.stderr
-    )

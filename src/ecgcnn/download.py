@@ -125,7 +125,7 @@ class VerifyReport:
     mismatched: tuple[str, ...]
     skipped: int = 0
     unreadable: tuple[str, ...] = ()  # present but not readable (permissions, I/O error)
-    reasons: dict[str, str] = field(default_factory=dict)  # why each unreadable file is
+    reasons: dict[str, str] = field(default_factory=dict, hash=False)  # why each is unreadable
 
     @property
     def succeeded(self) -> bool:
@@ -578,8 +578,6 @@ def _fetch_listing(
         raise EcgcnnError(f"cannot fetch {listing_url}: {exc}") from None
     finally:
         part.unlink(missing_ok=True)
-    if not any(entry.startswith(folders) for entry in selected):
-        log.warning("%s lists no files under %s", listing_url, " or ".join(folders))
     return selected, targets, len(entries) - len(selected)
 
 
@@ -644,11 +642,10 @@ def verify_ptbxl(
     reasons: dict[str, str] = {}
 
     def check(entry: str) -> str:
-        target = targets[entry]
-        if not target.is_file():
-            return "missing"
-        try:
-            return "ok" if sha256_file(target) == selected[entry] else "mismatched"
+        try:  # is_file() itself raises when a parent folder cannot be searched
+            if not targets[entry].is_file():
+                return "missing"
+            return "ok" if sha256_file(targets[entry]) == selected[entry] else "mismatched"
         except OSError as exc:
             reasons[entry] = exc.strerror or str(exc)
             return "unreadable"

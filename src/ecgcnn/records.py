@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,17 +65,32 @@ def parse_scp_codes(text: object, where: str) -> dict[str, float]:
 
 
 def csv_dialect(path: Path) -> dict[str, str]:
-    """pandas options for a CSV as PhysioNet writes it (',') or as a spreadsheet re-saves it: ';' with
-    decimal commas (Excel in most European locales) or tabs. Judged by the header line alone."""
+    """pandas options for a CSV as PhysioNet writes it (UTF-8, ',') or as a spreadsheet re-saves it:
+    ';' or tab separators, decimal commas, the Windows code page (Excel in most European locales).
+    The separator comes from the header line, the decimal mark from the numbers in the first rows."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            header = f.readline()
+        data = path.read_bytes()
     except OSError:
         return {}  # the read that follows names the problem
+    try:
+        text, encoding = data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = data.decode("cp1252", errors="replace"), "cp1252"
+    lines = text.splitlines()
+    header = lines[0] if lines else ""
     counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
+    options = {} if encoding == "utf-8" else {"encoding": encoding}
     if counts[","] >= max(counts[";"], counts["\t"]):
-        return {}
-    return {"sep": ";", "decimal": ","} if counts[";"] > counts["\t"] else {"sep": "\t"}
+        return options
+    sep = ";" if counts[";"] > counts["\t"] else "\t"
+    cells = [c.strip().strip('"') for line in lines[1:200] for c in line.split(sep)]
+    commas = sum(bool(_COMMA_DECIMAL.fullmatch(c)) for c in cells)
+    dots = sum(bool(_DOT_DECIMAL.fullmatch(c)) for c in cells)
+    return options | {"sep": sep} | ({"decimal": ","} if commas > dots else {})
+
+
+_COMMA_DECIMAL = re.compile(r"-?\d+,\d+")
+_DOT_DECIMAL = re.compile(r"-?\d+\.\d+")
 
 
 def load_database(root: str | Path) -> Database:
