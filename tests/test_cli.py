@@ -94,9 +94,9 @@ def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_pat
     assert_one_line_error(ecgcnn("train", "--data-root", tmp_path / "none", "--out", tmp_path / "o"),
                           "does not exist")  # fmt: skip
     csv = synthetic_copy / "ptbxl_database.csv"
-    pd.read_csv(csv).drop(columns=["strat_fold"]).to_csv(csv, index=False)
+    pd.read_csv(csv).drop(columns=["patient_id"]).to_csv(csv, index=False)
     assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_copy, "--out", tmp_path / "o"),
-                          "missing required column(s) strat_fold")  # fmt: skip
+                          "missing required column(s) patient_id")  # fmt: skip
     assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--model", "vgg"),
                           "unknown model 'vgg'")  # fmt: skip
     assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "o", "--task", "x"),

@@ -120,8 +120,7 @@ def test_missing_lead_truncated_and_absent_records_are_record_errors(tmp_path):
 
 @pytest.mark.parametrize(
     ("column", "message"),
-    [("strat_fold", "ptbxl_database.csv: row 4 (ecg_id 3) has no strat_fold"),
-     ("scp_codes", "ecg_id 3: scp_codes is empty (expected a dict literal like {'NORM': 100.0})"),
+    [("scp_codes", "ecg_id 3: scp_codes is empty (expected a dict literal like {'NORM': 100.0})"),
      ("filename_lr", "ptbxl_database.csv: ecg_id 3 has no filename_lr (records at 100 Hz)")],
 )  # fmt: skip
 def test_a_blank_cell_is_named(synthetic_copy, column, message):

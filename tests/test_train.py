@@ -126,6 +126,38 @@ def test_benchmark_protocol_uses_strat_folds(synthetic_root, tmp_path):
     assert len(test["ecg_ids"]) == results["test"]["folds"]["benchmark"]["records"]
 
 
+def test_data_without_strat_folds_trains_with_cross_validation_only(synthetic_copy, tmp_path):
+    """A user's own data in PTB-XL layout may have no strat_fold: patient-wise CV needs none."""
+    import pandas as pd
+
+    csv = synthetic_copy / "ptbxl_database.csv"
+    df = pd.read_csv(csv)
+    df["strat_fold"] = df["strat_fold"].astype(object)
+    df.loc[3, "strat_fold"] = None  # one blank cell
+    df.to_csv(csv, index=False)
+    blank_id = int(df.loc[3, "ecg_id"])
+    for why, overrides in (("--protocol benchmark", {"protocol": "benchmark", "val_fold": 9, "test_fold": 10}),
+                           ("--holdout-fold", {"holdout_fold": 10})):  # fmt: skip
+        with pytest.raises(EcgcnnError, match=f"ecg_id {blank_id} has no strat_fold; {why} needs"):
+            prepare(config(synthetic_copy, tmp_path / "x", **overrides))
+    df.drop(columns="strat_fold").to_csv(csv, index=False)  # no column at all
+    with pytest.raises(EcgcnnError, match="has no strat_fold column; --protocol benchmark needs"):
+        prepare(
+            config(synthetic_copy, tmp_path / "x", protocol="benchmark", val_fold=9, test_fold=10)
+        )
+    results = train(config(synthetic_copy, tmp_path / "cv", epochs=1, folds=2))
+    assert set(results["folds"]) == {"fold_0", "fold_1"}
+    from ecgcnn.evaluate import evaluate_checkpoint
+
+    checkpoint = tmp_path / "cv" / "fold_0" / "checkpoint.pt"
+    with pytest.raises(EcgcnnError, match="has no strat_fold column; --test-fold needs"):
+        evaluate_checkpoint(
+            checkpoint, synthetic_copy, tmp_path / "ev", test_fold=10, progress=False
+        )
+    every = evaluate_checkpoint(checkpoint, synthetic_copy, tmp_path / "ev", progress=False)
+    assert every["records"] == len(df)
+
+
 def test_bad_settings_fail_before_any_work(synthetic_root, tmp_path):
     with pytest.raises(EcgcnnError, match="unknown model"):
         train(config(synthetic_root, tmp_path / "x", model="cnn3d"))

@@ -198,7 +198,7 @@ def evaluate_checkpoint(
     from ecgcnn.cache import load_signals
     from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
     from ecgcnn.labels import make_labels
-    from ecgcnn.records import load_database
+    from ecgcnn.records import load_database, require_strat_folds
 
     payload = load_checkpoint(checkpoint)
     model = model_from_checkpoint(payload)
@@ -206,6 +206,7 @@ def evaluate_checkpoint(
     db = load_database(data_root)
     labels = make_labels(db, payload["task"], tuple(classes))
     if test_fold is not None:  # before reading any record: a full cache build is minutes
+        require_strat_folds(db, db.records.index.to_numpy(), "--test-fold")
         present = sorted(set(db.records["strat_fold"].tolist()))
         if test_fold not in db.records.loc[labels.ecg_ids, "strat_fold"].to_numpy():
             raise EcgcnnError(

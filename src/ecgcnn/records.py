@@ -19,9 +19,12 @@ LEADS: tuple[str, ...] = (
 DATABASE_CSV = "ptbxl_database.csv"
 STATEMENTS_CSV = "scp_statements.csv"
 REQUIRED_COLUMNS: tuple[str, ...] = (
-    "ecg_id", "patient_id", "scp_codes", "strat_fold", "filename_lr", "filename_hr",
+    "ecg_id", "patient_id", "scp_codes", "filename_lr", "filename_hr",
 )  # fmt: skip
-OPTIONAL_COLUMNS: tuple[str, ...] = ("age", "sex")
+# strat_fold is PTB-XL's; a user's own data may lack it (or some cells): patient-wise CV needs none.
+# Such records get NO_FOLD, and what needs strat_folds refuses them (require_strat_folds).
+OPTIONAL_COLUMNS: tuple[str, ...] = ("strat_fold", "age", "sex")
+NO_FOLD = 0
 RATES = {100: "filename_lr", 500: "filename_hr"}
 
 
@@ -32,6 +35,7 @@ class Database:
     root: Path
     records: pd.DataFrame
     statements: pd.DataFrame
+    has_strat_fold_column: bool = True  # False: every record's strat_fold is NO_FOLD
 
     def record_path(self, ecg_id: int, fs: int) -> Path:
         """Path of a record without extension (as wfdb wants it)."""
@@ -120,6 +124,12 @@ def load_database(root: str | Path) -> Database:
         df = pd.read_csv(db_path, usecols=usecols, **dialect)
     except (pd.errors.ParserError, ValueError) as exc:
         raise EcgcnnError(f"{db_path}: not a readable CSV ({exc})") from None
+    has_folds = "strat_fold" in df.columns
+    if not has_folds:
+        df["strat_fold"] = NO_FOLD
+    else:
+        blank = df["strat_fold"].isna() | (df["strat_fold"].astype(str).str.strip() == "")
+        df.loc[blank, "strat_fold"] = NO_FOLD
     for col in ("ecg_id", "patient_id", "strat_fold"):
         values = pd.to_numeric(df[col], errors="coerce")
         # inf cannot be cast and beyond 2**53 floats are no longer exact whole numbers
@@ -143,7 +153,24 @@ def load_database(root: str | Path) -> Database:
     ]
     df = df.set_index("ecg_id").sort_index()
     statements = _load_statements(st_path)
-    return Database(root=root, records=df, statements=statements)
+    return Database(root=root, records=df, statements=statements, has_strat_fold_column=has_folds)
+
+
+def require_strat_folds(db: Database, ecg_ids: np.ndarray, why: str) -> None:
+    """Refuse records without a strat_fold where ``why`` (an option) splits by strat_fold."""
+    where = db.root / DATABASE_CSV
+    if not db.has_strat_fold_column:
+        raise EcgcnnError(
+            f"{where} has no strat_fold column; {why} needs one (--protocol cv without "
+            "--holdout-fold splits by patient and needs none)"
+        )
+    folds = db.records.loc[ecg_ids, "strat_fold"].to_numpy()
+    if (folds == NO_FOLD).any():
+        first = int(np.asarray(ecg_ids)[folds == NO_FOLD][0])
+        raise EcgcnnError(
+            f"{where}: ecg_id {first} has no strat_fold; {why} needs one for every record "
+            "(--protocol cv without --holdout-fold does not)"
+        )
 
 
 def _load_statements(path: Path) -> pd.DataFrame:

@@ -56,7 +56,7 @@ from ecgcnn.labels import Labels, check_task, make_labels
 from ecgcnn.metrics import compute_metrics, summarize, tune_thresholds
 from ecgcnn.models import Classifier, check_model, create_model, keep_outputs
 from ecgcnn.recipes import Recipe, get_recipe
-from ecgcnn.records import LEADS, Database, check_rate, load_database
+from ecgcnn.records import LEADS, Database, check_rate, load_database, require_strat_folds
 from ecgcnn.splits import PROTOCOLS, Split, benchmark_split, cv_folds, cv_splits, describe
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,9 @@ class Prepared:
 def prepare(cfg: TrainConfig) -> Prepared:
     """Read the root (through the cache), build labels and splits as ``cfg`` says."""
     db = load_database(cfg.data_root)
+    if cfg.protocol == "benchmark" or cfg.holdout_fold is not None:  # before the records are read
+        why = "--protocol benchmark" if cfg.protocol == "benchmark" else "--holdout-fold"
+        require_strat_folds(db, db.records.index.to_numpy(), why)
     signals = load_signals(db, cfg.fs, cfg.cache_dir, cfg.skip_missing, cfg.progress)
     labels = make_labels(db, cfg.task)
     keep = np.isin(labels.ecg_ids, signals.ecg_ids)
