@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import os
 import re
 import runpy
 import subprocess
@@ -140,3 +141,28 @@ def test_seed_summary_puts_seeds_side_by_side(synthetic_root, tmp_path):
     assert line.count("to") == 2  # one paired interval per seed
     other = script("seed_summary.py", "--task", "all", *folders)
     assert other.returncode == 2 and "no all results with reference cnn1d" in other.stderr
+
+
+def test_the_prepared_gpu_benchmark_runs_as_a_cpu_dry_run(synthetic_root, tmp_path):
+    """benchmarks/gpu_benchmark.sh is what a session with a lent GPU runs: it must work before then."""
+    env = {**os.environ, "DEVICE": "cpu", "EPOCHS": "1", "MODELS": "cnn1d@seed,cnn1d",
+           "TASKS": "superdiagnostic", "DATA": str(synthetic_root), "TRAIN_FOLDS": "1-8", "VAL_FOLD": "9",
+           "TEST_FOLD": "10", "PYTHON": sys.executable, "OUT": str(tmp_path / "out"),
+           "WORK": str(tmp_path / "work"), "PYTHONWARNINGS": "ignore"}  # fmt: skip
+    repo = SCRIPTS.parent
+    proc = subprocess.run(["bash", str(SCRIPTS / "gpu_benchmark.sh")], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "env.txt",
+        "leaderboard.json",
+        "leaderboard.md",
+        "log.txt",
+    ]
+    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    assert set(board["tasks"]["superdiagnostic"]) >= {"cnn1d", "cnn1d@seed"}
+    assert "torch" in (tmp_path / "out" / "env.txt").read_text()
+    env["DATA"] = str(tmp_path / "nowhere")
+    missing = subprocess.run(["bash", str(SCRIPTS / "gpu_benchmark.sh")], cwd=repo, env=env,
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert missing.returncode == 1 and "ptbxl_database.csv not found" in missing.stderr
