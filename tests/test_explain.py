@@ -123,9 +123,9 @@ def test_paper_drawing_validates_its_input(tmp_path):
 # --- a checkpoint without training, for the command ---------------------------------------------
 
 
-def fake_checkpoint(path: Path, name: str) -> Path:
+def fake_checkpoint(path: Path, name: str, **extra: object) -> Path:
     model = untrained(name)
-    meta = {
+    meta = extra | {
         "model": {"name": name, "kwargs": {}},
         "task": "top5",
         "classes": ["NORM", "NDT", "IMI", "LVH", "ASMI"],
@@ -140,8 +140,44 @@ def fake_checkpoint(path: Path, name: str) -> Path:
         "fold": "fold_0",
         "config": {},
     }
-    save_checkpoint(path, model, meta)
+    save_checkpoint(path, model, meta | extra)
     return path
+
+
+@pytest.mark.parametrize("aggregate", ["max", "mean"])
+@pytest.mark.parametrize("method", METHODS)
+def test_a_windowed_model_is_explained_with_the_probability_predict_gives(
+    synthetic_root, tmp_path, aggregate, method
+):
+    """A benchmark-recipe checkpoint scores 2.5 s windows and aggregates them: explain must show
+    (and attribute) that record probability, not one pass over the whole record."""
+    from ecgcnn.predict import Predictor
+
+    ckpt = fake_checkpoint(
+        tmp_path / "w.pt", "fcn_wang", window=250, stride=125, aggregate=aggregate
+    )
+    record = synthetic_root / "records100" / "00000" / "00005_lr"
+    predicted = Predictor.load(ckpt).predict_record(record)
+    results = explain_record(ckpt, tmp_path / "out", record=record, method=method, top=5)
+    for r in results:
+        assert r.probability == pytest.approx(predicted.probabilities[r.class_name], abs=1e-5)
+    assert all(p.read_bytes()[:8] == PNG for r in results for p in r.paths)
+
+
+def test_a_windowed_model_explains_a_record_shorter_than_ten_seconds(tmp_path):
+    ckpt = fake_checkpoint(tmp_path / "w.pt", "fcn_wang", window=250, stride=125, aggregate="mean")
+    np.save(
+        tmp_path / "three_s.npy", ecg(samples=300).T
+    )  # longer than one window: predict takes it
+    for method in METHODS:
+        results = explain_record(
+            ckpt, tmp_path / "o", record=tmp_path / "three_s.npy", fs=100, method=method
+        )
+        assert results and results[0].paths[0].read_bytes()[:8] == PNG
+    np.save(tmp_path / "short.npy", ecg(samples=995).T)  # 0.5% short of an unwindowed model's 10 s
+    results = explain_record(fake_checkpoint(tmp_path / "c.pt", "cnn1d"), tmp_path / "o2",
+                             record=tmp_path / "short.npy", fs=100)  # fmt: skip
+    assert results[0].paths[0].read_bytes()[:8] == PNG
 
 
 def test_explain_record_of_an_image_model_writes_paper_and_image(synthetic_root, tmp_path):
@@ -288,3 +324,33 @@ def test_explain_command(synthetic_root, tmp_path):
                   "--out", tmp_path / "npy")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()).name.startswith("ecg_")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_windowed_attributions_cover_the_whole_record(method):
+    model, x = untrained("fcn_wang"), ecg()
+    ex = explain_signal(model, x, 2, method, window=250, stride=125, aggregate="max")
+    assert ex.attribution.shape == x.shape and np.isfinite(ex.attribution).all()
+    with torch.no_grad():  # the probability is the max over the 7 windows' probabilities
+        from ecgcnn.windows import sliding_windows
+
+        windows = sliding_windows(torch.from_numpy(x)[None], 250, 125)[0]
+        assert ex.probability == pytest.approx(
+            float(torch.sigmoid(model(windows))[:, 2].max()), abs=1e-6
+        )
+    if method == "gradcam":  # a time map, shared by the leads, reaching the record's last sample
+        np.testing.assert_array_equal(ex.attribution[0], ex.attribution[5])
+        assert ex.attribution.shape[1] == 1000
+
+
+def test_a_recording_in_microvolts_is_explained_with_units(tmp_path, ecgcnn_here):
+    ckpt = fake_checkpoint(tmp_path / "c.pt", "cnn1d")
+    np.save(tmp_path / "uv.npy", ecg().T * 1000)  # the same ECG in microvolts
+    args = ("explain", "--checkpoint", ckpt, "--record", tmp_path / "uv.npy", "--fs", 100)
+    refused = ecgcnn_here(*args, "--out", tmp_path / "a")
+    assert refused.returncode == 1 and "--units uV" in refused.stderr
+    done = ecgcnn_here(*args, "--out", tmp_path / "b", "--units", "uV")
+    assert done.returncode == 0, done.stderr
+    np.save(tmp_path / "mv.npy", ecg().T)
+    same = explain_record(ckpt, tmp_path / "c", record=tmp_path / "mv.npy", fs=100)
+    assert f"{same[0].probability:.3f}" in done.stdout + done.stderr

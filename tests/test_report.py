@@ -179,3 +179,40 @@ def test_report_opens_in_headless_chromium(run_dir, tmp_path):
     assert image.size[0] >= 1000 and image.size[1] > 2000
     # not a blank page: the screenshot has the header's dark band and the plots' colours
     assert len(image.convert("RGB").resize((64, 256)).getcolors(65536)) > 50
+
+
+def test_examples_of_a_windowed_run_show_the_probabilities_they_were_chosen_by(
+    synthetic_root, tmp_path
+):
+    """A benchmark-recipe run scores 2.5 s windows: each example's caption must give the saved
+    (window-aggregated) probability, not one pass of the model over the whole record."""
+    import re
+
+    import numpy as np
+
+    from ecgcnn.recipes import get_recipe
+    from ecgcnn.train import TrainConfig, train
+
+    out = tmp_path / "bench"
+    train(TrainConfig(data_root=str(synthetic_root), out=str(out), protocol="benchmark", val_fold=9, test_fold=10,
+                      recipe=get_recipe("benchmark").with_overrides(epochs=2, batch_size=32, aggregate="mean"),
+                      progress=False))  # fmt: skip
+    html = write_report(out, out / "again.html")
+    saved = np.load(out / "benchmark" / "predictions_val.npz")
+    classes = json.loads((out / "config.json").read_text())["classes"]
+    text = Path(html).read_text()
+    shown = re.findall(r"<h3>([^<]+)</h3>|ecg_id (\d+), p = (0\.\d\d)", text)
+    checked, current = 0, None
+    for heading, ecg_id, p in shown:
+        if heading:
+            current = classes.index(heading) if heading in classes else None
+            continue
+        if current is None:
+            continue
+        row = int(np.flatnonzero(saved["ecg_ids"] == int(ecg_id))[0])
+        assert float(p) == pytest.approx(saved["y_prob"][row, current], abs=0.006), (
+            ecg_id,
+            heading,
+        )
+        checked += 1
+    assert checked >= 3

@@ -726,12 +726,16 @@ def explain(
     fs: Annotated[
         float | None, typer.Option(help="Sampling rate of a .npy or CSV --record (Hz).")
     ] = None,
+    units: Annotated[
+        str, typer.Option(help="Units of a .npy / CSV --record (without a units row): mV, uV or V.")
+    ] = "mV",
 ) -> None:
     """Where the model looks: attribution of one record drawn on ECG paper (PNG per class)."""
     from ecgcnn.explain import explain_record
 
     results = explain_record(checkpoint, out, record=record, data_root=data_root, ecg_id=ecg_id,
-                             method=method, class_name=class_name, top=top, fs=fs)  # fmt: skip
+                             method=method, class_name=class_name, top=top, fs=fs,
+                             units=units)  # fmt: skip
     table = Table(title=f"explained with {method}")
     for column in ("class", "probability", "threshold", "call"):
         table.add_column(column, justify="left" if column == "class" else "right")

@@ -12,6 +12,11 @@ Three methods, all through captum rather than hand-written gradients:
 Every attribution has the input's shape (12, T). Models that render the ECG to an image inside
 the network (cnn2d) are differentiable end to end, so input attributions work for them too; they
 also get an image-level map over the rendered picture (``Explanation.image_attribution``).
+
+A checkpoint trained on windows (the benchmark recipe: 2.5 s windows, aggregated by max or mean)
+is explained as ``predict`` scores it: the explained score is the logit of the aggregated window
+probability (:class:`WindowedScore`), so the probability shown is the one ``predict`` reports,
+and Grad-CAM's window maps are put back on the record's timeline.
 """
 
 from __future__ import annotations
@@ -127,6 +132,34 @@ def _pull_back(render: nn.Module, x: torch.Tensor, image_map: torch.Tensor) -> t
     return torch.from_numpy(out)
 
 
+class WindowedScore(nn.Module):
+    """A windowed model as one function of the whole record: (B, leads, T) -> (B, classes), the
+    logit of the window probabilities aggregated as the checkpoint says (what predict reports)."""
+
+    def __init__(self, model: nn.Module, window: int, stride: int, how: str) -> None:
+        super().__init__()
+        self.model, self.window, self.stride, self.how = model, int(window), int(stride), how
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from ecgcnn.windows import aggregate, sliding_windows
+
+        w = sliding_windows(x, self.window, self.stride)  # (B, W, leads, window)
+        logits = self.model(w.flatten(0, 1)).reshape(w.shape[0], w.shape[1], -1)
+        p = aggregate(torch.sigmoid(logits), self.how).clamp(1e-7, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)
+
+
+def _on_timeline(cam: torch.Tensor, starts: np.ndarray, window: int, samples: int) -> torch.Tensor:
+    """Per-window time maps (W, 1, T') back on the record's timeline (1, 1, samples): each window's
+    map stretched to its span, averaged where windows overlap."""
+    spans = F.interpolate(cam, size=window, mode="linear", align_corners=False)[:, 0]
+    total, count = torch.zeros(samples), torch.zeros(samples)
+    for start, span in zip(starts, spans, strict=True):
+        total[start : start + window] += span
+        count[start : start + window] += 1
+    return (total / count.clamp_min(1))[None, None]
+
+
 def attribute(
     model: nn.Module, signal: np.ndarray | torch.Tensor, class_index: int, method: str = "saliency"
 ) -> np.ndarray:
@@ -148,9 +181,19 @@ class Explanation:
 
 
 def explain_signal(
-    model: nn.Module, signal: np.ndarray | torch.Tensor, class_index: int, method: str = "saliency"
+    model: nn.Module,
+    signal: np.ndarray | torch.Tensor,
+    class_index: int,
+    method: str = "saliency",
+    window: int | None = None,
+    stride: int | None = None,
+    aggregate: str = "max",
 ) -> Explanation:
-    """Attribute one class of one ECG (leads, T) with ``method``; image maps too for image models."""
+    """Attribute one class of one ECG (leads, T) with ``method``; image maps too for image models.
+
+    With ``window`` (samples; a checkpoint's ``window``, ``stride`` and ``aggregate``), the record
+    is scored as sliding windows whose probabilities are aggregated, as ``predict`` does.
+    """
     from captum.attr import (
         IntegratedGradients,
         LayerGradientXActivation,
@@ -164,19 +207,38 @@ def explain_signal(
     if x.dim() != 3:
         raise EcgcnnError(f"expected one ECG of shape (leads, samples), got {tuple(x.shape[1:])}")
     model.eval()
+    windowed = window is not None and window < x.shape[-1]
+    if windowed:
+        stride = int(stride or max(window // 2, 1))
+        scorer: nn.Module = WindowedScore(model, window, stride, aggregate)
+    else:
+        scorer = model
     with torch.no_grad():
-        logits = model(x)
+        logits = scorer(x)
     if not 0 <= class_index < logits.shape[1]:
         raise EcgcnnError(f"class index {class_index} is not one of the model's {logits.shape[1]}")
     probability = float(torch.sigmoid(logits[0, class_index]))
-    render = image_layer(model, x)
+    # image maps need one rendered picture: a windowed image model gets the input maps only
+    render = None if windowed else image_layer(model, x)
     image = image_attr = None
     if method == "saliency":
-        attr = Saliency(model).attribute(x, target=class_index, abs=True)
+        attr = Saliency(scorer).attribute(x, target=class_index, abs=True)
     elif method == "integrated-gradients":
-        attr = IntegratedGradients(model).attribute(
+        attr = IntegratedGradients(scorer).attribute(
             x, baselines=torch.zeros_like(x), target=class_index, n_steps=IG_STEPS
         )
+    elif windowed:
+        from ecgcnn.windows import window_starts
+
+        layer = last_conv_layer(model, x[..., :window])
+        cam = _gradcam_layer(scorer, layer, x, class_index)  # (windows, 1, T') per window
+        if cam.dim() != 3:
+            raise EcgcnnError(
+                "Grad-CAM of a windowed image model is not supported; use saliency or "
+                "integrated-gradients"
+            )
+        starts = window_starts(x.shape[-1], window, stride)
+        attr = _on_timeline(cam, starts, window, x.shape[-1]).expand_as(x)
     else:
         layer = last_conv_layer(model, x)
         cam = _gradcam_layer(model, layer, x, class_index)  # (1, 1, T') or (1, 1, H', W')
@@ -251,12 +313,12 @@ class ExplainedClass:
 
 
 def _read_file(
-    path: str | Path, leads: tuple[str, ...], fs: float | None, model_fs: float
+    path: str | Path, leads: tuple[str, ...], fs: float | None, model_fs: float, units: str = "mV"
 ) -> tuple[np.ndarray, str]:
     """A recording file (WFDB, EDF, .npy, CSV) in the model's leads, resampled to its rate."""
     from ecgcnn.recording import read_recording, resample
 
-    rec = read_recording(path, leads, fs=fs).validate()
+    rec = read_recording(path, leads, fs=fs, units=units).validate()
     name = Path(rec.name).name
     if Path(name).suffix.lower() in (".npy", ".csv", ".edf"):  # WFDB names come without one
         name = Path(name).stem
@@ -275,6 +337,7 @@ def _record_signal(
     data_root: str | Path | None,
     ecg_id: int | None,
     fs: float | None = None,
+    units: str = "mV",
 ) -> tuple[np.ndarray, str, list[str] | None]:
     """(signal (leads, T), display id, true labels or None) from a recording file or a PTB-XL root."""
     from ecgcnn.labels import make_labels
@@ -285,7 +348,7 @@ def _record_signal(
         raise EcgcnnError("give either --record PATH or --data-root DIR --ecg-id N")
     truth = None
     if record is not None:
-        signal, name = _read_file(record, leads, fs, model_fs)
+        signal, name = _read_file(record, leads, fs, model_fs, units)
     else:
         if ecg_id is None:
             raise EcgcnnError("--data-root needs --ecg-id N (the record to explain)")
@@ -301,11 +364,18 @@ def _record_signal(
             if len(row)
             else []
         )
+    from ecgcnn.predict import SHORT_TOLERANCE
+
     length = int(meta.get("input_length", len(signal)))
-    if len(signal) < length:
+    need = int(meta.get("window") or length)  # a windowed model reads any record of one window
+    if need - need // SHORT_TOLERANCE <= len(signal) < need:  # as predict: pad a near miss
+        log.warning("%s: %g s, short of the model's %g s: padded with its last value", name,
+                    len(signal) / model_fs, need / model_fs)  # fmt: skip
+        signal = np.pad(signal, ((0, need - len(signal)), (0, 0)), mode="edge")
+    if len(signal) < need:
         raise EcgcnnError(
             f"{name} holds {len(signal) / model_fs:g} s at {model_fs:g} Hz; the model expects "
-            f"{length / model_fs:g} s ({length} samples)"
+            f"{need / model_fs:g} s ({need} samples)"
         )
     if len(signal) > length:
         log.warning(
@@ -341,6 +411,7 @@ def explain_record(
     class_name: str | None = None,
     top: int | None = None,
     fs: float | None = None,
+    units: str = "mV",
 ) -> list[ExplainedClass]:
     """Explain one record (a recording file, or an ecg_id of a PTB-XL root): PNGs on ECG paper in ``out``.
 
@@ -349,16 +420,22 @@ def explain_record(
     heat map over the rendered image.
     """
     from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
-    from ecgcnn.evaluate import safe_name
+    from ecgcnn.evaluate import checkpoint_windows, safe_name
     from ecgcnn.paper import plot_image_attribution, plot_paper
 
     check_method(method)
     payload = load_checkpoint(checkpoint)
     model = model_from_checkpoint(payload)
     meta = model.meta
-    signal, name, truth = _record_signal(meta, record, data_root, ecg_id, fs)
+    signal, name, truth = _record_signal(meta, record, data_root, ecg_id, fs, units)
+    windows = checkpoint_windows(meta)
+    if windows["window"] is not None and windows["window"] < signal.shape[1]:
+        stride = windows["stride"] or max(windows["window"] // 2, 1)
+        scorer: nn.Module = WindowedScore(model, windows["window"], stride, windows["aggregate"])
+    else:
+        scorer = model
     with torch.no_grad():
-        prob = torch.sigmoid(model(torch.from_numpy(signal).unsqueeze(0)))[0].numpy()
+        prob = torch.sigmoid(scorer(torch.from_numpy(signal).unsqueeze(0)))[0].numpy()
     classes = list(meta["classes"])
     chosen = _choose_classes(classes, prob, class_name, top)
     out = Path(out)
@@ -367,7 +444,7 @@ def explain_record(
     thresholds = meta.get("thresholds") or [None] * len(classes)
     results = []
     for j in chosen:
-        ex = explain_signal(model, signal, j, method)
+        ex = explain_signal(model, signal, j, method, **windows)
         cls = classes[j]
         base = out / f"{stem}_{safe_name(cls)}_{method}"
         title = dict(

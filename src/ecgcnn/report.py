@@ -526,6 +526,7 @@ def section_examples(
 ) -> str:
     from ecgcnn.cache import load_signals
     from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from ecgcnn.evaluate import checkpoint_windows
     from ecgcnn.explain import explain_signal
     from ecgcnn.paper import paper_figure
     from ecgcnn.records import load_database
@@ -570,7 +571,7 @@ def section_examples(
                 parts.append(_note(f"{e.kind}: ecg_id {ecg_id} is not readable in {_esc(root)}."))
                 continue
             signal = np.asarray(signals.data[signals.rows(np.array([ecg_id]))[0]])
-            ex = explain_signal(model, signal, j, method)
+            ex = explain_signal(model, signal, j, method, **checkpoint_windows(payload))
             truth = [c for c, v in zip(run.classes, fold.y_true[e.row], strict=True) if v]
             fig = paper_figure(
                 ex.signal, signals.fs, ex.attribution, leads=signals.leads,
