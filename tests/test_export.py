@@ -125,8 +125,28 @@ def test_sidecar_only_and_foreign_onnx_files(tmp_path):
     )
     assert Predictor.from_onnx(tmp_path / "bare.onnx").classes == CLASSES
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    with pytest.raises(EcgcnnError, match="not a loadable ONNX model"):
+    with pytest.raises(EcgcnnError, match="nor a loadable ONNX model"):
         Predictor.from_onnx(tmp_path / "junk.onnx")
+
+
+def test_a_model_is_told_from_a_checkpoint_by_its_content_not_its_name(tmp_path):
+    from ecgcnn.checkpoint import load_checkpoint
+
+    random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
+    export_onnx(tmp_path / "checkpoint.pt", tmp_path / "model")  # --out without .onnx
+    assert Predictor.load(tmp_path / "model").backend == "onnxruntime"
+    with pytest.raises(
+        EcgcnnError, match="looks like an ONNX model, which predict and serve take"
+    ) as exc:
+        load_checkpoint(tmp_path / "model")  # what explain, evaluate and export read
+    assert "\n" not in str(exc.value) and "weights_only" not in str(exc.value)
+    sidecar = sidecar_path(tmp_path / "model")
+    assert sidecar.is_file()
+    with pytest.raises(
+        EcgcnnError, match="neither an ecgcnn checkpoint.*nor a loadable ONNX model"
+    ) as exc:
+        Predictor.load(sidecar)  # the JSON beside the model, passed by mistake
+    assert "\n" not in str(exc.value)
 
 
 def test_pytorch_prediction_never_imports_onnxruntime(checkpoint, tmp_path):  # noqa: F811

@@ -6,6 +6,7 @@ A checkpoint is a plain dict of tensors, numbers, strings and lists, saved atomi
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,31 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise EcgcnnError(f"checkpoint {path} not found")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; ONNX is protobuf
+        hint = (
+            ": it looks like an ONNX model, which predict and serve take (explain, evaluate and "
+            "export need the checkpoint.pt it came from)"
+            if _looks_like_onnx(path)
+            else ""
+        )
+        raise EcgcnnError(f"{path}: not a loadable ecgcnn checkpoint (not a PyTorch file){hint}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise EcgcnnError(
-            f"{path}: not a loadable ecgcnn checkpoint ({type(exc).__name__}: {exc})"
+            f"{path}: not a loadable ecgcnn checkpoint ({type(exc).__name__}: {first})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise EcgcnnError(f"{path}: not an ecgcnn checkpoint (expected format {FORMAT})")
     return payload
+
+
+def _looks_like_onnx(path: Path) -> bool:
+    """An ONNX ModelProto starts with field 1 (ir_version, a varint) and names its producer early."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+    return head[:1] == b"\x08" and (b"pytorch" in head or b"onnx" in head.lower())
 
 
 def model_from_checkpoint(payload: dict[str, Any]) -> Classifier:

@@ -195,7 +195,11 @@ def load_onnx_session(path: str | Path, threads: int | None = None) -> tuple[Any
     try:
         session = _session(str(p), threads)
     except Exception as exc:  # onnxruntime raises its own exception types on a bad file
-        raise EcgcnnError(f"{p}: not a loadable ONNX model ({type(exc).__name__}: {exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise EcgcnnError(
+            f"{p}: neither an ecgcnn checkpoint (a PyTorch zip archive) nor a loadable ONNX model "
+            f"({type(exc).__name__}: {first})"
+        ) from None
     props = dict(session.get_modelmeta().custom_metadata_map)
     if "format" not in props and sidecar_path(p).is_file():
         try:

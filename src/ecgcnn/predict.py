@@ -425,8 +425,15 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, **kwargs: Any) -> Predictor:
-        """A checkpoint or, for a ``.onnx`` file, an exported model."""
-        if Path(path).suffix.lower() == ".onnx":
+        """A checkpoint (``.pt``, ``.pth``) or an exported model (``.onnx``); another name is told by
+        its content (a PyTorch checkpoint is a zip archive)."""
+        import zipfile
+
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if suffix == ".onnx" or (
+            suffix not in (".pt", ".pth") and p.is_file() and not zipfile.is_zipfile(p)
+        ):
             kwargs.pop("device", None)
             return cls.from_onnx(path, **kwargs)
         return cls.from_checkpoint(path, **kwargs)
