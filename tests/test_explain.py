@@ -354,3 +354,17 @@ def test_a_recording_in_microvolts_is_explained_with_units(tmp_path, ecgcnn_here
     np.save(tmp_path / "mv.npy", ecg().T)
     same = explain_record(ckpt, tmp_path / "c", record=tmp_path / "mv.npy", fs=100)
     assert f"{same[0].probability:.3f}" in done.stdout + done.stderr
+
+
+def test_the_title_says_time_only_when_the_map_is_the_same_on_every_lead():
+    x = ecg()
+    texts = {}
+    for name, attribution in (("1d", np.tile(np.linspace(0, 1, 1000), (12, 1))),
+                              ("2d", np.random.default_rng(0).random((12, 1000)))):  # fmt: skip
+        fig = paper_figure(x, 100, attribution, record="r", class_name="IMI", probability=0.5371,
+                           method="gradcam", threshold=0.5412)  # fmt: skip
+        texts[name] = " ".join(t.get_text() for t in fig.texts)
+    assert "time only" in texts["1d"] and "time only" not in texts["2d"]
+    assert (
+        "predicted probability 0.537  (below its threshold 0.541)" in texts["2d"]
+    )  # not 0.54 vs 0.54

@@ -101,6 +101,11 @@ def test_train_writes_a_complete_self_contained_report(run_dir):
     ecgs = [i for i in page.images if i["section"] == "examples"]
     assert len(ecgs) >= 5
     assert "true positive" in page.sections["examples"]
+    assert (
+        "Class-weighted training pushes" in page.sections["calibration"]
+    )  # the seed recipe's loss
+    html = (run_dir / "report.html").read_text()
+    assert ">folds<" in html and ">train_folds<" not in html  # only the settings this protocol used
     assert decode_png(ecgs[0]["src"]).size[0] > 900
 
 
@@ -216,3 +221,7 @@ def test_examples_of_a_windowed_run_show_the_probabilities_they_were_chosen_by(
         )
         checked += 1
     assert checked >= 3
+    assert (
+        "not class-weighted" in text and "Class-weighted training pushes" not in text
+    )  # plain BCE
+    assert ">train_folds<" in text and ">holdout_fold<" not in text and ">folds<" not in text

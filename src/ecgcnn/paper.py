@@ -50,7 +50,7 @@ IMAGE_HEAT_CMAP = LinearSegmentedColormap.from_list("image_heat", ["#fde68a", "#
 METHOD_NAMES = {
     "saliency": "saliency (|gradient|)",
     "integrated-gradients": "integrated gradients (|attribution|)",
-    "gradcam": "Grad-CAM, last conv layer (time only: the same on every lead)",
+    "gradcam": "Grad-CAM, last conv layer",
 }
 DISCLAIMER = "research tool, not a diagnosis"
 
@@ -84,6 +84,7 @@ def _title_lines(
     truth: Sequence[str] | None,
     method: str | None,
     threshold: float | None,
+    time_only: bool = False,
 ) -> tuple[str, str]:
     head = []
     if class_name is not None:
@@ -91,15 +92,19 @@ def _title_lines(
     if probability is not None:
         verdict = ""
         if threshold is not None:
-            verdict = f"  ({'above' if probability >= threshold else 'below'} its threshold {threshold:.2f})"
-        head.append(f"predicted probability {probability:.2f}{verdict}")
+            verdict = f"  ({'above' if probability >= threshold else 'below'} its threshold {threshold:.3f})"
+        head.append(f"predicted probability {probability:.3f}{verdict}")
     sub = []
     if record is not None:
         sub.append(str(record))
     if truth is not None:
         sub.append("true labels: " + (", ".join(truth) if truth else "none of the model's classes"))
     if method is not None:
-        sub.append(METHOD_NAMES.get(method, method))
+        # a 1D network's Grad-CAM is a time map (its first convolution mixes the leads)
+        sub.append(
+            METHOD_NAMES.get(method, method)
+            + (" (time only: the same on every lead)" if time_only else "")
+        )
     return "  ·  ".join(head), "  ·  ".join(sub)
 
 
@@ -226,7 +231,10 @@ def paper_figure(
     _calibration(ax, y)
     segment(RHYTHM_LEAD, 0, min(n, 4 * col_n), CAL_MM, y)
 
-    head, sub = _title_lines(record, class_name, probability, truth, method, threshold)
+    time_only = attribution is not None and bool(
+        (np.asarray(attribution) == np.asarray(attribution)[:1]).all()
+    )
+    head, sub = _title_lines(record, class_name, probability, truth, method, threshold, time_only)
     fig.text(left / fig_w, 1 - 7.0 / fig_h, head or (record or "ECG"), fontsize=13,
              fontweight="bold", va="center")  # fmt: skip
     if sub:

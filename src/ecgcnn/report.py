@@ -206,9 +206,19 @@ def _style(ax: plt.Axes) -> None:
 # --- sections ------------------------------------------------------------------------------------
 
 
+# settings that the other protocol reads: shown, they would describe a split the run did not use
+UNUSED_BY_PROTOCOL = {
+    "benchmark": ("folds", "holdout_fold"),
+    "cv": ("train_folds", "val_fold", "test_fold"),
+}
+
+
 def section_config(run: Run) -> str:
     rows = []
+    unused = UNUSED_BY_PROTOCOL.get(str(run.config.get("protocol")), ())
     for key, value in run.config.items():
+        if key in unused:
+            continue
         if isinstance(value, dict):
             rows += [[_esc(f"{key}.{k}"), _esc(_plain(v))] for k, v in value.items()]
         else:
@@ -443,8 +453,14 @@ def section_calibration(run: Run, shown: list[int]) -> str:
         + _img(png, "reliability diagram")
         + _table(["class", "expected calibration error", "Brier score"], rows, "narrow")
         + _note(
-            "Pooled validation predictions of every fold in ten equal-width bins. Class-weighted "
-            "training pushes probabilities up, so points below the diagonal are expected."
+            "Pooled validation predictions of every fold in ten equal-width bins. "
+            + (
+                "Class-weighted training pushes probabilities up, so points below the diagonal "
+                "are expected."
+                if (run.config.get("recipe") or {}).get("class_weighted", True)
+                else "The loss was not class-weighted, so points far from the diagonal are the "
+                "model's own miscalibration."
+            )
         )
     )
 
