@@ -140,6 +140,10 @@ def test_a_model_is_told_from_a_checkpoint_by_its_content_not_its_name(tmp_path)
     ) as exc:
         load_checkpoint(tmp_path / "model")  # what explain, evaluate and export read
     assert "\n" not in str(exc.value) and "weights_only" not in str(exc.value)
+    with pytest.raises(
+        EcgcnnError, match=r"--out .* is a folder; give the model's file name, e\.g\. .*model\.onnx"
+    ):
+        export_onnx(tmp_path / "checkpoint.pt", tmp_path)
     sidecar = sidecar_path(tmp_path / "model")
     assert sidecar.is_file()
     with pytest.raises(

@@ -102,6 +102,11 @@ def export_model(
     """Export a :class:`~ecgcnn.models.Classifier` described by checkpoint ``meta``."""
     import onnx
 
+    if Path(out).is_dir():
+        raise EcgcnnError(
+            f"--out {out} is a folder; give the model's file name, e.g. {Path(out) / 'model.onnx'}"
+        )
+
     info = onnx_metadata(meta)
     n_leads, window = len(info["leads"]), info["window"]
     graph = WithProbabilities(model).eval()
