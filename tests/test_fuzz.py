@@ -205,6 +205,7 @@ def check_load_database(database: str | bytes, statements: str = SCP_STATEMENTS_
 @example(text=_with_cell("scp_codes", "-" * 100_000 + "1"))  # MemoryError from literal_eval
 @example(text=_with_cell("ecg_id", "inf"))  # would be cast to a garbage int64
 @example(text=_with_cell("patient_id", "1e300"))
+@example(text=_with_cell("strat_fold", " "))  # a blank cell in a column of strings
 def test_load_database_on_mutated_csv(text: str):
     check_load_database(text)
 

@@ -128,8 +128,9 @@ def load_database(root: str | Path) -> Database:
     if not has_folds:
         df["strat_fold"] = NO_FOLD
     else:
-        blank = df["strat_fold"].isna() | (df["strat_fold"].astype(str).str.strip() == "")
-        df.loc[blank, "strat_fold"] = NO_FOLD
+        raw = df["strat_fold"].astype(object)  # may be strings: then a number cannot be put in
+        blank = raw.isna() | (raw.astype(str).str.strip() == "")
+        df["strat_fold"] = raw.where(~blank, NO_FOLD)
     for col in ("ecg_id", "patient_id", "strat_fold"):
         values = pd.to_numeric(df[col], errors="coerce")
         # inf cannot be cast and beyond 2**53 floats are no longer exact whole numbers
