@@ -75,7 +75,7 @@ def test_not_ready_until_a_model_loads(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with TestClient(create_app(Settings(str(bad)))) as c:
         deadline = time.monotonic() + 30
-        while "not loadable" not in c.get("/readyz").text and time.monotonic() < deadline:
+        while "load_failed" not in c.get("/readyz").text and time.monotonic() < deadline:
             time.sleep(0.05)
         r = c.get("/readyz")
         assert r.status_code == 503 and r.json()["error"]["code"] == "load_failed"
