@@ -149,6 +149,16 @@ class WindowedScore(nn.Module):
         return torch.log(p) - torch.log1p(-p)
 
 
+def record_scorer(
+    model: nn.Module, samples: int, window: int | None, stride: int | None, aggregate: str
+) -> nn.Module:
+    """What scores a record of ``samples`` as predict does: the model itself, or (for a checkpoint
+    trained on shorter windows) its aggregated sliding windows."""
+    if window is None or window >= samples:
+        return model
+    return WindowedScore(model, window, int(stride or max(window // 2, 1)), aggregate)
+
+
 def _on_timeline(cam: torch.Tensor, starts: np.ndarray, window: int, samples: int) -> torch.Tensor:
     """Per-window time maps (W, 1, T') back on the record's timeline (1, 1, samples): each window's
     map stretched to its span, averaged where windows overlap."""
@@ -207,12 +217,8 @@ def explain_signal(
     if x.dim() != 3:
         raise EcgcnnError(f"expected one ECG of shape (leads, samples), got {tuple(x.shape[1:])}")
     model.eval()
-    windowed = window is not None and window < x.shape[-1]
-    if windowed:
-        stride = int(stride or max(window // 2, 1))
-        scorer: nn.Module = WindowedScore(model, window, stride, aggregate)
-    else:
-        scorer = model
+    scorer = record_scorer(model, x.shape[-1], window, stride, aggregate)
+    windowed = isinstance(scorer, WindowedScore)
     with torch.no_grad():
         logits = scorer(x)
     if not 0 <= class_index < logits.shape[1]:
@@ -230,15 +236,15 @@ def explain_signal(
     elif windowed:
         from ecgcnn.windows import window_starts
 
-        layer = last_conv_layer(model, x[..., :window])
+        layer = last_conv_layer(model, x[..., : scorer.window])
         cam = _gradcam_layer(scorer, layer, x, class_index)  # (windows, 1, T') per window
         if cam.dim() != 3:
             raise EcgcnnError(
                 "Grad-CAM of a windowed image model is not supported; use saliency or "
                 "integrated-gradients"
             )
-        starts = window_starts(x.shape[-1], window, stride)
-        attr = _on_timeline(cam, starts, window, x.shape[-1]).expand_as(x)
+        starts = window_starts(x.shape[-1], scorer.window, scorer.stride)
+        attr = _on_timeline(cam, starts, scorer.window, x.shape[-1]).expand_as(x)
     else:
         layer = last_conv_layer(model, x)
         cam = _gradcam_layer(model, layer, x, class_index)  # (1, 1, T') or (1, 1, H', W')
@@ -429,11 +435,7 @@ def explain_record(
     meta = model.meta
     signal, name, truth = _record_signal(meta, record, data_root, ecg_id, fs, units)
     windows = checkpoint_windows(meta)
-    if windows["window"] is not None and windows["window"] < signal.shape[1]:
-        stride = windows["stride"] or max(windows["window"] // 2, 1)
-        scorer: nn.Module = WindowedScore(model, windows["window"], stride, windows["aggregate"])
-    else:
-        scorer = model
+    scorer = record_scorer(model, signal.shape[1], **windows)
     with torch.no_grad():
         prob = torch.sigmoid(scorer(torch.from_numpy(signal).unsqueeze(0)))[0].numpy()
     classes = list(meta["classes"])

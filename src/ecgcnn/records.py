@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import codecs
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,13 +74,14 @@ def csv_dialect(path: Path) -> dict[str, str]:
     ';' or tab separators, decimal commas, the Windows code page (Excel in most European locales).
     The separator comes from the header line, the decimal mark from the numbers in the first rows."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)  # pandas reads the whole file next: judge by its start
     except OSError:
         return {}  # the read that follows names the problem
-    try:
-        text, encoding = data.decode("utf-8"), "utf-8"
+    try:  # an incremental decoder tolerates a character cut at the end of the head
+        text, encoding = codecs.getincrementaldecoder("utf-8")().decode(head), "utf-8"
     except UnicodeDecodeError:
-        text, encoding = data.decode("cp1252", errors="replace"), "cp1252"
+        text, encoding = head.decode("cp1252", errors="replace"), "cp1252"
     lines = text.splitlines()
     header = lines[0] if lines else ""
     counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
@@ -93,6 +95,7 @@ def csv_dialect(path: Path) -> dict[str, str]:
     return options | {"sep": sep} | ({"decimal": ","} if commas > dots else {})
 
 
+SNIFF_BYTES = 1 << 20
 _COMMA_DECIMAL = re.compile(r"-?\d+,\d+")
 _DOT_DECIMAL = re.compile(r"-?\d+\.\d+")
 
