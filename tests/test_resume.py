@@ -156,14 +156,16 @@ def test_resume_of_a_one_fold_run_trains_the_rest(run_cli, synthetic_root, tmp_p
 
 def test_ctrl_c_names_the_command_that_resumes(synthetic_root, tmp_path):
     out = tmp_path / "run"
-    args = [
-        *train_args(synthetic_root, out),
-        "--only-fold",
-        "0",
-    ]  # one fold per process: resume that one
+    # one fold per process (resume that one), and more epochs than it will ever reach: on a fast
+    # machine six epochs can end before the signal arrives
+    args = ["train", "--data-root", str(synthetic_root), "--out", str(out), "--folds", "2", "--epochs", "1000",
+            "--batch-size", "32", "--no-progress", "--only-fold", "0"]  # fmt: skip
+    # A shell that starts CI in the background ignores SIGINT, and a child inherits that: give the
+    # run Ctrl-C's usual meaning, as in a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "ecgcnn", *args],
                             env=os.environ | {"PYTHONWARNINGS": "ignore"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and proc.poll() is None:
