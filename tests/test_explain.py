@@ -368,3 +368,26 @@ def test_the_title_says_time_only_when_the_map_is_the_same_on_every_lead():
     assert (
         "predicted probability 0.537  (below its threshold 0.541)" in texts["2d"]
     )  # not 0.54 vs 0.54
+
+
+@pytest.mark.parametrize("how", ["max", "mean"])
+def test_a_confident_windowed_score_keeps_its_gradient(how):
+    """A probability of 1 - 1e-9 is still explained: the aggregated logit is computed in log space,
+    not by clamping the probability (a clamp made a confident record's saliency all zeros)."""
+    from ecgcnn.explain import WindowedScore
+
+    class Confident(nn.Module):  # a logit of 25 + the window's mean: saturates float32 sigmoid
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 25.0 + x.mean(dim=(1, 2))[:, None] * torch.tensor([1.0, -1.0])
+
+    x = torch.from_numpy(ecg())[None].requires_grad_(True)
+    score = WindowedScore(Confident(), 250, 125, how)(x)
+    from ecgcnn.windows import sliding_windows
+
+    with torch.no_grad():  # the reference in float64, where the sigmoid does not saturate
+        logits = Confident()(sliding_windows(x.detach(), 250, 125)[0]).double()
+        p = torch.sigmoid(logits).amax(0) if how == "max" else torch.sigmoid(logits).mean(0)
+        expected = torch.log(p) - torch.log1p(-p)
+    assert torch.allclose(score[0].double(), expected, atol=1e-3)
+    score[0, 0].backward()
+    assert x.grad is not None and x.grad.abs().max() > 0

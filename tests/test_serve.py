@@ -148,6 +148,28 @@ def test_explanation_is_the_top_class_saliency(client, body):
     assert np.abs(signal - np.array(body["signal"])).max() < 1e-3  # same rate: the input itself
 
 
+def test_explanation_is_of_the_score_predict_reports(client, predictor, body):
+    """The saliency is of the aggregated window probability (what explain shows), not window by
+    window; a record a little short of one window is padded for it as predict pads it."""
+    from ecgcnn.explain import explain_signal
+
+    out = client.post("/v1/predict", params={"explain": "true"}, json=body).json()
+    e = out["explanation"]
+    index = predictor.classes.index(e["target"])
+    x = np.array(body["signal"], dtype=np.float32)
+    ref = explain_signal(predictor.model, x, index, "saliency", predictor.window,
+                         predictor.stride, predictor.aggregate)  # fmt: skip
+    assert ref.probability == pytest.approx(out["probabilities"][e["target"]], abs=1e-4)
+    expected = ref.attribution / ref.attribution.max()
+    assert np.abs(np.array(e["saliency"]) - expected).max() < 2e-3
+    short = predictor.window - 1  # 2.49 s: within predict's 1% tolerance
+    cut = {**body, "signal": [lead[:short] for lead in body["signal"]]}
+    r = client.post("/v1/predict", params={"explain": "true"}, json=cut)
+    assert r.status_code == 200, r.text
+    e = r.json()["explanation"]
+    assert np.array(e["saliency"]).shape == np.array(e["signal"]).shape == (12, predictor.window)
+
+
 def test_every_bundled_example_predicts(client):
     names = [e["name"] for e in client.get("/v1/examples").json()]
     assert names == list(EXAMPLES)

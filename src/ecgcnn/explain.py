@@ -145,8 +145,15 @@ class WindowedScore(nn.Module):
 
         w = sliding_windows(x, self.window, self.stride)  # (B, W, leads, window)
         logits = self.model(w.flatten(0, 1)).reshape(w.shape[0], w.shape[1], -1)
-        p = aggregate(torch.sigmoid(logits), self.how).clamp(1e-7, 1 - 1e-7)
-        return torch.log(p) - torch.log1p(-p)
+        # In log space, so a confident record keeps its gradient (a probability of 1 - 1e-9
+        # rounds to 1 in float32): the sigmoid is monotone, so the max probability's logit is the
+        # max logit; the mean's is log(mean sigmoid(l)) - log(mean sigmoid(-l)).
+        if self.how == "max":
+            return logits.amax(dim=1)
+        if self.how == "mean":
+            up = torch.logsumexp(F.logsigmoid(logits), dim=1)
+            return up - torch.logsumexp(F.logsigmoid(-logits), dim=1)
+        return aggregate(logits, self.how)  # names the aggregations there are
 
 
 def record_scorer(
@@ -370,14 +377,14 @@ def _record_signal(
             if len(row)
             else []
         )
-    from ecgcnn.predict import SHORT_TOLERANCE
+    from ecgcnn.predict import pad_near_miss
 
     length = int(meta.get("input_length", len(signal)))
     need = int(meta.get("window") or length)  # a windowed model reads any record of one window
-    if need - need // SHORT_TOLERANCE <= len(signal) < need:  # as predict: pad a near miss
-        log.warning("%s: %g s, short of the model's %g s: padded with its last value", name,
-                    len(signal) / model_fs, need / model_fs)  # fmt: skip
-        signal = np.pad(signal, ((0, need - len(signal)), (0, 0)), mode="edge")
+    signal, padded = pad_near_miss(signal, need)  # as predict does
+    if padded:
+        log.warning("%s: short of the model's %g s: padded with its last value", name,
+                    need / model_fs)  # fmt: skip
     if len(signal) < need:
         raise EcgcnnError(
             f"{name} holds {len(signal) / model_fs:g} s at {model_fs:g} Hz; the model expects "

@@ -54,6 +54,14 @@ def windows(signal: np.ndarray, length: int, stride: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(view[:, starts], 1, 0), dtype=np.float32)
 
 
+def pad_near_miss(x: np.ndarray, window: int) -> tuple[np.ndarray, bool]:
+    """A (samples, leads) signal at most 1/SHORT_TOLERANCE short of ``window`` samples, padded
+    with its last value to one window; and whether it was. Anything else comes back as it was."""
+    if window - window // SHORT_TOLERANCE <= x.shape[0] < window:
+        return np.pad(x, ((0, window - x.shape[0]), (0, 0)), mode="edge"), True
+    return x, False
+
+
 def aggregate_windows(prob: np.ndarray, how: str) -> np.ndarray:
     """One probability per class from (windows, classes): max or mean over the windows."""
     return aggregate_probabilities(prob[None], how)[0]
@@ -126,11 +134,11 @@ class InputSpec:
         if rec.fs < self.fs:
             warn.append(f"upsampled from {rec.fs:g} Hz to the model's {self.fs:g} Hz")
         x = resample(rec.signal, rec.fs, self.fs)
-        if self.window - self.window // SHORT_TOLERANCE <= x.shape[0] < self.window:
+        x, padded = pad_near_miss(x, self.window)
+        if padded:
             window_s = self.window / self.fs
             warn.append(f"{rec.duration_s:g} s, {window_s - rec.duration_s:g} s short of the "
                         f"model's {window_s:g} s window: padded with its last value")  # fmt: skip
-            x = np.pad(x, ((0, self.window - x.shape[0]), (0, 0)), mode="edge")
         if x.shape[0] < self.window:
             raise RecordError(
                 rec.name,

@@ -46,9 +46,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ecgcnn import __version__
 from ecgcnn.errors import EcgcnnError, RecordError
-from ecgcnn.predict import Prediction, Predictor, windows
+from ecgcnn.predict import Prediction, Predictor
 from ecgcnn.recording import canonical_lead, conform, resample
-from ecgcnn.windows import window_starts
 
 log = logging.getLogger(__name__)
 
@@ -720,23 +719,20 @@ def _prediction_out(p: Predictor, pred: Prediction, mid: str, rec: Any) -> dict[
 
 
 def explain_prediction(p: Predictor, rec: Any, pred: Prediction) -> dict[str, Any]:
-    """Saliency of the most probable class over the whole record, window by window (max where
-    windows overlap), scaled to 0-1, with the signal as the model saw it."""
-    import torch
-    from captum.attr import Saliency
+    """Saliency of the most probable class's score as predict reports it (the aggregated window
+    probability) over the whole record, scaled to 0-1, with the signal as the model saw it."""
+    from ecgcnn.explain import explain_signal
+    from ecgcnn.predict import pad_near_miss
 
     target = max(pred.probabilities, key=pred.probabilities.__getitem__)
-    index = p.classes.index(target)
-    x = np.ascontiguousarray(resample(rec.signal, rec.fs, p.fs).T, dtype=np.float32)
-    pieces = torch.from_numpy(windows(x, p.window, p.stride)).requires_grad_(True)
-    attr = Saliency(p.model).attribute(pieces, target=index, abs=True).detach().numpy()
-    saliency = np.zeros_like(x)
-    for start, piece in zip(window_starts(x.shape[1], p.window, p.stride), attr, strict=True):
-        view = saliency[:, start : start + p.window]
-        np.maximum(view, piece, out=view)
+    x, _ = pad_near_miss(resample(rec.signal, rec.fs, p.fs), p.window)
+    x = np.ascontiguousarray(x.T, dtype=np.float32)
+    ex = explain_signal(p.model, x, p.classes.index(target), "saliency", p.window, p.stride,
+                        p.aggregate)  # fmt: skip
+    saliency = ex.attribution
     top = float(saliency.max())
     if top > 0:
-        saliency /= top
+        saliency = saliency / top
     return {
         "target": target,
         "method": "saliency",
