@@ -256,3 +256,23 @@ def test_evaluate_checks_the_fold_before_reading_records_and_warns_of_training_r
                   "--out", tmp_path / "ev", "--no-progress")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "strat_fold 9 was in this checkpoint's training data" in proc.stderr
+
+
+def test_usage_errors_are_one_line_like_every_other_error(ecgcnn_here):
+    """A mistyped option or command is `error: ...` with where to look, as our own errors are;
+    exit code 2 as click gives it, and help still prints where it should."""
+    bad = ecgcnn_here("train", "--epochs", "x")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: Invalid value for '--epochs'"), bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and "╭" not in bad.stderr
+    assert "`ecgcnn train --help`" in bad.stderr
+    typo = ecgcnn_here("trian")
+    assert typo.returncode == 2 and typo.stderr.startswith("error: No such command 'trian'")
+    assert "Did you mean 'train'?" in typo.stderr and len(typo.stderr.strip().splitlines()) == 1
+    missing = ecgcnn_here("evaluate", "--test-fold")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: Option '--test-fold'")
+    assert ecgcnn_here("--help").returncode == 0
+    bare = ecgcnn_here()  # no command: the help, as before
+    assert bare.returncode == 2 and "train" in bare.stdout + bare.stderr
+    assert not (bare.stdout + bare.stderr).startswith("error:")
+    assert ecgcnn_here("models").returncode == 0

@@ -803,10 +803,28 @@ def on_interrupt(evidence: Path, hint: str) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+# click's exceptions: the click package's, or the copy of click recent typer versions carry
+_CLICK = sys.modules[typer.BadParameter.__module__]
+
+
 def main() -> None:
     """Entry point: user errors are one line on stderr and exit code 1, never a traceback."""
     try:
-        app()
+        code = app(prog_name="ecgcnn", standalone_mode=False)  # usage errors: told as ours are
+    except _CLICK.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `ecgcnn`: the help, as before
+            exc.show()
+            sys.exit(exc.exit_code)
+        see = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        print(f"error: {message}{see}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except _CLICK.ClickException as exc:
+        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # Ctrl-C or end of input at a prompt
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     except EcgcnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -818,3 +836,5 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    if isinstance(code, int) and code:  # typer.Exit(n) outside standalone mode comes back as n
+        sys.exit(code)
