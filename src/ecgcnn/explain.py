@@ -333,7 +333,7 @@ def _read_file(
 
     rec = read_recording(path, leads, fs=fs, units=units).validate()
     name = Path(rec.name).name
-    if Path(name).suffix.lower() in (".npy", ".csv", ".edf"):  # WFDB names come without one
+    if Path(name).suffix.lower() in (".npy", ".csv", ".edf", ".dcm", ".xml"):  # WFDB: none
         name = Path(name).stem
     for warning in rec.warnings:
         log.warning("%s: %s", name, warning)

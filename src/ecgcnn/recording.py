@@ -1,4 +1,5 @@
-"""Recordings from the wild: WFDB (.dat or CinC-style .mat), EDF, .npy and CSV, made model-ready.
+"""Recordings from the wild: WFDB (.dat or CinC-style .mat), EDF, .npy, CSV and device exports
+(DICOM waveforms, HL7 aECG and GE MUSE XML: :mod:`ecgcnn.waveforms`), made model-ready.
 
 Whatever the source, a recording becomes a :class:`Recording`: float32 millivolts, shape
 (samples, leads), its leads in the order asked for (matched by name, case-insensitively and by common
@@ -19,6 +20,14 @@ import numpy as np
 
 from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.records import LEADS, unit_scale
+from ecgcnn.waveforms import (
+    DICOM_SUFFIXES,
+    XML_SUFFIXES,
+    is_dicom,
+    is_ecg_xml,
+    read_dicom,
+    read_xml,
+)
 
 WFDB_SUFFIXES = (".hea", ".dat", ".mat")
 ARRAY_SUFFIXES = (".npy", ".csv")
@@ -319,7 +328,9 @@ def _check_rate(fs: object, name: str) -> float:
 
 
 def record_kind(path: Path) -> str:
-    """'wfdb', 'edf', 'npy' or 'csv' by suffix (a name without suffix is a WFDB record name)."""
+    """'wfdb', 'edf', 'npy', 'csv', 'dicom' or 'xml' by suffix (a name without suffix is a WFDB
+    record name); a file of another suffix that starts like a DICOM file is 'dicom'.
+    """
     suffix = path.suffix.lower()
     if suffix in WFDB_SUFFIXES or (path.with_name(path.name + ".hea")).is_file():
         return "wfdb"
@@ -327,10 +338,14 @@ def record_kind(path: Path) -> str:
         return "edf"
     if suffix in ARRAY_SUFFIXES:
         return suffix[1:]
+    if suffix in DICOM_SUFFIXES or is_dicom(path):  # archives name DICOM files by UID, no suffix
+        return "dicom"
+    if suffix in XML_SUFFIXES:
+        return "xml"
     raise RecordError(
         str(path),
         f"unsupported file type {suffix or '(none)'}; expected a WFDB record (.hea with .dat or "
-        ".mat), .edf, .npy or .csv",
+        ".mat), .edf, .npy, .csv, DICOM waveform (.dcm) or ECG XML (HL7 aECG, GE MUSE)",
     )
 
 
@@ -367,6 +382,8 @@ def read_recording(
         (signal, names), rate = _read_npy(p, name), None
     elif kind == "csv":
         signal, names, rate, file_units = _read_csv(p, name)
+    elif kind in ("dicom", "xml"):
+        signal, rate, names, file_units = (read_dicom if kind == "dicom" else read_xml)(p, name)
     else:
         if p.suffix.lower() == ".mat" and not p.with_suffix(".hea").is_file():
             raise RecordError(
@@ -376,7 +393,8 @@ def read_recording(
         signal, rate, names, file_units = (
             _read_wfdb(name, segment, fs) if kind == "wfdb" else _read_edf(p, name)
         )  # fmt: skip
-    where = {"wfdb": "the header", "edf": "the header", "csv": "the time column"}.get(kind, "")
+    where = {"wfdb": "the header", "edf": "the header", "csv": "the time column",
+             "dicom": "the file", "xml": "the file"}.get(kind, "")  # fmt: skip
     if rate is None:
         if fs is None:
             problem = (
@@ -682,18 +700,22 @@ def find_recordings(
 ) -> tuple[list[Path], list[RecordError]]:
     """Expand files, record names and directories (searched recursively) into record paths.
 
-    Directories yield WFDB headers and EDF files, plus .npy and .csv files when ``arrays`` (they
-    need a sampling rate). Paths that do not exist come back as errors; duplicates are dropped.
+    Directories yield WFDB headers, EDF and DICOM (.dcm) files and the XML files whose root
+    element is an ECG export read here (other XML is not a recording, so it is passed over), plus
+    .npy and .csv files when ``arrays`` (they need a sampling rate). Paths that do not exist come
+    back as errors; duplicates are dropped.
     """
     found: list[Path] = []
     errors: list[RecordError] = []
-    patterns = ["*.hea", "*.edf", "*.EDF"] + (["*.npy", "*.csv"] if arrays else [])
+    patterns = ["*.hea", "*.edf", "*.EDF", "*.dcm", "*.DCM", "*.xml", "*.XML"]
+    patterns += ["*.npy", "*.csv"] if arrays else []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            hits = sorted({h for pattern in patterns for h in p.rglob(pattern) if h.is_file()})
+            hits = sorted({h for pattern in patterns for h in p.rglob(pattern) if h.is_file()
+                           and (h.suffix.lower() != ".xml" or is_ecg_xml(h))})  # fmt: skip
             if not hits:
-                kinds = ".hea, .edf" + (", .npy, .csv" if arrays else "")
+                kinds = ".hea, .edf, .dcm, ECG .xml" + (", .npy, .csv" if arrays else "")
                 problem = f"no recordings ({kinds}) in this directory"
                 unread = 0 if arrays else sum(1 for pattern in ("*.npy", "*.csv")
                                               for h in p.rglob(pattern) if h.is_file())  # fmt: skip

@@ -1,0 +1,371 @@
+"""Device exports: DICOM 12-lead ECG waveforms, HL7 aECG XML and GE MUSE XML.
+
+Each reader returns what :func:`ecgcnn.recording.read_recording` needs from any file: the signal
+(samples, channels) in the file's units, the sampling rate, the channel names and their units.
+Every problem is a one-line :class:`~ecgcnn.errors.RecordError` naming the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ecgcnn.errors import RecordError
+from ecgcnn.records import unit_scale
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+XML_SUFFIXES = (".xml",)
+# Exports are a few MB (10 s x 12 leads at 500 Hz is 2 MB as aECG text); a file this large is no
+# resting ECG, and parsing XML takes several times its size in memory.
+MAX_FILE_BYTES = 200 * 1024 * 1024
+# The root element is within the first few KB (after the declaration, comments and a DOCTYPE).
+SNIFF_BYTES = 8192
+HL7_NS = "urn:hl7-org:v3"
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+# Root elements of the XML exports read here ...
+XML_KINDS = {"AnnotatedECG": "HL7 aECG", "RestingECG": "GE MUSE"}
+# ... and of some that are not, so that the error can say what a file is.
+OTHER_XML = {
+    "restingecgdata": "Philips PageWriter/TraceMaster ECG XML",
+    "CardiologyXML": "GE CardioSoft XML",
+    "SierraECG": "Philips Sierra ECG XML",
+}
+SUPPORTED_XML = "HL7 aECG <AnnotatedECG> or GE MUSE <RestingECG>"
+# Lead codes shared by SCP-ECG and the ISO/IEEE 11073 MDC nomenclature (DICOM CID 3001 gives them
+# as SCPECG '5.6.3-9-1' or MDC '2:1'), for channels that carry a code but no code meaning.
+LEAD_CODES = {1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6",
+              61: "III", 62: "AVR", 63: "AVL", 64: "AVF"}  # fmt: skip
+
+
+def is_dicom(path: Path) -> bool:
+    """Whether a file starts with the DICOM preamble: 128 bytes, then 'DICM'."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def xml_root(path: Path) -> str | None:
+    """The local name of an XML file's root element, from its first few KB (None: none found)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError:
+        return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = head.decode("utf-16", errors="ignore")
+    else:
+        text = head.decode("latin-1")
+    text = re.sub(r"<!--.*?(-->|$)", "", text, flags=re.S)
+    match = re.search(r"<(?![?!])([^\s>/]+)", text)
+    return match.group(1).split(":")[-1] if match else None
+
+
+def is_ecg_xml(path: Path) -> bool:
+    """Whether an XML file is an export read here (judged by its root element only)."""
+    return xml_root(path) in XML_KINDS
+
+
+def _read_bytes(path: Path, name: str) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise RecordError(
+                name,
+                f"file of {size / 2**20:.0f} MiB: larger than any ECG export "
+                f"(at most {MAX_FILE_BYTES // 2**20} MiB read)",
+            )
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise RecordError(name, "file not found") from None
+    except OSError as exc:
+        raise RecordError(name, f"unreadable file ({exc.strerror or exc})") from None
+
+
+# --- DICOM ---------------------------------------------------------------------------------------
+
+
+def read_dicom(path: Path, name: str) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """The rhythm multiplex group of a DICOM waveform: signal, rate, lead names, units.
+
+    The group labelled RHYTHM, else the longest with at least 8 channels. pydicom applies each
+    channel's sensitivity, its correction factor and its baseline (in physical units).
+    """
+    from io import BytesIO
+
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    raw = _read_bytes(path, name)
+    try:
+        ds = pydicom.dcmread(BytesIO(raw))
+        groups = list(ds.get("WaveformSequence") or [])
+    except InvalidDicomError:
+        raise RecordError(
+            name, "not a DICOM file (no 'DICM' after the 128-byte preamble)"
+        ) from None
+    except Exception as exc:  # pydicom raises many types on a damaged file
+        raise RecordError(name, f"unreadable DICOM file ({type(exc).__name__}: {exc})") from None
+    if not groups and "SOPClassUID" not in ds:
+        raise RecordError(
+            name, "DICOM file holds no complete dataset (no SOP Class UID): truncated?"
+        )
+    if not groups:
+        sop = ds.get("SOPClassUID")
+        what = getattr(sop, "name", None) or sop or "no SOP class"
+        raise RecordError(
+            name, f"a DICOM file without waveforms ({what}): expected a 12-lead ECG waveform"
+        )
+    try:
+        index = _rhythm_group(groups, name)
+        group = groups[index]
+        n_ch, n_samples = int(group.NumberOfWaveformChannels), int(group.NumberOfWaveformSamples)
+        bits, kind = int(group.WaveformBitsAllocated), str(group.WaveformSampleInterpretation)
+        rate = float(group.SamplingFrequency)
+        channels = list(group.ChannelDefinitionSequence)
+        data = group.WaveformData
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise RecordError(name, f"incomplete DICOM waveform ({exc})") from None
+    if kind in ("MB", "AB"):
+        raise RecordError(name, f"{kind}-law companded DICOM waveform samples are not supported")
+    if len(channels) != n_ch:
+        raise RecordError(
+            name, f"DICOM waveform has {n_ch} channels but {len(channels)} channel definitions"
+        )
+    need = n_ch * n_samples * bits // 8
+    if len(data) < need:
+        raise RecordError(
+            name, f"DICOM waveform data has {len(data)} bytes, its header needs {need} (truncated?)"
+        )
+    if any("ChannelSensitivity" not in ch for ch in channels):
+        raise RecordError(name, "a DICOM waveform channel has no ChannelSensitivity: units unknown")
+    try:
+        signal = ds.waveform_array(index)
+    except Exception as exc:
+        raise RecordError(
+            name, f"unreadable DICOM waveform ({type(exc).__name__}: {exc})"
+        ) from None
+    names = [_dicom_lead(ch, k) for k, ch in enumerate(channels)]
+    units = [_dicom_units(ch) for ch in channels]
+    return signal, rate, names, units
+
+
+def _rhythm_group(groups: list, name: str) -> int:
+    labels = [str(g.get("MultiplexGroupLabel", "")).strip().upper() for g in groups]
+    if "RHYTHM" in labels:
+        return labels.index("RHYTHM")
+    wide = [(int(g.get("NumberOfWaveformSamples", 0) or 0), -i)
+            for i, g in enumerate(groups) if int(g.get("NumberOfWaveformChannels", 0) or 0) >= 8]  # fmt: skip
+    if not wide:
+        counts = ", ".join(str(g.get("NumberOfWaveformChannels", "?")) for g in groups)
+        raise RecordError(
+            name,
+            f"no DICOM waveform group of 8 or more ECG channels (channels per group: {counts})",
+        )
+    return -max(wide)[1]
+
+
+def _dicom_lead(channel: object, k: int) -> str:
+    """A channel's lead: its source's code meaning ('Lead I (Einthoven)'), else its code value."""
+    from ecgcnn.recording import canonical_lead
+
+    source = (getattr(channel, "ChannelSourceSequence", None) or [None])[0]
+    if source is None:
+        return f"channel {k + 1}"
+    meaning = str(source.get("CodeMeaning", "") or "").strip()
+    if meaning and canonical_lead(meaning):
+        return meaning
+    code = re.fullmatch(r"(?:5\.6\.3-9-|2:)(\d+)", str(source.get("CodeValue", "")).strip())
+    if code and int(code.group(1)) in LEAD_CODES:
+        return LEAD_CODES[int(code.group(1))]
+    return meaning or str(source.get("CodeValue", "")) or f"channel {k + 1}"
+
+
+def _dicom_units(channel: object) -> str:
+    units = (getattr(channel, "ChannelSensitivityUnitsSequence", None) or [None])[0]
+    if units is None:
+        return "?"
+    for key in ("CodeValue", "CodeMeaning"):
+        value = str(units.get(key, "") or "").strip()
+        if unit_scale(value) is not None:
+            return value
+    return str(units.get("CodeValue", "?"))
+
+
+# --- XML -----------------------------------------------------------------------------------------
+
+
+def read_xml(path: Path, name: str) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """An HL7 aECG or GE MUSE XML export, told apart by its root element."""
+    from xml.etree.ElementTree import ParseError
+
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring
+
+    raw = _read_bytes(path, name)
+    try:
+        # A DOCTYPE naming an external DTD is allowed (MUSE exports declare 'restecg.dtd'; it is
+        # never fetched); entity declarations, which can expand a small file into gigabytes, are not.
+        root = fromstring(raw, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        what = f"entity {exc.name!r}" if getattr(exc, "name", None) else type(exc).__name__
+        raise RecordError(
+            name, f"XML refused: it declares entities ({what}), which are not read, for safety"
+        ) from None
+    except ParseError as exc:
+        raise RecordError(name, f"malformed XML ({exc})") from None
+    tag = root.tag.split("}")[-1]
+    if tag == "AnnotatedECG":
+        return _read_aecg(root, name)
+    if tag == "RestingECG":
+        return _read_muse(root, name)
+    what = f" ({OTHER_XML[tag]})" if tag in OTHER_XML else ""
+    raise RecordError(name, f"XML of kind <{tag}>{what} is not supported; expected {SUPPORTED_XML}")
+
+
+def _attr_float(element: object, attr: str, what: str, name: str) -> float:
+    value = None if element is None else element.get(attr)  # type: ignore[attr-defined]
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise RecordError(name, f"aECG {what}: expected a number, got {value!r}") from None
+
+
+def _read_aecg(root: object, name: str) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """The rhythm series of an HL7 aECG: physical = origin + scale * digit, per lead.
+
+    Only series directly under the document are considered: representative (median) beats are
+    derived series nested inside a rhythm series and are skipped.
+    """
+    ns = {"h": HL7_NS}
+    series = root.findall("h:component/h:series", ns)  # type: ignore[attr-defined]
+    codes = [s.find("h:code", ns) for s in series]
+    codes = [None if c is None else c.get("code") for c in codes]
+    if "RHYTHM" not in codes:
+        found = ", ".join(str(c) for c in codes) or "none"
+        raise RecordError(name, f"aECG has no RHYTHM series (series codes: {found})")
+    rhythm = series[codes.index("RHYTHM")]
+    sets = rhythm.findall("h:component/h:sequenceSet", ns)
+    if not sets:
+        raise RecordError(name, "aECG rhythm series has no sequenceSet")
+    rate: float | None = None
+    names: list[str] = []
+    units: list[str] = []
+    leads: list[np.ndarray] = []
+    for seq in sets[0].findall("h:component/h:sequence", ns):
+        code_el = seq.find("h:code", ns)
+        code = "" if code_el is None else str(code_el.get("code", ""))
+        value = seq.find("h:value", ns)
+        if value is None:
+            raise RecordError(name, f"aECG sequence {code or '(no code)'} has no value")
+        kind = str(value.get(XSI_TYPE, "")).split(":")[-1]
+        if code.startswith("TIME_") or kind in ("GLIST_TS", "GLIST_PQ"):
+            rate = _aecg_rate(value.find("h:increment", ns), name)
+            continue
+        if kind != "SLIST_PQ":
+            continue  # other sequence types (annotations, sample flags) carry no lead
+        origin, scale = value.find("h:origin", ns), value.find("h:scale", ns)
+        offset = _attr_float(origin, "value", f"{code} origin", name) if origin is not None else 0.0
+        step = _attr_float(scale, "value", f"{code} scale", name)
+        unit = str(scale.get("unit", "") or "")  # type: ignore[union-attr]
+        if origin is not None and offset and origin.get("unit") not in (None, unit):
+            to_mv, from_mv = unit_scale(origin.get("unit")), unit_scale(unit)
+            if to_mv is None or from_mv is None:
+                raise RecordError(name, f"aECG {code}: origin unit {origin.get('unit')!r} "
+                                  f"differs from scale unit {unit!r}")  # fmt: skip
+            offset = offset * to_mv / from_mv
+        digits = value.find("h:digits", ns)
+        try:
+            values = np.array((digits.text or "").split(), dtype=np.float64)  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            raise RecordError(
+                name, f"aECG {code}: digits are not whitespace-separated integers"
+            ) from None
+        leads.append(offset + step * values)
+        names.append(code.removeprefix("MDC_ECG_LEAD_"))
+        units.append(unit or "?")
+    if rate is None:
+        raise RecordError(name, "aECG rhythm sequenceSet has no time sequence with an increment: "
+                          "sampling rate unknown")  # fmt: skip
+    if not leads:
+        raise RecordError(name, "aECG rhythm sequenceSet holds no lead sequences (SLIST_PQ)")
+    lengths = sorted({len(v) for v in leads})
+    if len(lengths) > 1:
+        raise RecordError(
+            name, f"aECG leads differ in length ({', '.join(map(str, lengths))} samples)"
+        )
+    return np.stack(leads, axis=1), rate, names, units
+
+
+def _aecg_rate(increment: object, name: str) -> float:
+    step = _attr_float(increment, "value", "time increment", name)
+    unit = str(increment.get("unit", "s")).strip()  # type: ignore[union-attr]
+    seconds = {"s": 1.0, "ms": 1e-3, "us": 1e-6}.get(unit)
+    if seconds is None or step <= 0:
+        raise RecordError(name, f"aECG time increment {step:g} {unit}: expected a positive s or ms")
+    return _round_rate(1.0 / (step * seconds))
+
+
+def _round_rate(rate: float) -> float:
+    """1 / 0.002 s is 500 Hz, not 499.99999999999994."""
+    return float(round(rate)) if abs(rate - round(rate)) < 1e-6 * rate else rate
+
+
+def _read_muse(root: object, name: str) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """The rhythm waveform of a GE MUSE export: base64 little-endian int16 per lead, scaled."""
+    waves = root.findall("Waveform")  # type: ignore[attr-defined]
+    kinds = [(w.findtext("WaveformType") or "").strip() for w in waves]
+    rhythm = [w for w, k in zip(waves, kinds, strict=True) if k.lower() == "rhythm"]
+    if not rhythm:
+        found = ", ".join(kinds) or "none"
+        raise RecordError(name, f"MUSE XML has no Rhythm waveform (waveforms: {found})")
+    wave = rhythm[0]
+    try:
+        base = float(wave.findtext("SampleBase") or "nan")
+        exponent = int(wave.findtext("SampleExponent") or 0)
+    except ValueError:
+        base, exponent = float("nan"), 0
+    if not np.isfinite(base) or base <= 0:
+        raise RecordError(
+            name, f"MUSE SampleBase {wave.findtext('SampleBase')!r}: expected a rate in Hz"
+        )
+    rate = _round_rate(base * 10.0**exponent)
+    names: list[str] = []
+    units: list[str] = []
+    leads: list[np.ndarray] = []
+    for lead in wave.findall("LeadData"):
+        lead_id = (lead.findtext("LeadID") or "").strip()
+        try:
+            per_bit = float(lead.findtext("LeadAmplitudeUnitsPerBit") or "nan")
+            data = base64.b64decode(lead.findtext("WaveFormData") or "")
+        except (ValueError, binascii.Error):
+            raise RecordError(
+                name, f"MUSE lead {lead_id}: unreadable amplitude scale or WaveFormData"
+            ) from None
+        size = int(lead.findtext("LeadSampleSize") or 2)
+        if size != 2 or len(data) % 2:
+            raise RecordError(name, f"MUSE lead {lead_id}: expected 16-bit samples, got {len(data)} "
+                              f"bytes of {size}-byte samples")  # fmt: skip
+        count = lead.findtext("LeadSampleCountTotal")
+        if count is not None and count.strip().isdigit() and int(count) * 2 != len(data):
+            raise RecordError(name, f"MUSE lead {lead_id}: {len(data) // 2} samples, its "
+                              f"LeadSampleCountTotal says {int(count)} (truncated?)")  # fmt: skip
+        if not np.isfinite(per_bit):
+            raise RecordError(name, f"MUSE lead {lead_id}: no LeadAmplitudeUnitsPerBit")
+        leads.append(np.frombuffer(data, "<i2").astype(np.float64) * per_bit)
+        names.append(lead_id)
+        units.append((lead.findtext("LeadAmplitudeUnits") or "?").strip())
+    if not leads:
+        raise RecordError(name, "MUSE Rhythm waveform holds no LeadData")
+    lengths = sorted({len(v) for v in leads})
+    if len(lengths) > 1:
+        raise RecordError(
+            name, f"MUSE leads differ in length ({', '.join(map(str, lengths))} samples)"
+        )
+    return np.stack(leads, axis=1), rate, names, units
