@@ -5,12 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from ecgcnn import Predictor
 from ecgcnn.errors import RecordError
 from ecgcnn.recording import find_recordings, read_recording
 from ecgcnn.records import LEADS
 from ecgcnn.synthetic import synthesize_ecg
+from test_serve import wait_ready
 
 FS = 500
 # One 5 µV step of 16-bit storage is at most 2.5 µV off; 0.01 mV leaves room for derived leads.
@@ -327,3 +329,28 @@ def test_directories_yield_ecg_exports_not_other_xml(tmp_path):
     (tmp_path / "only" / "settings.xml").write_text("<settings/>")
     _, errors = find_recordings([tmp_path / "only"])
     assert len(errors) == 1 and "no recordings" in str(errors[0])
+
+
+# --- serve -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_dicom_and_xml_uploads_predict(served_checkpoint, predictor, tmp_path):
+    from ecgcnn.serve import MiB, Settings, create_app
+
+    sig = ecg(seed=11)
+    app = create_app(Settings(str(served_checkpoint), max_body_bytes=4 * MiB))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        for path in (
+            write_dicom(tmp_path / "ecg.dcm", sig),
+            write_muse(tmp_path / "muse.xml", sig),
+        ):
+            r = client.post("/v1/predict", files=[("files", (path.name, path.read_bytes()))])
+            assert r.status_code == 200, r.text
+            want = predictor.predict_record(path).probabilities
+            assert r.json()["probabilities"] == pytest.approx(want, abs=1e-6)
+        bad = tmp_path / "pom.xml"
+        bad.write_text("<project/>")
+        r = client.post("/v1/predict", files=[("files", (bad.name, bad.read_bytes()))])
+        assert r.status_code == 422 and "not supported" in r.json()["error"]["message"]
