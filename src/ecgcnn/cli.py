@@ -493,7 +493,7 @@ def predict(
     ] = None,
     no_progress: NoProgress = False,
 ) -> None:
-    """Predict recordings (WFDB .hea/.dat/.mat, EDF, .npy/.csv with --fs); bad records are skipped."""
+    """Predict recordings (WFDB, EDF, DICOM, aECG/MUSE XML; .npy/.csv with --fs); bad ones skipped."""
     from ecgcnn.predict import check_format, predict_files
 
     check_format(format)
@@ -710,7 +710,10 @@ def explain(
     checkpoint: Annotated[Path, typer.Option(help="A trained checkpoint.pt.")],
     out: Annotated[Path, typer.Option(help="Folder for the PNG(s).")],
     record: Annotated[
-        Path | None, typer.Option(help="A recording: WFDB (.hea), EDF, .npy or CSV (with --fs).")
+        Path | None,
+        typer.Option(
+            help="A recording: WFDB (.hea), EDF, DICOM, aECG/MUSE XML, .npy or CSV (with --fs)."
+        ),
     ] = None,
     data_root: Annotated[
         Path | None, typer.Option("--data-root", help="PTB-XL root holding --ecg-id.")
