@@ -287,3 +287,34 @@ def test_recording_validation(signal, fs, names, units, allow_missing):  # type:
     check_recording(
         lambda: conform(signal, fs, names, "fuzz", units=units, allow_missing_leads=allow_missing)
     )
+
+
+def _device_exports() -> dict[str, bytes]:
+    """A 2.5 s DICOM waveform, aECG and MUSE export of one synthetic ECG, as bytes."""
+    from test_waveforms import write_aecg, write_dicom, write_muse
+
+    sig = synthesize_ecg(["NORM"], fs=500, duration_s=2.5, rng=np.random.default_rng(0))
+    with tempfile.TemporaryDirectory() as tmp:
+        writers = {"ecg.dcm": write_dicom, "aecg.xml": write_aecg, "muse.xml": write_muse}
+        return {name: write(Path(tmp) / name, sig).read_bytes() for name, write in writers.items()}
+
+
+@needs_recording
+@FUZZ
+@given(data=st.data(), name=st.sampled_from(["ecg.dcm", "aecg.xml", "muse.xml"]))
+def test_device_export_readers_on_damaged_files(data: st.DataObject, name: str):
+    from ecgcnn.recording import read_recording
+
+    raw = bytearray(_DEVICE_EXPORTS.setdefault("files", _device_exports())[name])
+    for _ in range(data.draw(st.integers(1, 6))):  # overwrite a few bytes anywhere ...
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i : i + 4] = data.draw(st.binary(min_size=1, max_size=4))
+    raw = raw[: data.draw(st.integers(0, len(raw)))]  # ... and maybe cut the end off
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about what it repairs
+        path = Path(tmp) / name
+        path.write_bytes(bytes(raw))
+        check_recording(lambda: read_recording(path))
+
+
+_DEVICE_EXPORTS: dict[str, dict[str, bytes]] = {}
