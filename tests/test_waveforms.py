@@ -194,6 +194,23 @@ def test_12_lead_exports_read_back_within_quantisation(kind, tmp_path):
     assert rec.warnings == ()
 
 
+def test_a_real_device_dicom_reads_as_a_12_lead_ecg(predictor):
+    """pydicom's sample from a Mortara recorder (not written by us): 12 leads at 1000 Hz, a
+    RHYTHM group of 10 s beside a MEDIAN BEAT group of 1.2 s. The rhythm is read, in millivolts
+    (Einthoven's III = II - I holds to the device's rounding), and predicts."""
+    from pydicom.data import get_testdata_file
+
+    path = Path(get_testdata_file("waveform_ecg.dcm"))
+    rec = read_recording(path)
+    assert rec.fs == 1000 and rec.signal.shape == (10000, 12) and rec.warnings == ()
+    lead = {name: rec.signal[:, k] for k, name in enumerate(LEADS)}
+    assert np.abs(lead["III"] - (lead["II"] - lead["I"])).max() < 0.02
+    spans = np.ptp(rec.signal, axis=0)
+    assert (spans > 0.2).all() and (spans < 5).all()  # millivolts, not microvolts or volts
+    out = predictor.predict_record(path)
+    assert out.windows > 1 and set(out.probabilities) == set(predictor.classes)
+
+
 def test_dicom_leads_by_code_value_without_code_meaning(tmp_path):
     sig = ecg(seed=1)
     rec = read_recording(write_dicom(tmp_path / "ecg.dcm", sig, meanings=False))
