@@ -391,3 +391,15 @@ def test_a_confident_windowed_score_keeps_its_gradient(how):
     assert torch.allclose(score[0].double(), expected, atol=1e-3)
     score[0, 0].backward()
     assert x.grad is not None and x.grad.abs().max() > 0
+
+
+def test_a_dotted_record_name_gives_one_picture_per_class(tmp_path):
+    """ecg.2024.01.05.npy (or a DICOM named by its UID): every class its own file, none cut at a dot
+    and overwritten by the next."""
+    ckpt = fake_checkpoint(tmp_path / "c.pt", "cnn1d")
+    np.save(tmp_path / "ecg.2024.01.05.npy", ecg().T)
+    results = explain_record(ckpt, tmp_path / "o", record=tmp_path / "ecg.2024.01.05.npy", fs=100,
+                             top=3)  # fmt: skip
+    paths = [p for r in results for p in r.paths]
+    assert len(paths) == 3 == len(set(paths)) and all(p.is_file() for p in paths)
+    assert all(p.name.startswith("ecg.2024.01.05_") for p in paths), paths

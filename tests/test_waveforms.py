@@ -371,3 +371,84 @@ def test_dicom_and_xml_uploads_predict(served_checkpoint, predictor, tmp_path):
         bad.write_text("<project/>")
         r = client.post("/v1/predict", files=[("files", (bad.name, bad.read_bytes()))])
         assert r.status_code == 422 and "not supported" in r.json()["error"]["message"]
+
+
+# --- found by a black-box probe ---------------------------------------------------------------------
+
+
+def test_directories_find_dicom_files_by_content_whatever_their_name(tmp_path):
+    """DICOM media name files IM000001 or by UID (1.2.840....1): found by their preamble; .dicom
+    and .Dcm by suffix; other files (a WFDB .dat, notes.1) are not sniffed into the list."""
+    sig = ecg(seed=12)
+    dicoms = [write_dicom(tmp_path / name, sig)
+              for name in ("x.dicom", "Mixed.Dcm", "IM000001", "1.2.840.113619.2.1.1")]  # fmt: skip
+    (tmp_path / "notes.1").write_text("not an ECG")
+    (tmp_path / "README").write_text("not an ECG either")
+    found, errors = find_recordings([tmp_path])
+    assert sorted(found) == sorted(dicoms) and errors == []
+
+
+def write_aecg_in_sets(path, signal_mv, heads, uv_per_bit=5.0):
+    """An aECG whose 12 leads come in four sequenceSets of three, each with its own time sequence
+    starting at ``heads[k]`` (the same head: recorded together; different: one after another)."""
+    sets = []
+    for k, head in enumerate(heads):
+        parts = [
+            f"""<component><sequence><code code="TIME_ABSOLUTE" codeSystem="2.16.840.1.113883.5.4"/>
+            <value xsi:type="GLIST_TS"><head value="{head}"/><increment value="0.002" unit="s"/>
+            </value></sequence></component>"""
+        ]
+        for j in range(3 * k, 3 * k + 3):
+            digits = np.round(signal_mv[:, j] * 1000 / uv_per_bit).astype(int)
+            parts.append(f"""<component><sequence>
+              <code code="MDC_ECG_LEAD_{LEADS[j]}" codeSystem="2.16.840.1.113883.6.24"/>
+              <value xsi:type="SLIST_PQ"><origin value="0" unit="uV"/>
+                <scale value="{uv_per_bit:g}" unit="uV"/>
+                <digits>{" ".join(map(str, digits))}</digits></value>
+            </sequence></component>""")
+        sets.append("<component><sequenceSet>" + "".join(parts) + "</sequenceSet></component>")
+    Path(path).write_text(f"""<?xml version="1.0" encoding="UTF-8"?>
+<AnnotatedECG xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <component><series><code code="RHYTHM" codeSystem="2.16.840.1.113883.5.4"/>
+    {"".join(sets)}
+  </series></component>
+</AnnotatedECG>""")
+    return path
+
+
+def test_aecg_leads_in_several_simultaneous_sequence_sets_are_gathered(tmp_path):
+    sig = ecg(seed=13)
+    path = write_aecg_in_sets(tmp_path / "sets.xml", sig, ["20240102030405.000"] * 4)
+    rec = read_recording(path)
+    assert rec.fs == FS and np.abs(rec.signal - sig).max() < QUANTUM_MV
+
+
+def test_aecg_sequence_sets_recorded_one_after_another_are_an_error(tmp_path):
+    """Leads recorded three at a time (old 3-channel carts) are not a simultaneous 12-lead ECG."""
+    heads = [f"20240102030{k}05.000" for k in range(4)]
+    path = write_aecg_in_sets(tmp_path / "sequential.xml", ecg(seed=14), heads)
+    one_line_error(path, "not recorded together")
+
+
+def test_muse_sample_size_that_is_not_a_number_is_a_record_error(tmp_path):
+    path = write_muse(tmp_path / "m.xml", ecg(seed=15))
+    text = path.read_bytes().replace(b"<LeadSampleSize>2<", b"<LeadSampleSize>two<")
+    path.write_bytes(text)
+    one_line_error(path, "LeadSampleSize")
+
+
+@pytest.mark.slow
+def test_a_batch_upload_of_two_formats_with_one_stem_is_two_records(served_checkpoint, tmp_path):
+    from ecgcnn.serve import MiB, Settings, create_app
+
+    sig = ecg(seed=16)
+    files = [write_dicom(tmp_path / "a.dcm", sig), write_muse(tmp_path / "a.xml", sig)]
+    app = create_app(Settings(str(served_checkpoint), max_body_bytes=4 * MiB))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        upload = [("files", (f.name, f.read_bytes())) for f in files]
+        r = client.post("/v1/predict/batch", files=upload)
+        assert r.status_code == 200, r.text
+        assert len(r.json()["results"]) == 2
+        r = client.post("/v1/predict", files=upload)  # one record expected: say so, drop nothing
+        assert r.status_code == 422, r.text

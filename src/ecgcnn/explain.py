@@ -460,7 +460,7 @@ def explain_record(
             record=name, class_name=cls, probability=ex.probability, truth=truth,
             method=method, threshold=thresholds[j],
         )  # fmt: skip
-        paths = [plot_paper(ex.signal, ex.attribution, meta["fs"], base.with_suffix(".png"),
+        paths = [plot_paper(ex.signal, ex.attribution, meta["fs"], Path(f"{base}.png"),
                             leads=meta["leads"], **title)]  # fmt: skip
         if ex.image_attribution is not None:
             paths.append(

@@ -700,25 +700,23 @@ def find_recordings(
 ) -> tuple[list[Path], list[RecordError]]:
     """Expand files, record names and directories (searched recursively) into record paths.
 
-    Directories yield WFDB headers, EDF and DICOM (.dcm) files and the XML files whose root
+    Directories yield WFDB headers, EDF and DICOM files (.dcm, .dicom, or named without a
+    suffix or by UID as on DICOM media, told by their preamble) and the XML files whose root
     element is an ECG export read here (other XML is not a recording, so it is passed over), plus
     .npy and .csv files when ``arrays`` (they need a sampling rate). Paths that do not exist come
     back as errors; duplicates are dropped.
     """
     found: list[Path] = []
     errors: list[RecordError] = []
-    patterns = ["*.hea", "*.edf", "*.EDF", "*.dcm", "*.DCM", "*.xml", "*.XML"]
-    patterns += ["*.npy", "*.csv"] if arrays else []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            hits = sorted({h for pattern in patterns for h in p.rglob(pattern) if h.is_file()
-                           and (h.suffix.lower() != ".xml" or is_ecg_xml(h))})  # fmt: skip
+            files = [h for h in p.rglob("*") if h.is_file()]  # one walk of the tree
+            hits = sorted(h for h in files if _is_recording(h, arrays))
             if not hits:
-                kinds = ".hea, .edf, .dcm, ECG .xml" + (", .npy, .csv" if arrays else "")
+                kinds = ".hea, .edf, DICOM, ECG .xml" + (", .npy, .csv" if arrays else "")
                 problem = f"no recordings ({kinds}) in this directory"
-                unread = 0 if arrays else sum(1 for pattern in ("*.npy", "*.csv")
-                                              for h in p.rglob(pattern) if h.is_file())  # fmt: skip
+                unread = 0 if arrays else sum(h.suffix.lower() in ARRAY_SUFFIXES for h in files)
                 if unread:
                     problem += f"; {unread} .npy/.csv file(s) need a sampling rate (--fs HZ)"
                 errors.append(RecordError(str(p), problem))
@@ -735,6 +733,19 @@ def find_recordings(
             seen.add(key)
             unique.append(p)
     return unique, errors
+
+
+def _is_recording(path: Path, arrays: bool) -> bool:
+    """Whether a file found in a directory is a recording to read (a WFDB record by its header)."""
+    suffix = path.suffix.lower()
+    if suffix in (".hea", *EDF_SUFFIXES, *DICOM_SUFFIXES):
+        return True
+    if suffix in XML_SUFFIXES:
+        return is_ecg_xml(path)  # other XML (build files, settings) is not a recording
+    if suffix in ARRAY_SUFFIXES:
+        return arrays
+    # DICOM media name files IM000001 or by UID (1.2.840.113619.2.1.1): judged by their preamble
+    return (suffix == "" or suffix[1:].isdigit()) and is_dicom(path)
 
 
 def parse_segment(text: str | None) -> tuple[float | None, float | None] | None:

@@ -55,7 +55,7 @@ MiB = 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 8 * MiB
 DEFAULT_MAX_DURATION_S = 120.0
 DEFAULT_MAX_BATCH = 64
-UPLOAD_SUFFIXES = (".hea", ".dat", ".mat", ".csv", ".npy", ".edf", ".dcm", ".xml")
+UPLOAD_SUFFIXES = (".hea", ".dat", ".mat", ".csv", ".npy", ".edf", ".dcm", ".dicom", ".xml")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 EXAMPLES = {  # name -> (SCP statements, description, seed)
     "normal": (["NORM", "SR"], "normal ECG, sinus rhythm", 1),
@@ -371,6 +371,8 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             return await run(_predict_raw, p, raw, settings, state.model_id, explain)
         groups = await _uploads(request, settings)
         if len(groups) != 1:
+            for upload in groups.values():
+                upload.cleanup()
             raise ApiError(422, "one_record", "expected the files of one record, got records "
                            f"{', '.join(groups)}; use /v1/predict/batch for several", "files")  # fmt: skip
         ((name, upload),) = groups.items()
@@ -538,7 +540,8 @@ class Upload:
 
 
 async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
-    """Uploaded files grouped by record (file stem), each group written to a temporary folder."""
+    """Uploaded files grouped by record (a WFDB record by its file stem, other files one each),
+    each group written to a temporary folder."""
     try:
         form = await request.form(max_files=4 * settings.max_batch, max_fields=16)
     except Exception as exc:  # python-multipart's and starlette's parse errors
@@ -569,7 +572,10 @@ async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
             raise ApiError(422, "invalid_file", f"files: {up.filename!r} is not a usable file "
                            f"name; expected letters, digits, '.', '_' or '-' and one of "
                            f"{', '.join(UPLOAD_SUFFIXES)}", "files")  # fmt: skip
-        groups.setdefault(Path(name).stem, []).append((name, up))
+        # a WFDB record is its .hea with its signal file; any other file is a record of its own
+        # (a.dcm and a.xml are two records, not one)
+        key = Path(name).stem if suffix in (".hea", ".dat", ".mat") else name
+        groups.setdefault(key, []).append((name, up))
     out: dict[str, Upload] = {}
     try:
         for stem, items in groups.items():

@@ -254,11 +254,46 @@ def _read_aecg(root: object, name: str) -> tuple[np.ndarray, float, list[str], l
     sets = rhythm.findall("h:component/h:sequenceSet", ns)
     if not sets:
         raise RecordError(name, "aECG rhythm series has no sequenceSet")
+    # Devices may split the leads over several sequenceSets; they make one ECG only when they
+    # were recorded together (3-channel carts record I-III, then aVR-aVF, ... one after another).
+    parts = [_aecg_sequence_set(s, ns, name) for s in sets]
+    heads = {head for head, *_ in parts if head is not None}
+    if len(heads) > 1:
+        raise RecordError(
+            name,
+            f"aECG rhythm sequenceSets start at different times ({', '.join(sorted(heads))}): "
+            "leads not recorded together are not one 12-lead ECG",
+        )
+    rates = {rate for _, rate, *_ in parts if rate is not None}
+    if not rates:
+        raise RecordError(name, "aECG rhythm sequenceSet has no time sequence with an increment: "
+                          "sampling rate unknown")  # fmt: skip
+    if len(rates) > 1:
+        raise RecordError(name, f"aECG rhythm sequenceSets differ in rate "
+                          f"({', '.join(f'{r:g}' for r in sorted(rates))} Hz)")  # fmt: skip
+    names = [n for part in parts for n in part[2]]
+    units = [u for part in parts for u in part[3]]
+    leads = [v for part in parts for v in part[4]]
+    if not leads:
+        raise RecordError(name, "aECG rhythm sequenceSet holds no lead sequences (SLIST_PQ)")
+    lengths = sorted({len(v) for v in leads})
+    if len(lengths) > 1:
+        raise RecordError(
+            name, f"aECG leads differ in length ({', '.join(map(str, lengths))} samples)"
+        )
+    return np.stack(leads, axis=1), rates.pop(), names, units
+
+
+def _aecg_sequence_set(
+    sequence_set: object, ns: dict[str, str], name: str
+) -> tuple[str | None, float | None, list[str], list[str], list[np.ndarray]]:
+    """One sequenceSet: its start time (the time sequence's head), rate, lead names, units, leads."""
+    head: str | None = None
     rate: float | None = None
     names: list[str] = []
     units: list[str] = []
     leads: list[np.ndarray] = []
-    for seq in sets[0].findall("h:component/h:sequence", ns):
+    for seq in sequence_set.findall("h:component/h:sequence", ns):  # type: ignore[attr-defined]
         code_el = seq.find("h:code", ns)
         code = "" if code_el is None else str(code_el.get("code", ""))
         value = seq.find("h:value", ns)
@@ -267,6 +302,8 @@ def _read_aecg(root: object, name: str) -> tuple[np.ndarray, float, list[str], l
         kind = str(value.get(XSI_TYPE, "")).split(":")[-1]
         if code.startswith("TIME_") or kind in ("GLIST_TS", "GLIST_PQ"):
             rate = _aecg_rate(value.find("h:increment", ns), name)
+            head_el = value.find("h:head", ns)
+            head = None if head_el is None else head_el.get("value")
             continue
         if kind != "SLIST_PQ":
             continue  # other sequence types (annotations, sample flags) carry no lead
@@ -290,17 +327,7 @@ def _read_aecg(root: object, name: str) -> tuple[np.ndarray, float, list[str], l
         leads.append(offset + step * values)
         names.append(code.removeprefix("MDC_ECG_LEAD_"))
         units.append(unit or "?")
-    if rate is None:
-        raise RecordError(name, "aECG rhythm sequenceSet has no time sequence with an increment: "
-                          "sampling rate unknown")  # fmt: skip
-    if not leads:
-        raise RecordError(name, "aECG rhythm sequenceSet holds no lead sequences (SLIST_PQ)")
-    lengths = sorted({len(v) for v in leads})
-    if len(lengths) > 1:
-        raise RecordError(
-            name, f"aECG leads differ in length ({', '.join(map(str, lengths))} samples)"
-        )
-    return np.stack(leads, axis=1), rate, names, units
+    return head, rate, names, units, leads
 
 
 def _aecg_rate(increment: object, name: str) -> float:
@@ -348,10 +375,11 @@ def _read_muse(root: object, name: str) -> tuple[np.ndarray, float, list[str], l
             raise RecordError(
                 name, f"MUSE lead {lead_id}: unreadable amplitude scale or WaveFormData"
             ) from None
-        size = int(lead.findtext("LeadSampleSize") or 2)
-        if size != 2 or len(data) % 2:
-            raise RecordError(name, f"MUSE lead {lead_id}: expected 16-bit samples, got {len(data)} "
-                              f"bytes of {size}-byte samples")  # fmt: skip
+        size = (lead.findtext("LeadSampleSize") or "2").strip()
+        if size != "2" or len(data) % 2:
+            raise RecordError(name, f"MUSE lead {lead_id}: expected 16-bit samples "
+                              f"(LeadSampleSize 2), got {len(data)} bytes of LeadSampleSize "
+                              f"{size!r}")  # fmt: skip
         count = lead.findtext("LeadSampleCountTotal")
         if count is not None and count.strip().isdigit() and int(count) * 2 != len(data):
             raise RecordError(name, f"MUSE lead {lead_id}: {len(data) // 2} samples, its "
