@@ -123,6 +123,21 @@ def test_window_aggregation_rescores_finished_runs(sweep):
     assert usage.returncode == 2 and "Re-score finished" in usage.stderr
 
 
+def test_paired_runs_compares_each_run_with_its_reference(sweep):
+    out, _ = sweep
+    proc = script("paired_runs.py", "--runs", out / "mix", out / "base",
+                  "--reference", out / "base", out / "mix")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    test_auc = {v: json.loads(next((out / v).glob("*/metrics_test.json")).read_text())
+                ["roc_auc_macro"] for v in ("base", "mix")}  # fmt: skip
+    lines = [x for x in proc.stdout.splitlines() if x.startswith(f"| {out}")]
+    assert len(lines) == 2 and f"| {test_auc['mix']:.4f} | {test_auc['base']:.4f} |" in lines[0]
+    assert f"{test_auc['mix'] - test_auc['base']:+.4f} (" in lines[0]
+    assert "difference +0.0000 +- " in proc.stdout  # a - b and b - a: a mean of zero
+    bad = script("paired_runs.py", "--runs", out / "mix", "--reference", out / "base", out / "mix")
+    assert bad.returncode == 2 and "one each" in bad.stderr
+
+
 def test_seed_summary_puts_seeds_side_by_side(synthetic_root, tmp_path):
     folders = []
     for seed in (1, 2):
