@@ -452,3 +452,22 @@ def test_a_batch_upload_of_two_formats_with_one_stem_is_two_records(served_check
         assert len(r.json()["results"]) == 2
         r = client.post("/v1/predict", files=upload)  # one record expected: say so, drop nothing
         assert r.status_code == 422, r.text
+
+
+def test_muse_without_waveform_types_reads_the_longest_untyped_waveform(tmp_path):
+    """Some MUSE-style exports leave out WaveformType: then the longest untyped waveform is the
+    rhythm (a median beat is 1.2 s), never one typed Median."""
+    sig = ecg(seed=17)
+    original = write_muse(tmp_path / "m.xml", sig).read_bytes()
+    untyped = tmp_path / "untyped.xml"
+    untyped.write_bytes(original.replace(b"<WaveformType>Median</WaveformType>", b"")
+                        .replace(b"<WaveformType>Rhythm</WaveformType>", b""))  # fmt: skip
+    beside_median = tmp_path / "beside-median.xml"
+    beside_median.write_bytes(original.replace(b"<WaveformType>Rhythm</WaveformType>", b""))
+    for path in (untyped, beside_median):
+        rec = read_recording(path)
+        assert rec.signal.shape == sig.shape and np.abs(rec.signal - sig).max() < QUANTUM_MV
+    median_only = tmp_path / "median-only.xml"
+    median_only.write_bytes(original.replace(b"<WaveformType>Rhythm</WaveformType>",
+                                             b"<WaveformType>Median</WaveformType>"))  # fmt: skip
+    one_line_error(median_only, "no Rhythm waveform")

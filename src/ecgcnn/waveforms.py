@@ -349,8 +349,11 @@ def _read_muse(root: object, name: str) -> tuple[np.ndarray, float, list[str], l
     waves = root.findall("Waveform")  # type: ignore[attr-defined]
     kinds = [(w.findtext("WaveformType") or "").strip() for w in waves]
     rhythm = [w for w, k in zip(waves, kinds, strict=True) if k.lower() == "rhythm"]
+    if not rhythm:  # exports that leave out WaveformType: the longest untyped one (not a median)
+        untyped = [w for w, k in zip(waves, kinds, strict=True) if not k]
+        rhythm = sorted(untyped, key=lambda w: -len(w.findtext("LeadData/WaveFormData") or ""))
     if not rhythm:
-        found = ", ".join(kinds) or "none"
+        found = ", ".join(k or "(untyped)" for k in kinds) or "none"
         raise RecordError(name, f"MUSE XML has no Rhythm waveform (waveforms: {found})")
     wave = rhythm[0]
     try:
