@@ -98,6 +98,17 @@ def write_dicom(path, signal_mv, leads=LEADS, uv_per_bit=5.0, baseline_uv=0.0, m
     return path
 
 
+def aecg_lead(lead, values_mv, uv_per_bit, origin_uv=0.0):
+    """One lead of an aECG sequenceSet: physical = origin + scale * digit, in microvolts."""
+    digits = np.round((values_mv * 1000 - origin_uv) / uv_per_bit).astype(int)
+    return f"""<component><sequence>
+      <code code="MDC_ECG_LEAD_{lead}" codeSystem="2.16.840.1.113883.6.24"/>
+      <value xsi:type="SLIST_PQ"><origin value="{origin_uv:g}" unit="uV"/>
+        <scale value="{uv_per_bit:g}" unit="uV"/>
+        <digits>{" ".join(map(str, digits))}</digits></value>
+    </sequence></component>"""
+
+
 def write_aecg(path, signal_mv, uv_per_bit=5.0, increment="0.002", unit="s", origin_uv=0.0):
     """An FDA HL7 aECG: a RHYTHM series with a time sequence and one SLIST_PQ per lead, and a
     derived representative-beat series inside it (which the reader must skip)."""
@@ -111,14 +122,7 @@ def write_aecg(path, signal_mv, uv_per_bit=5.0, increment="0.002", unit="s", ori
                 <increment value="{increment}" unit="{unit}"/></value>
             </sequence></component>""")
         for j, lead in enumerate(LEADS):
-            digits = np.round((signal[:, j] * 1000 - origin_uv) / uv_per_bit).astype(int)
-            code = "MDC_ECG_LEAD_" + lead
-            parts.append(f"""<component><sequence>
-              <code code="{code}" codeSystem="2.16.840.1.113883.6.24"/>
-              <value xsi:type="SLIST_PQ"><origin value="{origin_uv:g}" unit="uV"/>
-                <scale value="{uv_per_bit:g}" unit="uV"/>
-                <digits>{" ".join(map(str, digits))}</digits></value>
-            </sequence></component>""")
+            parts.append(aecg_lead(lead, signal[:, j], uv_per_bit, origin_uv))
         return "<sequenceSet>" + "".join(parts) + "</sequenceSet>"
 
     text = f"""<?xml version="1.0" encoding="UTF-8"?>
@@ -399,13 +403,7 @@ def write_aecg_in_sets(path, signal_mv, heads, uv_per_bit=5.0):
             </value></sequence></component>"""
         ]
         for j in range(3 * k, 3 * k + 3):
-            digits = np.round(signal_mv[:, j] * 1000 / uv_per_bit).astype(int)
-            parts.append(f"""<component><sequence>
-              <code code="MDC_ECG_LEAD_{LEADS[j]}" codeSystem="2.16.840.1.113883.6.24"/>
-              <value xsi:type="SLIST_PQ"><origin value="0" unit="uV"/>
-                <scale value="{uv_per_bit:g}" unit="uV"/>
-                <digits>{" ".join(map(str, digits))}</digits></value>
-            </sequence></component>""")
+            parts.append(aecg_lead(LEADS[j], signal_mv[:, j], uv_per_bit))
         sets.append("<component><sequenceSet>" + "".join(parts) + "</sequenceSet></component>")
     Path(path).write_text(f"""<?xml version="1.0" encoding="UTF-8"?>
 <AnnotatedECG xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">

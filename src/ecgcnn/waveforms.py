@@ -276,12 +276,7 @@ def _read_aecg(root: object, name: str) -> tuple[np.ndarray, float, list[str], l
     leads = [v for part in parts for v in part[4]]
     if not leads:
         raise RecordError(name, "aECG rhythm sequenceSet holds no lead sequences (SLIST_PQ)")
-    lengths = sorted({len(v) for v in leads})
-    if len(lengths) > 1:
-        raise RecordError(
-            name, f"aECG leads differ in length ({', '.join(map(str, lengths))} samples)"
-        )
-    return np.stack(leads, axis=1), rates.pop(), names, units
+    return _stack(leads, "aECG", name), rates.pop(), names, units
 
 
 def _aecg_sequence_set(
@@ -328,6 +323,16 @@ def _aecg_sequence_set(
         names.append(code.removeprefix("MDC_ECG_LEAD_"))
         units.append(unit or "?")
     return head, rate, names, units, leads
+
+
+def _stack(leads: list[np.ndarray], kind: str, name: str) -> np.ndarray:
+    """Leads of one length as (samples, leads); leads of different lengths are no one recording."""
+    lengths = sorted({len(v) for v in leads})
+    if len(lengths) > 1:
+        raise RecordError(
+            name, f"{kind} leads differ in length ({', '.join(map(str, lengths))} samples)"
+        )
+    return np.stack(leads, axis=1)
 
 
 def _aecg_rate(increment: object, name: str) -> float:
@@ -394,9 +399,4 @@ def _read_muse(root: object, name: str) -> tuple[np.ndarray, float, list[str], l
         units.append((lead.findtext("LeadAmplitudeUnits") or "?").strip())
     if not leads:
         raise RecordError(name, "MUSE Rhythm waveform holds no LeadData")
-    lengths = sorted({len(v) for v in leads})
-    if len(lengths) > 1:
-        raise RecordError(
-            name, f"MUSE leads differ in length ({', '.join(map(str, lengths))} samples)"
-        )
-    return np.stack(leads, axis=1), rate, names, units
+    return _stack(leads, "MUSE", name), rate, names, units
