@@ -295,3 +295,21 @@ def test_onnx_model_shows_the_example_without_saliency(served_checkpoint, driver
         screenshot(driver, tmp_path, "web-onnx.png")
     finally:
         stop_server(proc)
+
+
+@pytest.mark.slow
+def test_a_device_dicom_upload_is_predicted_and_drawn(live_server, driver, tmp_path):
+    """A real recorder's DICOM (pydicom's Mortara sample, 1000 Hz) through the page's file input."""
+    from pydicom.data import get_testdata_file
+    from selenium.webdriver.common.by import By
+
+    dcm = Path(shutil.copy(get_testdata_file("waveform_ecg.dcm"), tmp_path / "mortara.dcm"))
+    status, answer = post_files(live_server + "/v1/predict", [dcm], {})
+    assert status == 200, answer
+    open_page(driver, live_server)
+    driver.find_element(By.ID, "file-input").send_keys(str(dcm))
+    assert wait_for(driver, "done", "error") == "done", error_text(driver)
+    assert_matches(shown_probabilities(driver), answer)
+    ecg = drawing(driver)
+    assert len(set(ecg["leads"])) == 12 and ecg["traces"] == 12
+    assert not js_errors(driver)
