@@ -30,6 +30,8 @@ def test_predictions(run: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     if len(found) != 1:
         raise SystemExit(f"{run}: expected one fold with predictions_test.npz, found {len(found)}")
     config = run / "config.json" if (run / "config.json").is_file() else run.parent / "config.json"
+    if not config.is_file():
+        raise SystemExit(f"{run}: no config.json (the run's classes) in it or its parent")
     with np.load(found[0]) as z:
         preds = {k: z[k] for k in ("y_true", "y_prob", "ecg_ids")}
     return preds, json.loads(config.read_text())["classes"]

@@ -276,3 +276,18 @@ def test_usage_errors_are_one_line_like_every_other_error(ecgcnn_here):
     assert bare.returncode == 2 and "train" in bare.stdout + bare.stderr
     assert not (bare.stdout + bare.stderr).startswith("error:")
     assert ecgcnn_here("models").returncode == 0
+
+
+def test_an_end_of_file_inside_a_command_is_an_error_not_an_interrupt(ecgcnn_here, monkeypatch):
+    """typer turns EOFError (torch.load of an empty file raises it) into Abort: an error, exit 1,
+    not 'interrupted' as a Ctrl-C would be."""
+    import ecgcnn.models
+
+    def empty(*args, **kwargs):
+        raise EOFError("Ran out of input")
+
+    monkeypatch.setattr(ecgcnn.models, "list_models", empty)
+    out = ecgcnn_here("models")
+    # (typer writes an empty line first, as after an end of input at a prompt)
+    assert out.returncode == 1 and out.stderr.strip().startswith("error: unexpected end of a file")
+    assert "Ran out of input" in out.stderr and "interrupted" not in out.stderr

@@ -447,7 +447,11 @@ def test_a_batch_upload_of_two_formats_with_one_stem_is_two_records(served_check
         upload = [("files", (f.name, f.read_bytes())) for f in files]
         r = client.post("/v1/predict/batch", files=upload)
         assert r.status_code == 200, r.text
-        assert len(r.json()["results"]) == 2
+        results = r.json()["results"]
+        assert sorted(x["record"] for x in results) == ["a.dcm", "a.xml"]  # told apart
+        one = [("files", ("ecg.xml", files[1].read_bytes()))]
+        r = client.post("/v1/predict", files=one)  # a stem of its own: reported as before
+        assert r.status_code == 200 and r.json()["record"] == "ecg", r.text
         r = client.post("/v1/predict", files=upload)  # one record expected: say so, drop nothing
         assert r.status_code == 422, r.text
 
@@ -469,3 +473,36 @@ def test_muse_without_waveform_types_reads_the_longest_untyped_waveform(tmp_path
     median_only.write_bytes(original.replace(b"<WaveformType>Rhythm</WaveformType>",
                                              b"<WaveformType>Median</WaveformType>"))  # fmt: skip
     one_line_error(median_only, "no Rhythm waveform")
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ((b"<SampleExponent>0<", b"<SampleExponent>400<"), "SampleBase"),
+        ((b"<SampleBase>500<", b"<SampleBase>1e308<"), "not an ECG rate"),
+        ((b'encoding="ISO-8859-1"', b'encoding="x-bogus"'), "encoding"),
+    ],
+)
+def test_absurd_numbers_and_encodings_are_record_errors(tmp_path, change, match):
+    """Found by review: overflowing rates and an unknown encoding escaped as OverflowError and
+    LookupError (a 500 from serve) instead of a one-line record error."""
+    path = write_muse(tmp_path / "m.xml", ecg(seed=18))
+    path.write_bytes(path.read_bytes().replace(*change))
+    one_line_error(path, match)
+
+
+@pytest.mark.parametrize("increment, unit", [("1e-310", "s"), ("1e-320", "us")])
+def test_an_absurd_aecg_time_increment_is_a_record_error(tmp_path, increment, unit):
+    path = write_aecg(tmp_path / "a.xml", ecg(seed=19), increment=increment, unit=unit)
+    one_line_error(path, "time increment")
+
+
+def test_a_named_pipe_is_not_opened_to_sniff_for_dicom(tmp_path):
+    import os
+
+    fifo = tmp_path / "IM000002"
+    os.mkfifo(fifo)  # opening it to read would block until a writer comes
+    with pytest.raises(RecordError, match="unsupported file type"):
+        read_recording(fifo)
+    found, _ = find_recordings([tmp_path])
+    assert found == []

@@ -825,7 +825,10 @@ def main() -> None:
     except _CLICK.ClickException as exc:
         print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except typer.Abort:  # Ctrl-C or end of input at a prompt
+    except typer.Abort as exc:  # typer's word for an EOFError, and (older typer) a Ctrl-C
+        if isinstance(exc.__cause__, EOFError):  # e.g. torch.load of an empty file
+            print(f"error: unexpected end of a file ({exc.__cause__})", file=sys.stderr)
+            sys.exit(1)
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except EcgcnnError as exc:

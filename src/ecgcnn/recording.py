@@ -737,8 +737,10 @@ def find_recordings(
 
 def _is_recording(path: Path, arrays: bool) -> bool:
     """Whether a file found in a directory is a recording to read (a WFDB record by its header)."""
+    if path.suffix == ".hea":  # as wfdb names it: it reads NAME + '.hea', lower case
+        return True
     suffix = path.suffix.lower()
-    if suffix in (".hea", *EDF_SUFFIXES, *DICOM_SUFFIXES):
+    if suffix in (*EDF_SUFFIXES, *DICOM_SUFFIXES):
         return True
     if suffix in XML_SUFFIXES:
         return is_ecg_xml(path)  # other XML (build files, settings) is not a recording

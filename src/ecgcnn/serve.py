@@ -576,12 +576,16 @@ async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
         # (a.dcm and a.xml are two records, not one)
         key = Path(name).stem if suffix in (".hea", ".dat", ".mat") else name
         groups.setdefault(key, []).append((name, up))
+    # A record is reported by its stem ("ecg" for ecg.csv), by its file name where two share one
+    stems = [
+        Path(key).stem if Path(key).suffix.lower() in UPLOAD_SUFFIXES else key for key in groups
+    ]
     out: dict[str, Upload] = {}
     try:
-        for stem, items in groups.items():
+        for (key, items), stem in zip(groups.items(), stems, strict=True):
             folder = tempfile.TemporaryDirectory(prefix="ecgcnn-upload-")
             paths = []
-            out[stem] = Upload(folder, paths, fs, units, allow)
+            out[stem if stems.count(stem) == 1 else key] = Upload(folder, paths, fs, units, allow)
             for name, up in items:
                 path = Path(folder.name) / name
                 path.write_bytes(await up.read())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from pathlib import Path
 
@@ -44,6 +45,8 @@ LEAD_CODES = {1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "
 def is_dicom(path: Path) -> bool:
     """Whether a file starts with the DICOM preamble: 128 bytes, then 'DICM'."""
     try:
+        if not path.is_file():  # a named pipe would block the read
+            return False
         with open(path, "rb") as f:
             head = f.read(132)
     except OSError:
@@ -54,6 +57,8 @@ def is_dicom(path: Path) -> bool:
 def xml_root(path: Path) -> str | None:
     """The local name of an XML file's root element, from its first few KB (None: none found)."""
     try:
+        if not path.is_file():
+            return None
         with open(path, "rb") as f:
             head = f.read(SNIFF_BYTES)
     except OSError:
@@ -73,19 +78,36 @@ def is_ecg_xml(path: Path) -> bool:
 
 
 def _read_bytes(path: Path, name: str) -> bytes:
+    _check_size(path, name)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise RecordError(
-                name,
-                f"file of {size / 2**20:.0f} MiB: larger than any ECG export "
-                f"(at most {MAX_FILE_BYTES // 2**20} MiB read)",
-            )
         return path.read_bytes()
     except FileNotFoundError:
         raise RecordError(name, "file not found") from None
     except OSError as exc:
         raise RecordError(name, f"unreadable file ({exc.strerror or exc})") from None
+
+
+def _check_size(path: Path, name: str) -> None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise RecordError(name, "file not found") from None
+    except OSError as exc:
+        raise RecordError(name, f"unreadable file ({exc.strerror or exc})") from None
+    if size > MAX_FILE_BYTES:
+        raise RecordError(
+            name,
+            f"file of {size / 2**20:.0f} MiB: larger than any ECG export "
+            f"(at most {MAX_FILE_BYTES // 2**20} MiB read)",
+        )
+
+
+def _rate(rate: float, what: str, name: str) -> float:
+    """A sampling rate from a file's numbers, if it is one: 1 / 0.002 s is 500 Hz, not
+    499.99999999999994; an overflow or a zero is a record error, not an exception."""
+    if not math.isfinite(rate) or rate <= 0:
+        raise RecordError(name, f"{what}: no usable sampling rate ({rate:g} Hz)")
+    return float(round(rate)) if abs(rate - round(rate)) < 1e-6 * rate else rate
 
 
 # --- DICOM ---------------------------------------------------------------------------------------
@@ -97,14 +119,12 @@ def read_dicom(path: Path, name: str) -> tuple[np.ndarray, float, list[str], lis
     The group labelled RHYTHM, else the longest with at least 8 channels. pydicom applies each
     channel's sensitivity, its correction factor and its baseline (in physical units).
     """
-    from io import BytesIO
-
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    raw = _read_bytes(path, name)
-    try:
-        ds = pydicom.dcmread(BytesIO(raw))
+    _check_size(path, name)
+    try:  # waveforms precede pixel data: an image (a CT slice in the folder) is not read whole
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
         groups = list(ds.get("WaveformSequence") or [])
     except InvalidDicomError:
         raise RecordError(
@@ -220,11 +240,20 @@ def read_xml(path: Path, name: str) -> tuple[np.ndarray, float, list[str], list[
         ) from None
     except ParseError as exc:
         raise RecordError(name, f"malformed XML ({exc})") from None
+    except LookupError as exc:  # an encoding Python does not know
+        raise RecordError(name, f"malformed XML (its declared encoding: {exc})") from None
     tag = root.tag.split("}")[-1]
-    if tag == "AnnotatedECG":
-        return _read_aecg(root, name)
-    if tag == "RestingECG":
-        return _read_muse(root, name)
+    reader = {"AnnotatedECG": _read_aecg, "RestingECG": _read_muse}.get(tag)
+    if reader is not None:
+        try:
+            return reader(root, name)
+        except RecordError:
+            raise
+        except Exception as exc:  # whatever else a file from the wild finds: one line, not a 500
+            kind = XML_KINDS[tag]
+            raise RecordError(
+                name, f"unreadable {kind} XML ({type(exc).__name__}: {exc})"
+            ) from None
     what = f" ({OTHER_XML[tag]})" if tag in OTHER_XML else ""
     raise RecordError(name, f"XML of kind <{tag}>{what} is not supported; expected {SUPPORTED_XML}")
 
@@ -341,12 +370,9 @@ def _aecg_rate(increment: object, name: str) -> float:
     seconds = {"s": 1.0, "ms": 1e-3, "us": 1e-6}.get(unit)
     if seconds is None or step <= 0:
         raise RecordError(name, f"aECG time increment {step:g} {unit}: expected a positive s or ms")
-    return _round_rate(1.0 / (step * seconds))
-
-
-def _round_rate(rate: float) -> float:
-    """1 / 0.002 s is 500 Hz, not 499.99999999999994."""
-    return float(round(rate)) if abs(rate - round(rate)) < 1e-6 * rate else rate
+    period = step * seconds
+    return _rate(1.0 / period if period > 0 else math.inf, f"aECG time increment {step:g} {unit}",
+                 name)  # fmt: skip
 
 
 def _read_muse(root: object, name: str) -> tuple[np.ndarray, float, list[str], list[str]]:
@@ -370,7 +396,11 @@ def _read_muse(root: object, name: str) -> tuple[np.ndarray, float, list[str], l
         raise RecordError(
             name, f"MUSE SampleBase {wave.findtext('SampleBase')!r}: expected a rate in Hz"
         )
-    rate = _round_rate(base * 10.0**exponent)
+    try:
+        rate = base * 10.0**exponent
+    except OverflowError:
+        rate = math.inf
+    rate = _rate(rate, f"MUSE SampleBase {base:g} x 10^{exponent}", name)
     names: list[str] = []
     units: list[str] = []
     leads: list[np.ndarray] = []
