@@ -372,3 +372,14 @@ def test_real_server_with_two_workers(served_checkpoint, tmp_path, body):
     finally:
         stop_server(proc)
     assert (tmp_path / "serve.log").read_text().count("INFO: serving cnn1d") == 2  # both workers
+
+
+def test_explanation_sees_the_record_predict_scored(client, body):
+    """A flat lead that predict zero-fills (allowed) is zero in the explained signal too."""
+    flat = [list(lead) for lead in body["signal"]]
+    flat[7] = [0.3] * len(flat[7])  # V2 disconnected: a constant offset
+    r = client.post("/v1/predict", params={"explain": "true"},
+                    json={**body, "signal": flat, "allow_missing_leads": True})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert "V2" in r.json()["filled_leads"]
+    assert not np.array(r.json()["explanation"]["signal"])[7].any()

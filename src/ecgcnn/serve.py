@@ -736,6 +736,7 @@ def explain_prediction(p: Predictor, rec: Any, pred: Prediction) -> dict[str, An
     from ecgcnn.predict import pad_near_miss
 
     target = max(pred.probabilities, key=pred.probabilities.__getitem__)
+    rec = rec.validate()  # as predict scored it: a flat lead zero-filled where allowed
     x, _ = pad_near_miss(resample(rec.signal, rec.fs, p.fs), p.window)
     x = np.ascontiguousarray(x.T, dtype=np.float32)
     ex = explain_signal(p.model, x, p.classes.index(target), "saliency", p.window, p.stride,
