@@ -506,3 +506,19 @@ def test_a_named_pipe_is_not_opened_to_sniff_for_dicom(tmp_path):
         read_recording(fifo)
     found, _ = find_recordings([tmp_path])
     assert found == []
+
+
+def test_a_real_device_dicom_is_explained_with_the_probability_predict_gives(
+    served_checkpoint, predictor, tmp_path
+):
+    from pydicom.data import get_testdata_file
+
+    from ecgcnn.explain import explain_record
+
+    path = Path(get_testdata_file("waveform_ecg.dcm"))
+    predicted = predictor.predict_record(path).probabilities
+    results = explain_record(served_checkpoint, tmp_path / "out", record=path, top=2)
+    assert len(results) == 2
+    for r in results:  # the first 10 s resampled from 1000 Hz, scored as predict scores it
+        assert r.probability == pytest.approx(predicted[r.class_name], abs=1e-4)
+        assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in r.paths)
