@@ -282,7 +282,8 @@ def one_line_error(path, match):
     return str(info.value)
 
 
-def test_a_dicom_image_is_not_an_ecg(tmp_path):
+def write_dicom_image(path):
+    """A 4 x 4 CT slice: the kind of DICOM file that shares folders with ECGs in an archive."""
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -297,9 +298,27 @@ def test_a_dicom_image_is_not_an_ecg(tmp_path):
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.PixelData = np.zeros((4, 4), "<i2").tobytes()
-    path = tmp_path / "image.dcm"
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def test_a_dicom_image_is_not_an_ecg(tmp_path):
+    path = write_dicom_image(tmp_path / "image.dcm")
     one_line_error(path, r"without waveforms \(CT Image Storage\)")
+
+
+def test_directories_pass_over_dicom_images(tmp_path):
+    """An archive folder mixes ECGs with image slices: only the waveforms are recordings (an
+    image given by name is still refused with its reason, above)."""
+    ecg_file = write_dicom(tmp_path / "1.2.840.1.1", ecg(seed=20))
+    write_dicom_image(tmp_path / "1.2.840.1.2")
+    write_dicom_image(tmp_path / "slice.dcm")
+    found, errors = find_recordings([tmp_path])
+    assert found == [ecg_file] and errors == []
+    (tmp_path / "images").mkdir()
+    write_dicom_image(tmp_path / "images" / "IM000001")
+    _, errors = find_recordings([tmp_path / "images"])
+    assert len(errors) == 1 and "no recordings" in str(errors[0])
 
 
 def test_a_truncated_dicom_is_an_error(tmp_path):

@@ -25,6 +25,7 @@ from ecgcnn.waveforms import (
     XML_SUFFIXES,
     is_dicom,
     is_ecg_xml,
+    is_waveform_dicom,
     read_dicom,
     read_xml,
 )
@@ -700,8 +701,9 @@ def find_recordings(
 ) -> tuple[list[Path], list[RecordError]]:
     """Expand files, record names and directories (searched recursively) into record paths.
 
-    Directories yield WFDB headers, EDF and DICOM files (.dcm, .dicom, or named without a
-    suffix or by UID as on DICOM media, told by their preamble) and the XML files whose root
+    Directories yield WFDB headers, EDF and DICOM waveform files (.dcm, .dicom, or named without
+    a suffix or by UID as on DICOM media, told by their preamble; images are passed over) and the
+    XML files whose root
     element is an ECG export read here (other XML is not a recording, so it is passed over), plus
     .npy and .csv files when ``arrays`` (they need a sampling rate). Paths that do not exist come
     back as errors; duplicates are dropped.
@@ -740,14 +742,17 @@ def _is_recording(path: Path, arrays: bool) -> bool:
     if path.suffix == ".hea":  # as wfdb names it: it reads NAME + '.hea', lower case
         return True
     suffix = path.suffix.lower()
-    if suffix in (*EDF_SUFFIXES, *DICOM_SUFFIXES):
+    if suffix in EDF_SUFFIXES:
         return True
     if suffix in XML_SUFFIXES:
         return is_ecg_xml(path)  # other XML (build files, settings) is not a recording
     if suffix in ARRAY_SUFFIXES:
         return arrays
-    # DICOM media name files IM000001 or by UID (1.2.840.113619.2.1.1): judged by their preamble
-    return (suffix == "" or suffix[1:].isdigit()) and is_dicom(path)
+    # DICOM media name files IM000001 or by UID (1.2.840.113619.2.1.1): judged by their preamble;
+    # image slices beside the ECGs are passed over, as other XML is
+    if suffix in DICOM_SUFFIXES or ((suffix == "" or suffix[1:].isdigit()) and is_dicom(path)):
+        return is_waveform_dicom(path)
+    return False
 
 
 def parse_segment(text: str | None) -> tuple[float | None, float | None] | None:

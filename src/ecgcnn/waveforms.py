@@ -20,6 +20,8 @@ from ecgcnn.records import unit_scale
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 XML_SUFFIXES = (".xml",)
+# Waveform Storage SOP classes (PS3.4 B.5): 12-lead, general and ambulatory ECG, hemodynamic...
+WAVEFORM_SOP_CLASSES = "1.2.840.10008.5.1.4.1.1.9."
 # Exports are a few MB (10 s x 12 leads at 500 Hz is 2 MB as aECG text); a file this large is no
 # resting ECG, and parsing XML takes several times its size in memory.
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -52,6 +54,20 @@ def is_dicom(path: Path) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:] == b"DICM"
+
+
+def is_waveform_dicom(path: Path) -> bool:
+    """Whether a DICOM file holds waveforms (ECG, hemodynamic...), by its SOP class alone, so
+    that an image slice beside the ECGs in an archive folder is passed over without being read.
+    A file whose class cannot be read counts as one: its reader then says what is wrong."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        sop = str(ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID") or "")
+    except Exception:
+        return True
+    return not sop or sop.startswith(WAVEFORM_SOP_CLASSES)
 
 
 def xml_root(path: Path) -> str | None:
