@@ -703,10 +703,9 @@ def find_recordings(
 
     Directories yield WFDB headers, EDF and DICOM waveform files (.dcm, .dicom, or named without
     a suffix or by UID as on DICOM media, told by their preamble; images are passed over) and the
-    XML files whose root
-    element is an ECG export read here (other XML is not a recording, so it is passed over), plus
-    .npy and .csv files when ``arrays`` (they need a sampling rate). Paths that do not exist come
-    back as errors; duplicates are dropped.
+    XML files whose root element is an ECG export read here (other XML is not a recording, so it
+    is passed over), plus .npy and .csv files when ``arrays`` (they need a sampling rate). Paths
+    that do not exist come back as errors; duplicates are dropped.
     """
     found: list[Path] = []
     errors: list[RecordError] = []
