@@ -329,11 +329,11 @@ def _read_file(
     path: str | Path, leads: tuple[str, ...], fs: float | None, model_fs: float, units: str = "mV"
 ) -> tuple[np.ndarray, str]:
     """A recording file (WFDB, EDF, .npy, CSV) in the model's leads, resampled to its rate."""
-    from ecgcnn.recording import read_recording, resample
+    from ecgcnn.recording import FILE_SUFFIXES, read_recording, resample
 
     rec = read_recording(path, leads, fs=fs, units=units).validate()
     name = Path(rec.name).name
-    if Path(name).suffix.lower() in (".npy", ".csv", ".edf", ".dcm", ".xml"):  # WFDB: none
+    if Path(name).suffix.lower() in FILE_SUFFIXES:  # WFDB names come without one
         name = Path(name).stem
     for warning in rec.warnings:
         log.warning("%s: %s", name, warning)

@@ -33,6 +33,8 @@ from ecgcnn.waveforms import (
 WFDB_SUFFIXES = (".hea", ".dat", ".mat")
 ARRAY_SUFFIXES = (".npy", ".csv")
 EDF_SUFFIXES = (".edf",)
+# Suffixes of single-file recordings (a WFDB record is named without its suffix)
+FILE_SUFFIXES = (*ARRAY_SUFFIXES, *EDF_SUFFIXES, *DICOM_SUFFIXES, *XML_SUFFIXES)
 # A lead this flat over the whole segment is a disconnected electrode, not an ECG (the flattest
 # lead of the 1,732 PTB-XL development records spans 0.2 mV).
 FLAT_MV = 0.005
