@@ -541,3 +541,24 @@ def test_a_real_device_dicom_is_explained_with_the_probability_predict_gives(
     for r in results:  # the first 10 s resampled from 1000 Hz, scored as predict scores it
         assert r.probability == pytest.approx(predicted[r.class_name], abs=1e-4)
         assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in r.paths)
+
+
+@pytest.mark.slow
+def test_a_dicom_upload_named_by_its_uid_predicts(served_checkpoint, predictor, tmp_path):
+    """Archives name DICOM files by UID (1.2.840...) or IM000001: accepted by content, as
+    predict accepts them; a suffixless file that is not DICOM is refused with the reason."""
+    from ecgcnn.serve import MiB, Settings, create_app
+
+    path = write_dicom(tmp_path / "1.2.840.113619.2.1.1", ecg(seed=21))
+    app = create_app(Settings(str(served_checkpoint), max_body_bytes=4 * MiB))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        for name in (path.name, "IM000001"):
+            r = client.post("/v1/predict", files=[("files", (name, path.read_bytes()))])
+            assert r.status_code == 200, r.text
+            assert r.json()["record"] == name
+            want = predictor.predict_record(path).probabilities
+            assert r.json()["probabilities"] == pytest.approx(want, abs=1e-6)
+        r = client.post("/v1/predict", files=[("files", ("NOTES", b"just text"))])
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_file"
+        assert "or a DICOM file named by its UID" in r.json()["error"]["message"]

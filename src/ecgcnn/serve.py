@@ -539,6 +539,13 @@ class Upload:
         return hea[0] if hea else self.files[0]
 
 
+def _starts_like_dicom(upload: Any) -> bool:
+    """Whether an uploaded file begins with the DICOM preamble (128 bytes, then 'DICM')."""
+    head = upload.file.read(132)
+    upload.file.seek(0)
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
 async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
     """Uploaded files grouped by record (a WFDB record by its file stem, other files one each),
     each group written to a temporary folder."""
@@ -568,10 +575,13 @@ async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
     for up in uploads:
         name = up.filename or ""  # a bare name: a path ("../x.hea", "a/b.dat") is refused
         suffix = Path(name).suffix.lower()
-        if not SAFE_NAME.match(name) or suffix not in UPLOAD_SUFFIXES:
+        # DICOM media name files IM000001 or by UID (1.2.840...1): told by the DICOM preamble
+        dicom_by_name = (suffix == "" or suffix[1:].isdigit()) and _starts_like_dicom(up)
+        if not SAFE_NAME.match(name) or not (suffix in UPLOAD_SUFFIXES or dicom_by_name):
             raise ApiError(422, "invalid_file", f"files: {up.filename!r} is not a usable file "
                            f"name; expected letters, digits, '.', '_' or '-' and one of "
-                           f"{', '.join(UPLOAD_SUFFIXES)}", "files")  # fmt: skip
+                           f"{', '.join(UPLOAD_SUFFIXES)} (or a DICOM file named by its UID)",
+                           "files")  # fmt: skip
         # a WFDB record is its .hea with its signal file; any other file is a record of its own
         # (a.dcm and a.xml are two records, not one)
         key = Path(name).stem if suffix in (".hea", ".dat", ".mat") else name
