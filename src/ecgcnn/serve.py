@@ -541,9 +541,11 @@ class Upload:
 
 def _starts_like_dicom(upload: Any) -> bool:
     """Whether an uploaded file begins with the DICOM preamble (128 bytes, then 'DICM')."""
+    from ecgcnn.waveforms import has_dicom_preamble
+
     head = upload.file.read(132)
     upload.file.seek(0)
-    return len(head) == 132 and head[128:] == b"DICM"
+    return has_dicom_preamble(head)
 
 
 async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:

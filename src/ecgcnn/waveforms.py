@@ -53,6 +53,11 @@ def is_dicom(path: Path) -> bool:
             head = f.read(132)
     except OSError:
         return False
+    return has_dicom_preamble(head)
+
+
+def has_dicom_preamble(head: bytes) -> bool:
+    """Whether the first 132 bytes of a file are a DICOM preamble: 128 bytes, then 'DICM'."""
     return len(head) == 132 and head[128:] == b"DICM"
 
 
