@@ -9,7 +9,8 @@
 
 A model may name its own recipe as ``MODEL@RECIPE`` (``cnn1d@seed``: the original repository's cnn1d
 with its own training, 10 epochs of whole records); such an entry keeps that recipe's settings, while
-``--epochs``, ``--batch-size`` and ``--aggregate`` apply to the entries trained with the benchmark's recipe.
+``--epochs``, ``--batch-size``, ``--aggregate`` and ``--members`` apply to the entries trained with the
+benchmark's recipe.
 
 The leaderboard is a function of the saved predictions: ``ecgcnn leaderboard RUN`` recomputes it
 without retraining, and an interrupted benchmark resumes where it stopped.
@@ -28,7 +29,7 @@ from ecgcnn import atomic
 from ecgcnn.bootstrap import bootstrap_auc, paired_bootstrap_auc
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.labels import check_task
-from ecgcnn.models import check_model, count_parameters, create_model
+from ecgcnn.models import build_network, check_model, count_parameters
 from ecgcnn.recipes import Recipe, get_recipe
 from ecgcnn.train import TrainConfig, check_same_run, train
 
@@ -49,6 +50,7 @@ def run_benchmark(
     epochs: int | None = None,
     aggregate: str | None = None,
     batch_size: int | None = None,
+    members: int | None = None,
     fs: int = 100,
     seed: int = 42,
     reference: str = "cnn1d",
@@ -70,7 +72,7 @@ def run_benchmark(
                 protocol="benchmark", seed=seed, fs=fs,
                 recipe=entry_recipe if own
                 else entry_recipe.with_overrides(
-                    epochs=epochs, aggregate=aggregate, batch_size=batch_size
+                    epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members
                 ),
                 train_folds=train_folds or list(range(1, 9)), val_fold=val_fold, test_fold=test_fold,
                 cache_dir=cache_dir, device=device, progress=progress, skip_missing=skip_missing,
@@ -104,14 +106,16 @@ def _entry(run: Path) -> dict[str, Any] | None:
         return None
     config = json.loads((run / "config.json").read_text())
     history = json.loads((fold / "history.json").read_text())
+    members = int(config["recipe"].get("members", 1))
     return {
         "model": run.name,  # MODEL or MODEL@RECIPE
         "config": config,
         "test": np.load(fold / "predictions_test.npz"),
         "train": np.load(fold / "predictions_train.npz") if (fold / "predictions_train.npz").is_file() else None,
-        "train_seconds": float(sum(h["seconds"] for h in history)),
-        "epochs": len(history),
-        "parameters": count_parameters(create_model(config["model"], len(config["classes"]))),
+        "train_seconds": float(sum(h["seconds"] for h in history)),  # every member's
+        "epochs": max((h["epoch"] for h in history), default=0),
+        "members": members,
+        "parameters": count_parameters(build_network(config["model"], len(config["classes"]), members)),
     }  # fmt: skip
 
 
@@ -155,6 +159,7 @@ def leaderboard(
                 "parameters": e["parameters"],
                 "train_seconds": e["train_seconds"],
                 "epochs": e["epochs"],
+                "members": e["members"],
             }
             ref = entries.get(reference)
             if ref is not None and name != reference:
@@ -175,7 +180,7 @@ def leaderboard(
                                   n_resamples=n_resamples, seed=seed, warn=False)  # fmt: skip
             rows[NAIVE] = {"roc_auc": naive.roc_auc.to_dict(), "pr_auc": naive.pr_auc.to_dict(),
                            "excluded_classes": naive.excluded, "test_records": int(len(y)),
-                           "parameters": 0, "train_seconds": 0.0, "epochs": 0}  # fmt: skip
+                           "parameters": 0, "train_seconds": 0.0, "epochs": 0, "members": 0}  # fmt: skip
         excluded = sorted({c for row in rows.values() for c in row["excluded_classes"]})
         if excluded:  # once per task, not once per model
             log.warning(
@@ -202,6 +207,11 @@ def _ci(interval: dict[str, float]) -> str:
     return f"{interval['point']:.3f} ({interval['lower']:.3f} to {interval['upper']:.3f})"
 
 
+def _label(model: str, row: dict[str, Any]) -> str:
+    members = row.get("members", 1)
+    return f"{model} ({members} members)" if members > 1 else model
+
+
 def leaderboard_markdown(board: dict[str, Any]) -> str:
     """The leaderboard as markdown: macro ROC-AUC per model and task, then details per task."""
     tasks = list(board["tasks"])
@@ -221,7 +231,8 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
         cells = [
             _ci(board["tasks"][t][m]["roc_auc"]) if m in board["tasks"][t] else "" for t in tasks
         ]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        row = next(board["tasks"][t][m] for t in tasks if m in board["tasks"][t])
+        lines.append(f"| {_label(m, row)} | " + " | ".join(cells) + " |")
     for task, rows in board["tasks"].items():
         lines += [
             "",
@@ -233,7 +244,7 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
         for m, r in sorted(rows.items(), key=lambda kv: -kv[1]["roc_auc"]["point"]):
             diff = _ci(r["vs_reference"]["roc_auc_diff"]) if "vs_reference" in r else ""
             lines.append(
-                f"| {m} | {r['parameters']:,} | {r['train_seconds'] / 60:.1f} min | {_ci(r['roc_auc'])} "
+                f"| {_label(m, r)} | {r['parameters']:,} | {r['train_seconds'] / 60:.1f} min | {_ci(r['roc_auc'])} "
                 f"| {_ci(r['pr_auc'])} | {diff} |"
             )
         outside = [m for m, r in rows.items() for k in ("roc_auc", "pr_auc")

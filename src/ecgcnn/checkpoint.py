@@ -15,7 +15,7 @@ from torch import nn
 
 from ecgcnn import __version__, atomic
 from ecgcnn.errors import EcgcnnError
-from ecgcnn.models import Classifier, create_model
+from ecgcnn.models import Classifier, build_network
 
 FORMAT = "ecgcnn-checkpoint/1"
 
@@ -60,7 +60,9 @@ def _looks_like_onnx(path: Path) -> bool:
 
 def model_from_checkpoint(payload: dict[str, Any]) -> Classifier:
     arch = payload["model"]
-    net = create_model(arch["name"], len(payload["classes"]), **arch.get("kwargs", {}))
+    net = build_network(
+        arch["name"], len(payload["classes"]), int(arch.get("members", 1)), **arch.get("kwargs", {})
+    )
     pre = payload["preprocess"]
     model = Classifier(net, torch.tensor(pre["mean"]), torch.tensor(pre["std"]))
     model.load_state_dict(payload["state_dict"])

@@ -192,6 +192,13 @@ def train_cmd(
             help="Also learn this task's labels as extra outputs (cut off after training)."
         ),
     ] = None,
+    members: Annotated[
+        int | None,
+        typer.Option(
+            help="Train this many networks, each from its own seed, and average their "
+            "probabilities (an ensemble: K times the training time)."
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Random seed (splits, initialisation, shuffling).")
     ] = 42,
@@ -271,6 +278,7 @@ def train_cmd(
             mixup_alpha=mixup,
             ema_decay=ema,
             aux_task=aux_task,
+            members=members,
         ),  # fmt: skip
         holdout_fold=holdout_fold,
         only_fold=only_fold,
@@ -597,6 +605,10 @@ def benchmark_cmd(
     batch_size: Annotated[
         int | None, typer.Option(help="Override the recipe's batch size (per process).")
     ] = None,
+    members: Annotated[
+        int | None,
+        typer.Option(help="Train each model as an ensemble of this many networks (own seeds)."),
+    ] = None,
     train_folds: Annotated[str, typer.Option(help="Training strat_folds, e.g. 1-8.")] = "1-8",
     val_fold: Annotated[int, typer.Option(help="Validation strat_fold.")] = 9,
     test_fold: Annotated[int, typer.Option(help="Test strat_fold.")] = 10,
@@ -617,7 +629,7 @@ def benchmark_cmd(
             data_root, out, [t.strip() for t in tasks.split(",") if t.strip()],
             [m.strip() for m in models.split(",") if m.strip()], recipe=recipe,
             train_folds=parse_folds(train_folds), val_fold=val_fold, test_fold=test_fold,
-            epochs=epochs, aggregate=aggregate, batch_size=batch_size, fs=fs, seed=seed,
+            epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members, fs=fs, seed=seed,
             reference=reference, cache_dir=str(cache_dir) if cache_dir else None, device=device,
             progress=not no_progress, skip_missing=skip_missing,
         )  # fmt: skip

@@ -47,7 +47,11 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     pre = meta["preprocess"]
     return {
         "format": ONNX_FORMAT,
-        "model": {"name": meta["model"]["name"], "kwargs": meta["model"].get("kwargs", {})},
+        "model": {
+            "name": meta["model"]["name"],
+            "kwargs": meta["model"].get("kwargs", {}),
+            "members": int(meta["model"].get("members", 1)),
+        },
         "task": meta["task"],
         "classes": list(meta["classes"]),
         "leads": leads,

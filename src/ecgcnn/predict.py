@@ -543,6 +543,7 @@ class Predictor:
         """The model, as the output of a batch reports it."""
         return {
             "name": (self.meta.get("model") or {}).get("name"),
+            "members": int((self.meta.get("model") or {}).get("members", 1)),
             "task": self.meta.get("task"),
             "backend": self.backend,
             "fs": self.fs,

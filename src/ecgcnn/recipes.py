@@ -38,6 +38,9 @@ class Recipe:
     # also train on this task's labels as extra outputs, cut off after training (e.g. superdiagnostic
     # classes learnt beside their diagnostic statements); None is off
     aux_task: str | None = None
+    # train this many networks one after another, each from its own seed, and average their
+    # probabilities (an ensemble: K times the training time and parameters); 1 is a single network
+    members: int = 1
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "the recipe") -> Recipe:
@@ -72,6 +75,8 @@ class Recipe:
         self.augment()  # checks its settings
         if self.aux_task is not None:
             check_task(self.aux_task)
+        if self.members < 1:
+            raise EcgcnnError(f"members must be at least 1, got {self.members}")
         if not 0 <= self.ema_decay < 1:
             raise EcgcnnError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         for name in ("window_s", "stride_s"):

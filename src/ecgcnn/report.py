@@ -465,23 +465,35 @@ def section_calibration(run: Run, shown: list[int]) -> str:
     )
 
 
+def training_curves(fold: Fold) -> list[tuple[str, list[dict[str, Any]], int | None]]:
+    """(label, history rows, epoch kept) per network of a fold: one, or each member of an ensemble."""
+    members = sorted({h["member"] for h in fold.history if "member" in h})
+    if not members:
+        return [(fold.name, fold.history, fold.metrics.get("epoch"))]
+    kept = fold.metrics.get("member_epochs") or []
+    return [
+        (f"{fold.name} member {k}", [h for h in fold.history if h.get("member") == k],
+         kept[k] if k < len(kept) else None)
+        for k in members
+    ]  # fmt: skip
+
+
 def plot_training(run: Run) -> bytes | None:
-    folds = [f for f in run.folds if f.history]
-    if not folds:
+    curves = [c for f in run.folds if f.history for c in training_curves(f)]
+    if not curves:
         return None
     fig, (lx, mx) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for k, f in enumerate(folds):
+    for k, (name, history, best) in enumerate(curves):
         colour = FOLD_COLOURS[k % len(FOLD_COLOURS)]
-        ep = [h["epoch"] for h in f.history]
-        lx.plot(ep, [h.get("train_loss") for h in f.history], color=colour, lw=1.4,
-                label=f"{f.name} train")  # fmt: skip
-        lx.plot(ep, [h.get("val_loss") for h in f.history], color=colour, lw=1.4, ls="--",
-                label=f"{f.name} validation")  # fmt: skip
-        pr = [_nan(h.get("val_pr_auc_macro")) for h in f.history]
-        roc = [_nan(h.get("val_roc_auc_macro")) for h in f.history]
-        mx.plot(ep, pr, color=colour, lw=1.4, label=f"{f.name} PR-AUC")
-        mx.plot(ep, roc, color=colour, lw=1.0, ls=":", label=f"{f.name} ROC-AUC")
-        best = f.metrics.get("epoch")
+        ep = [h["epoch"] for h in history]
+        lx.plot(ep, [h.get("train_loss") for h in history], color=colour, lw=1.4,
+                label=f"{name} train")  # fmt: skip
+        lx.plot(ep, [h.get("val_loss") for h in history], color=colour, lw=1.4, ls="--",
+                label=f"{name} validation")  # fmt: skip
+        pr = [_nan(h.get("val_pr_auc_macro")) for h in history]
+        roc = [_nan(h.get("val_roc_auc_macro")) for h in history]
+        mx.plot(ep, pr, color=colour, lw=1.4, label=f"{name} PR-AUC")
+        mx.plot(ep, roc, color=colour, lw=1.0, ls=":", label=f"{name} ROC-AUC")
         if best in ep:
             i = ep.index(best)
             mx.plot([best], [pr[i]], marker="*", ms=11, color=colour, mec="white", zorder=5)
@@ -490,7 +502,7 @@ def plot_training(run: Run) -> bytes | None:
     for a in (lx, mx):
         a.set_xlabel("epoch", fontsize=9)
         a.xaxis.get_major_locator().set_params(integer=True)
-        a.legend(fontsize=7, frameon=False, ncol=2 if len(folds) > 2 else 1)
+        a.legend(fontsize=7, frameon=False, ncol=2 if len(curves) > 2 else 1)
         _style(a)
     fig.tight_layout()
     return figure_png(fig, DPI)
@@ -685,7 +697,7 @@ def render_report(
     cfg = run.config
     ms = summarize([f.metrics for f in run.folds])
     badges = [
-        ("model", cfg.get("model")), ("task", cfg.get("task")),
+        ("model", _model_name(cfg)), ("task", cfg.get("task")),
         ("protocol", cfg.get("protocol")), ("folds", f"{len(run.folds)} of {len(cfg['fold_names'])}"),
         ("classes", len(run.classes)),
         ("validation PR-AUC", _fmt_ms(ms["pr_auc_macro"])),
@@ -704,7 +716,7 @@ def render_report(
 <style>{CSS}</style></head>
 <body>
 <header><h1>{_esc(run.path.name)}</h1>
-<div class="sub">{_esc(cfg.get("model"))} on {_esc(cfg.get("task"))}, {_esc(", ".join(run.classes))}</div>
+<div class="sub">{_esc(_model_name(cfg))} on {_esc(cfg.get("task"))}, {_esc(", ".join(run.classes))}</div>
 <div class="badges">{"".join(f'<span class="badge">{_esc(k)} <b>{_esc(v)}</b></span>' for k, v in badges)}</div>
 </header>
 <nav>{nav}</nav>
@@ -713,6 +725,11 @@ def render_report(
 ecgcnn is a research tool: nothing here is a diagnosis.</footer>
 </body></html>
 """
+
+
+def _model_name(config: dict[str, Any]) -> str:
+    members = int((config.get("recipe") or {}).get("members", 1))
+    return f"{config.get('model')} ({members} members)" if members > 1 else str(config.get("model"))
 
 
 def write_report(

@@ -323,6 +323,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         return {
             "id": state.model_id,
             "name": (meta.get("model") or {}).get("name"),
+            "members": int((meta.get("model") or {}).get("members", 1)),
             "task": meta.get("task"),
             "backend": p.backend,
             "classes": p.classes,

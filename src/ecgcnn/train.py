@@ -54,7 +54,7 @@ from ecgcnn.errors import EcgcnnError
 from ecgcnn.evaluate import predict_proba
 from ecgcnn.labels import Labels, check_task, make_labels
 from ecgcnn.metrics import compute_metrics, summarize, tune_thresholds
-from ecgcnn.models import Classifier, check_model, create_model, keep_outputs
+from ecgcnn.models import Classifier, Ensemble, check_model, create_model, keep_outputs
 from ecgcnn.recipes import Recipe, get_recipe
 from ecgcnn.records import LEADS, Database, check_rate, load_database, require_strat_folds
 from ecgcnn.splits import PROTOCOLS, Split, benchmark_split, cv_folds, cv_splits, describe
@@ -238,8 +238,9 @@ def _train(cfg: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
             log.info("%s: finished before, not retrained", split.name)
             results.append(load_fold_results(fold_dir))
             continue
-        if not resume and world.is_main:
-            (fold_dir / "state.pt").unlink(missing_ok=True)
+        if not resume and world.is_main:  # a fresh start: no interrupted epoch, no finished member
+            for scratch in (*fold_dir.glob("state*.pt"), *fold_dir.glob("member*.pt")):
+                scratch.unlink(missing_ok=True)
         world.barrier()
         results.append(train_fold(cfg, data, split, fold_dir, world))
         world.barrier()
@@ -354,6 +355,9 @@ def class_weights(y: np.ndarray, classes: tuple[str, ...], max_weight: float) ->
     return torch.tensor(np.minimum(weight, max_weight), dtype=torch.float32)
 
 
+MEMBER_SEED_STEP = 1000  # member k of an ensemble trains from seed + fold + 1000 k
+
+
 def train_fold(
     cfg: TrainConfig, data: Prepared, split: Split, fold_dir: Path, world: World | None = None
 ) -> dict[str, Any]:
@@ -361,19 +365,123 @@ def train_fold(
 
     After every epoch the complete training state goes atomically to ``fold_dir/state.pt``; a fold
     that finds one continues after its last complete epoch (``ecgcnn train --resume``).
+
+    With ``recipe.members`` K > 1 the fold trains K networks one after another, member k from seed
+    ``seed + fold + 1000 k`` (so member 0 is the one-network run), and keeps their ``Ensemble``.
+    Each member has its own ``state-member{k}.pt``; a finished one waits in ``member{k}.pt`` (not
+    retrained on resume) until the ensemble's checkpoint is written.
     """
     recipe, labels, signals = cfg.recipe, data.labels, data.signals
-    fold_index = [s.name for s in data.splits].index(split.name)
-    seed_everything(cfg.seed + fold_index)
     world = world or World()
     device = device_for(world, cfg.device)
     rows_train, rows_val = data.cache_rows[split.train], data.cache_rows[split.val]
-    y_train, y_val = labels.y[split.train], labels.y[split.val]
+    y_val = labels.y[split.val]
     n_classes = len(labels.classes)
     # auxiliary targets: extra outputs trained beside the task's, cut off once training ends
-    targets = y_train if data.aux is None else np.hstack([y_train, data.aux.y[split.train]])
-    target_names = labels.classes + (() if data.aux is None else data.aux.classes)
+    targets = labels.y[split.train]
+    if data.aux is not None:
+        targets = np.hstack([targets, data.aux.y[split.train]])
     mean, std = standardization(signals.data, rows_train, seed=cfg.seed)
+    scoring = functools.partial(predict_proba, data=signals.data, device=device,
+                                **window_settings(recipe, cfg.fs))  # fmt: skip
+
+    def predict(model: nn.Module, rows: np.ndarray) -> np.ndarray:
+        """Probabilities of the task's outputs (not the auxiliary ones) for ``rows``."""
+        return scoring(model, rows=rows)[:, :n_classes]
+
+    log.info(
+        "%s: %d train / %d validation records; validation positives: %s",
+        split.name, len(rows_train), len(rows_val),
+        ", ".join(f"{c} {int(n)}" for c, n in zip(labels.classes, y_val.sum(axis=0), strict=True)),
+    )  # fmt: skip
+    fit = functools.partial(fit_network, cfg, data, split, fold_dir, world, device, targets,
+                            mean, std, predict)  # fmt: skip
+    if recipe.members == 1:
+        model, best, _ = fit(member=None, earlier=[])
+    else:
+        model, best = fit_ensemble(cfg, split, fold_dir, world, targets, n_classes, mean, std, fit)
+        val_positions = shard(len(rows_val), world)
+        best["prob"] = gather_rows(
+            predict(model, rows=rows_val[val_positions]), val_positions, len(rows_val), world
+        )
+    if not world.is_main:
+        return {}
+    result = finish_fold(cfg, data, split, fold_dir, model, best, predict, mean, std)
+    for scratch in (*fold_dir.glob("state*.pt"), *fold_dir.glob("member*.pt")):
+        scratch.unlink(missing_ok=True)
+    return result
+
+
+def fit_ensemble(
+    cfg: TrainConfig,
+    split: Split,
+    fold_dir: Path,
+    world: World,
+    targets: np.ndarray,
+    n_classes: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    fit: Callable[..., tuple[Classifier, dict[str, Any], list[dict[str, Any]]]],
+) -> tuple[Classifier, dict[str, Any]]:
+    """Train (or take the finished) members in turn; their ensemble and the epochs kept."""
+    members = cfg.recipe.members
+    nets: list[nn.Module] = []
+    epochs: list[int] = []
+    history: list[dict[str, Any]] = []
+    for member in range(members):
+        done = fold_dir / f"member{member}.pt"
+        if done.is_file():
+            saved = torch.load(done, map_location="cpu", weights_only=True)
+            net = create_model(cfg.model, targets.shape[1])
+            if targets.shape[1] > n_classes:  # saved with its auxiliary outputs cut off
+                keep_outputs(net, n_classes, total=targets.shape[1])
+            model = Classifier(net, torch.from_numpy(mean), torch.from_numpy(std))
+            model.load_state_dict(saved["state"])
+            part, epoch = saved["history"], int(saved["epoch"])
+            log.info(
+                "%s: member %d of %d finished before, not retrained", split.name, member, members
+            )
+        else:
+            model, best, part = fit(member=member, earlier=history)
+            epoch = int(best["epoch"])
+            if world.is_main:
+                saved = {"state": model.state_dict(), "history": part, "epoch": epoch}
+                atomic.write_with(done, lambda f, saved=saved: torch.save(saved, f))
+            world.barrier()
+        nets.append(model.net.cpu())
+        epochs.append(epoch)
+        history += part
+    ensemble = Classifier(Ensemble(nets), torch.from_numpy(mean), torch.from_numpy(std)).eval()
+    return ensemble.to(device_for(world, cfg.device)), {"epoch": max(epochs), "epochs": epochs}
+
+
+def fit_network(
+    cfg: TrainConfig,
+    data: Prepared,
+    split: Split,
+    fold_dir: Path,
+    world: World,
+    device: torch.device,
+    targets: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    predict: Callable[..., np.ndarray],
+    member: int | None,
+    earlier: list[dict[str, Any]],
+) -> tuple[Classifier, dict[str, Any], list[dict[str, Any]]]:
+    """Train one network of the fold (``member`` of an ensemble, or None): model, best epoch, history.
+
+    The model comes back with its best (or last) epoch's weights and auxiliary outputs cut off;
+    ``earlier`` is the history of the members before it, written ahead of this one's.
+    """
+    recipe, labels, signals = cfg.recipe, data.labels, data.signals
+    fold_index = [s.name for s in data.splits].index(split.name)
+    seed = cfg.seed + fold_index + MEMBER_SEED_STEP * (member or 0)
+    seed_everything(seed)
+    rows_train, rows_val = data.cache_rows[split.train], data.cache_rows[split.val]
+    y_val = labels.y[split.val]
+    n_classes = len(labels.classes)
+    target_names = labels.classes + (() if data.aux is None else data.aux.classes)
     net = create_model(cfg.model, targets.shape[1])
     model = Classifier(net, torch.from_numpy(mean), torch.from_numpy(std)).to(device)
     pos_weight = (
@@ -385,16 +493,14 @@ def train_fold(
     if data.aux is not None:
         loss_fn = TaskAndAuxLoss(loss_fn, n_classes)
     optimizer = make_optimizer(recipe, model)
-    gen = torch.Generator().manual_seed(cfg.seed + fold_index)
+    gen = torch.Generator().manual_seed(seed)
     window = window_samples(recipe, cfg.fs)
     train_set = RecordDataset(
         signals.data, rows_train, targets, recipe.augment(), gen, window, fs=cfg.fs
     )
     # Under torchrun each rank draws its share of every epoch's permutation; --batch-size is per rank.
     sampler = (
-        DistributedSampler(
-            train_set, world.size, world.rank, shuffle=True, seed=cfg.seed + fold_index
-        )
+        DistributedSampler(train_set, world.size, world.rank, shuffle=True, seed=seed)
         if world.distributed
         else None
     )
@@ -410,17 +516,11 @@ def train_fold(
     scored = model if ema is None else ema.module
     val_positions = shard(len(rows_val), world)
     schedule = make_schedule(recipe, optimizer, len(loader))
-    scoring = functools.partial(predict_proba, data=signals.data, device=device,
-                                **window_settings(recipe, cfg.fs))  # fmt: skip
-
-    def predict(model: nn.Module, rows: np.ndarray) -> np.ndarray:
-        """Probabilities of the task's outputs (not the auxiliary ones) for ``rows``."""
-        return scoring(model, rows=rows)[:, :n_classes]
-
+    name = split.name if member is None else f"{split.name} member {member}"
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"score": -np.inf}
     first_epoch = 1
-    state_path = fold_dir / "state.pt"
+    state_path = fold_dir / ("state.pt" if member is None else f"state-member{member}.pt")
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
@@ -434,20 +534,19 @@ def train_fold(
         history, best = state["history"], state["best"]
         best["prob"] = best["prob"].numpy()
         first_epoch = state["epoch"] + 1
-        log.info("%s: resuming after epoch %d", split.name, state["epoch"])
-    log.info(
-        "%s: %d train / %d validation records; validation positives: %s",
-        split.name, len(rows_train), len(rows_val),
-        ", ".join(f"{c} {int(n)}" for c, n in zip(labels.classes, y_val.sum(axis=0), strict=True)),
-    )  # fmt: skip
+        if member is None:
+            log.info("%s: resuming after epoch %d", split.name, state["epoch"])
+        else:
+            log.info("%s: member %d of %d resuming after epoch %d", split.name, member,
+                     recipe.members, state["epoch"])  # fmt: skip
     for epoch in range(first_epoch, recipe.epochs + 1):
         start = time.perf_counter()
         model.train()
         if sampler is not None:
             sampler.set_epoch(epoch)
-        reseed_for_rank(gen, cfg.seed + fold_index, epoch, world)
+        reseed_for_rank(gen, seed, epoch, world)
         total, seen = 0.0, 0
-        bar = tqdm(loader, desc=f"{split.name} epoch {epoch}/{recipe.epochs}", leave=False,
+        bar = tqdm(loader, desc=f"{name} epoch {epoch}/{recipe.epochs}", leave=False,
                    disable=not cfg.progress)  # fmt: skip
         for x, y in bar:
             x, y = x.to(device), y.to(device)
@@ -469,8 +568,9 @@ def train_fold(
         prob_val = gather_rows(
             predict(scored, rows=rows_val[val_positions]), val_positions, len(rows_val), world
         )
-        m = compute_metrics(y_val, prob_val, labels.classes, warn=epoch == 1)
+        m = compute_metrics(y_val, prob_val, labels.classes, warn=epoch == 1 and not member)
         row = {
+            **({} if member is None else {"member": member}),
             "epoch": epoch,
             "train_loss": total / max(seen, 1),
             "val_loss": bce(
@@ -484,7 +584,7 @@ def train_fold(
         history.append(row)
         log.info(
             "%s epoch %d/%d  loss %.4f  val loss %.4f  PR-AUC %s  ROC-AUC %s  (%.1fs)",
-            split.name, epoch, recipe.epochs, row["train_loss"], row["val_loss"],
+            name, epoch, recipe.epochs, row["train_loss"], row["val_loss"],
             fmt(row["val_pr_auc_macro"]), fmt(row["val_roc_auc_macro"]), row["seconds"],
         )  # fmt: skip
         score = m["pr_auc_macro"] if m["pr_auc_macro"] is not None else -row["val_loss"]
@@ -493,7 +593,7 @@ def train_fold(
                     "state": copy.deepcopy(scored.state_dict())}  # fmt: skip
         if not world.is_main:
             continue
-        atomic.write_json(fold_dir / "history.json", history)
+        atomic.write_json(fold_dir / "history.json", earlier + history)
         state = {
             "epoch": epoch,
             "model": model.state_dict(),
@@ -506,13 +606,9 @@ def train_fold(
         }
         atomic.write_with(state_path, lambda f, state=state: torch.save(state, f))
     model.load_state_dict(best["state"])
-    if not world.is_main:
-        return {}
     if data.aux is not None:
         keep_outputs(model.net, n_classes, total=targets.shape[1])
-    result = finish_fold(cfg, data, split, fold_dir, model, best, predict, mean, std)
-    state_path.unlink(missing_ok=True)
-    return result
+    return model, best, history
 
 
 def finish_fold(
@@ -535,6 +631,7 @@ def finish_fold(
         "split": "val",
         "fold": split.name,
         "epoch": best["epoch"],
+        **({"member_epochs": best["epochs"]} if "epochs" in best else {}),
         "threshold_source": sources,
     }
     atomic.write_npz(fold_dir / "predictions_val.npz", y_true=y_val, y_prob=best["prob"],
@@ -554,8 +651,9 @@ def finish_fold(
         prob_train = predict(model, rows=data.cache_rows[split.train])
         atomic.write_npz(fold_dir / "predictions_train.npz", y_true=labels.y[split.train],
                          y_prob=prob_train, ecg_ids=labels.ecg_ids[split.train])  # fmt: skip
+    members = cfg.recipe.members
     meta = {
-        "model": {"name": cfg.model, "kwargs": {}},
+        "model": {"name": cfg.model, "kwargs": {}} | ({"members": members} if members > 1 else {}),
         "task": cfg.task,
         "classes": list(labels.classes),
         "leads": list(signals.leads),
@@ -568,6 +666,7 @@ def finish_fold(
         "metrics": {"val": scalar_metrics(metrics)}
         | ({"test": scalar_metrics(result["test"])} if "test" in result else {}),
         "epoch": best["epoch"],
+        **({"member_epochs": best["epochs"]} if "epochs" in best else {}),
         "fold": split.name,
         "config": json.loads(json.dumps(cfg.to_dict())),
     }

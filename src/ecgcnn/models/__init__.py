@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ecgcnn.errors import EcgcnnError
@@ -17,12 +20,14 @@ from ecgcnn.models.registry import check_model, create_model, list_models, regis
 
 __all__ = [
     "Classifier",
+    "Ensemble",
     "check_model",
     "create_model",
     "list_models",
     "register_model",
     "count_parameters",
     "keep_outputs",
+    "build_network",
 ]
 
 
@@ -45,6 +50,34 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
+
+
+class Ensemble(nn.Module):
+    """Networks trained apart (``--members K``, each from its own seed) read as one.
+
+    Returns the logit of the members' mean probability, computed in log space
+    (``log mean p - log mean (1 - p)``), so confident members neither overflow nor stop the gradient
+    that saliency maps follow. Everything that takes logits (windows, thresholds, export) takes it.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise EcgcnnError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([member(x) for member in self.members])
+        return torch.logsumexp(F.logsigmoid(logits), 0) - torch.logsumexp(F.logsigmoid(-logits), 0)
+
+
+def build_network(name: str, num_classes: int, members: int = 1, **kwargs: object) -> nn.Module:
+    """A registered network, or an ``Ensemble`` of ``members`` of them."""
+    if members == 1:
+        return create_model(name, num_classes, **kwargs)
+    if members < 1:
+        raise EcgcnnError(f"members must be at least 1, got {members}")
+    return Ensemble([create_model(name, num_classes, **kwargs) for _ in range(members)])
 
 
 def keep_outputs(net: nn.Module, n: int, total: int | None = None) -> nn.Module:
