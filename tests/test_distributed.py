@@ -52,6 +52,16 @@ def test_two_process_run_matches_the_single_process_run(synthetic_root, tmp_path
     assert len(gathered["ecg_ids"]) == len(val_ids) == len(set(gathered["ecg_ids"].tolist()))
     assert sorted(gathered["ecg_ids"].tolist()) == sorted(val_ids)
     assert np.isfinite(gathered["y_prob"]).all()
+    # every rank scored its share with the saved model (rank 0's BatchNorm statistics)
+    from ecgcnn import load_model
+    from ecgcnn.cache import load_signals
+    from ecgcnn.evaluate import predict_proba
+    from ecgcnn.records import load_database
+
+    model = load_model(tmp_path / "two" / "fold_0" / "checkpoint.pt")
+    signals = load_signals(load_database(synthetic_root), 100, progress=False)
+    prob = predict_proba(model, signals.data, signals.rows(gathered["ecg_ids"]))
+    np.testing.assert_allclose(prob, gathered["y_prob"], atol=1e-5)
 
 
 def test_two_process_ema_run_saves_the_model_it_validated(synthetic_root, tmp_path):
@@ -72,6 +82,26 @@ def test_two_process_ema_run_saves_the_model_it_validated(synthetic_root, tmp_pa
     signals = load_signals(load_database(synthetic_root), 100, progress=False)
     prob = predict_proba(model, signals.data, signals.rows(saved["ecg_ids"]))
     np.testing.assert_allclose(prob, saved["y_prob"], atol=1e-5)
+
+
+def test_two_process_ensemble_scores_and_saves_every_member(synthetic_root, tmp_path):
+    """Members train one after another on both ranks; the ensemble's validation scores are gathered."""
+    from ecgcnn import load_model
+    from ecgcnn.cache import load_signals
+    from ecgcnn.evaluate import predict_proba
+    from ecgcnn.records import load_database
+
+    out = tmp_path / "pair"
+    proc = run(["train", "--data-root", synthetic_root, "--folds", 2, "--epochs", 1, "--batch-size", 16,
+                "--only-fold", 0, "--no-progress", "--members", 2, "--out", out, "--nproc", 2])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model = load_model(out / "fold_0" / "checkpoint.pt")
+    assert len(model.net.members) == 2
+    saved = np.load(out / "fold_0" / "predictions_val.npz")
+    signals = load_signals(load_database(synthetic_root), 100, progress=False)
+    prob = predict_proba(model, signals.data, signals.rows(saved["ecg_ids"]))
+    np.testing.assert_allclose(prob, saved["y_prob"], atol=1e-5)
+    assert not list((out / "fold_0").glob("member*.pt"))
 
 
 def test_each_rank_draws_its_own_windows_and_repeats_them_on_resume():

@@ -563,8 +563,9 @@ def fit_network(
             total += loss.item() * len(x)
             seen += len(x)
             bar.set_postfix(loss=f"{total / seen:.4f}")
-        if ema is not None:  # each rank averaged its own BatchNorm statistics: score rank 0's
-            broadcast_buffers(scored, world)
+        # Each rank's last steps (and its EMA) updated its own BatchNorm statistics: every rank
+        # scores its share of the validation records with rank 0's, the ones saved.
+        broadcast_buffers(scored, world)
         prob_val = gather_rows(
             predict(scored, rows=rows_val[val_positions]), val_positions, len(rows_val), world
         )
