@@ -263,3 +263,48 @@ def test_the_report_draws_each_members_training_and_names_the_ensemble(runs):
     assert [(label, best) for label, _, best in single] == [("benchmark", 2)]
     html = write_report(runs / "pair", examples=False).read_text()
     assert "cnn1d (2 members)" in html
+
+
+def test_grad_cam_of_an_ensemble_follows_every_member_not_only_the_last():
+    """The last convolution of a forward pass is the last member's: Grad-CAM must look at each member's."""
+    from ecgcnn.explain import _gradcam_layer, explain_signal, last_conv_layer
+
+    torch.manual_seed(0)
+    alive, dead = create_model("fcn_wang", 5).eval(), create_model("fcn_wang", 5).eval()
+    with torch.no_grad():  # the second member says the same for every input: no gradient through it
+        dead.head[-1].weight.zero_()
+    model = Classifier(Ensemble([alive, dead]), torch.zeros(12), torch.ones(12)).eval()
+    x = torch.randn(12, 1000) * 0.5
+    cam = explain_signal(model, x, class_index=1, method="gradcam").attribution
+    assert np.abs(cam).sum() > 0
+    layer = last_conv_layer(Classifier(alive, torch.zeros(12), torch.ones(12)), x[None])
+    own = _gradcam_layer(model, layer, x[None], 1)
+    own = torch.nn.functional.interpolate(own, size=1000, mode="linear", align_corners=False)
+    np.testing.assert_allclose(cam, own[0].expand(12, -1).numpy() / 2, rtol=1e-4, atol=1e-7)
+    # an ensemble of image models has no single picture to show: input maps only, Grad-CAM refused
+    pair2d = Classifier(Ensemble([create_model("cnn2d", 5), create_model("cnn2d", 5)]),
+                        torch.zeros(12), torch.ones(12)).eval()  # fmt: skip
+    assert explain_signal(pair2d, x, 0, method="saliency").image is None
+    with pytest.raises(EcgcnnError, match="ensemble of image models"):
+        explain_signal(pair2d, x, 0, method="gradcam")
+
+
+@pytest.mark.slow
+def test_predict_and_explain_take_an_ensemble_checkpoint(runs, synthetic_root, tmp_path):
+    from ecgcnn import Predictor
+    from ecgcnn.explain import explain_record
+
+    checkpoint = runs / "pair" / "benchmark" / "checkpoint.pt"
+    predictor = Predictor.load(checkpoint)
+    assert predictor.describe()["members"] == 2
+    saved = np.load(runs / "pair" / "benchmark" / "predictions_test.npz")
+    ecg_id = int(saved["ecg_ids"][0])
+    header = next(synthetic_root.rglob(f"{ecg_id:05d}_lr.hea"))
+    prediction = predictor.predict_record(header)
+    np.testing.assert_allclose(
+        [prediction.probabilities[c] for c in predictor.classes], saved["y_prob"][0], atol=1e-5
+    )
+    for method in ("saliency", "gradcam"):
+        explained = explain_record(checkpoint, tmp_path / method, data_root=synthetic_root,
+                                   ecg_id=ecg_id, method=method, top=1)  # fmt: skip
+        assert explained and all(p.is_file() for e in explained for p in e.paths)

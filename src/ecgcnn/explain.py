@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ecgcnn.errors import EcgcnnError
+from ecgcnn.models import Ensemble
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,30 @@ def last_conv_layer(model: nn.Module, example: torch.Tensor | None = None) -> nn
     return convs[-1]
 
 
+def cam_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[nn.Module]:
+    """The layers Grad-CAM looks at: the last convolution, or each member's in an ensemble."""
+    ensembles = [m for m in model.modules() if isinstance(m, Ensemble)]
+    if not ensembles:
+        return [last_conv_layer(model, example)]
+    x = _example(model) if example is None else example
+    convs = [m for m, _, _ in _trace_modules(model, x) if isinstance(m, nn.Conv1d | nn.Conv2d)]
+    layers = []
+    for member in ensembles[0].members:
+        own = [c for c in convs if any(c is m for m in member.modules())]
+        if not own:
+            raise EcgcnnError(f"{type(member).__name__} has no Conv1d/Conv2d layer for Grad-CAM")
+        layers.append(own[-1])
+    return layers
+
+
 def image_layer(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module | None:
-    """The module that turns the (batch, leads, samples) ECG into a (batch, C, H, W) image, if any."""
+    """The module that turns the (batch, leads, samples) ECG into a (batch, C, H, W) image, if any.
+
+    None for an ensemble: each member renders its own copy of the picture, and a map of one copy
+    would leave out the other members.
+    """
+    if any(isinstance(m, Ensemble) for m in model.modules()):
+        return None
     x = _example(model) if example is None else example
     for module, inp, out in _trace_modules(model, x):
         first = inp[0] if isinstance(inp, tuple) and inp else inp
@@ -243,20 +266,33 @@ def explain_signal(
     elif windowed:
         from ecgcnn.windows import window_starts
 
-        layer = last_conv_layer(model, x[..., : scorer.window])
-        cam = _gradcam_layer(scorer, layer, x, class_index)  # (windows, 1, T') per window
-        if cam.dim() != 3:
+        starts = window_starts(x.shape[-1], scorer.window, scorer.stride)
+        maps = []
+        for layer in cam_layers(model, x[..., : scorer.window]):
+            cam = _gradcam_layer(scorer, layer, x, class_index)  # (windows, 1, T') per window
+            if cam.dim() != 3:
+                raise EcgcnnError(
+                    "Grad-CAM of a windowed image model is not supported; use saliency or "
+                    "integrated-gradients"
+                )
+            maps.append(_on_timeline(cam, starts, scorer.window, x.shape[-1]))
+        attr = torch.stack(maps).mean(0).expand_as(x)  # an ensemble: the mean of its members'
+    else:
+        layers = cam_layers(model, x)
+        cams = [_gradcam_layer(model, layer, x, class_index) for layer in layers]
+        cam = cams[0]  # (1, 1, T') or (1, 1, H', W')
+        if len(layers) > 1 and any(c.dim() != 3 for c in cams):
             raise EcgcnnError(
-                "Grad-CAM of a windowed image model is not supported; use saliency or "
+                "Grad-CAM of an ensemble of image models is not supported; use saliency or "
                 "integrated-gradients"
             )
-        starts = window_starts(x.shape[-1], scorer.window, scorer.stride)
-        attr = _on_timeline(cam, starts, scorer.window, x.shape[-1]).expand_as(x)
-    else:
-        layer = last_conv_layer(model, x)
-        cam = _gradcam_layer(model, layer, x, class_index)  # (1, 1, T') or (1, 1, H', W')
         if cam.dim() == 3:
-            attr = F.interpolate(cam, size=x.shape[-1], mode="linear", align_corners=False)
+            attr = torch.stack(
+                [
+                    F.interpolate(c, size=x.shape[-1], mode="linear", align_corners=False)
+                    for c in cams
+                ]
+            ).mean(0)
             attr = attr.expand_as(x)
         else:
             if render is None:
