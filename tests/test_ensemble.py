@@ -308,3 +308,17 @@ def test_predict_and_explain_take_an_ensemble_checkpoint(runs, synthetic_root, t
         explained = explain_record(checkpoint, tmp_path / method, data_root=synthetic_root,
                                    ecg_id=ecg_id, method=method, top=1)  # fmt: skip
         assert explained and all(p.is_file() for e in explained for p in e.paths)
+
+
+def test_a_checkpoint_whose_members_do_not_fit_its_weights_is_a_clear_error(tmp_path):
+    from ecgcnn.checkpoint import load_checkpoint
+    from test_export import random_checkpoint
+
+    random_checkpoint("cnn1d", tmp_path / "one.pt")
+    payload = load_checkpoint(tmp_path / "one.pt")
+    for members, message in (("two", "members"), (0, "members"), (2, "weights")):
+        payload["model"]["members"] = members
+        torch.save(payload, tmp_path / "bad.pt")
+        with pytest.raises(EcgcnnError, match=message) as caught:
+            load_model(tmp_path / "bad.pt")
+        assert "bad.pt" in str(caught.value)

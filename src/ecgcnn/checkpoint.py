@@ -58,14 +58,25 @@ def _looks_like_onnx(path: Path) -> bool:
     return head[:1] == b"\x08" and (b"pytorch" in head or b"onnx" in head.lower())
 
 
-def model_from_checkpoint(payload: dict[str, Any]) -> Classifier:
+def model_from_checkpoint(payload: dict[str, Any], source: str = "checkpoint") -> Classifier:
+    """The model a checkpoint describes, in eval mode, with ``model.meta``; ``source`` names it in errors."""
     arch = payload["model"]
-    net = build_network(
-        arch["name"], len(payload["classes"]), int(arch.get("members", 1)), **arch.get("kwargs", {})
-    )
+    members = arch.get("members", 1)
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise EcgcnnError(
+            f"{source}: model members must be a whole number of at least 1, got {members!r}"
+        )
+    net = build_network(arch["name"], len(payload["classes"]), members, **arch.get("kwargs", {}))
     pre = payload["preprocess"]
     model = Classifier(net, torch.tensor(pre["mean"]), torch.tensor(pre["std"]))
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise EcgcnnError(
+            f"{source}: the weights do not fit the model it names ({arch['name']}, "
+            f"{members} member(s)): {first}"
+        ) from None
     model.eval()
     model.meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model
@@ -73,4 +84,4 @@ def model_from_checkpoint(payload: dict[str, Any]) -> Classifier:
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Load a trained model in eval mode; ``model.meta`` holds classes, rate, thresholds and more."""
-    return model_from_checkpoint(load_checkpoint(path, map_location))
+    return model_from_checkpoint(load_checkpoint(path, map_location), str(path))

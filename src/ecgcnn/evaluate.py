@@ -201,7 +201,7 @@ def evaluate_checkpoint(
     from ecgcnn.records import load_database, require_strat_folds
 
     payload = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(payload)
+    model = model_from_checkpoint(payload, str(checkpoint))
     classes = list(payload["classes"])
     db = load_database(data_root)
     labels = make_labels(db, payload["task"], tuple(classes))

@@ -474,7 +474,7 @@ def explain_record(
 
     check_method(method)
     payload = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(payload)
+    model = model_from_checkpoint(payload, str(checkpoint))
     meta = model.meta
     signal, name, truth = _record_signal(meta, record, data_root, ecg_id, fs, units)
     windows = checkpoint_windows(meta)

@@ -96,7 +96,7 @@ def export_onnx(
     """Export a checkpoint to ONNX (dynamic batch), checked against PyTorch; returns the sidecar."""
     from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
 
-    model = model_from_checkpoint(load_checkpoint(checkpoint))
+    model = model_from_checkpoint(load_checkpoint(checkpoint), str(checkpoint))
     return export_model(model, model.meta, out, opset)
 
 

@@ -401,7 +401,7 @@ class Predictor:
 
         from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
 
-        model = model_from_checkpoint(load_checkpoint(path)).to(device).eval()
+        model = model_from_checkpoint(load_checkpoint(path), str(path)).to(device).eval()
 
         def infer(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():

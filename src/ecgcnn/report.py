@@ -570,7 +570,7 @@ def section_examples(
         )
     try:
         payload = load_checkpoint(fold.path / "checkpoint.pt")
-        model = model_from_checkpoint(payload)
+        model = model_from_checkpoint(payload, str(fold.path / "checkpoint.pt"))
         db = load_database(root)
         signals = load_signals(
             db, int(payload["fs"]), cache_dir or run.config.get("cache_dir"), skip_missing=True,
