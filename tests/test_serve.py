@@ -59,6 +59,7 @@ def test_health_readiness_and_model(client, predictor):
     assert ready["status"] == "ready" and ready["model_id"].startswith("cnn1d-superdiagnostic-")
     model = client.get("/v1/model").json()
     assert model["id"] == ready["model_id"]
+    assert (model["name"], model["members"]) == ("cnn1d", 1)  # an ensemble says how many networks
     assert model["classes"] == predictor.classes and list(model["thresholds"]) == predictor.classes
     assert (model["fs"], model["window"], model["stride"], model["aggregate"]) == (
         100,
