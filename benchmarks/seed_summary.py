@@ -16,6 +16,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from ecgcnn.benchmark import entry_label
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -29,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{folder}: no {args.task} results with reference {reference}")
     rows = [b["tasks"][args.task] for b in boards]
     models = [m for m in rows[0] if all(m in r for r in rows) and rows[0][m]["parameters"] > 0]
+    for m in models:  # an ensemble and a single network of one model are two models
+        members = [r[m].get("members", 1) for r in rows]
+        other = next((i for i, k in enumerate(members) if k != members[0]), None)
+        if other is not None:
+            ap.error(
+                f"{m} has {members[0]} members in {args.folders[0]} but {members[other]} in "
+                f"{args.folders[other]}: not one model to average"
+            )
     print(
         f"{args.task}: test macro ROC-AUC per folder ({', '.join(f.name for f in args.folders)});"
     )
@@ -37,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for m in models:
         auc = [r[m]["roc_auc"]["point"] for r in rows]
-        line = f"| {m} | {', '.join(f'{a:.3f}' for a in auc)} | {mean_sd(auc)} |"
+        line = f"| {entry_label(m, rows[0][m])} | {', '.join(f'{a:.3f}' for a in auc)} | {mean_sd(auc)} |"
         if m == reference:
             print(line + " | |")
             continue

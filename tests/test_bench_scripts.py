@@ -158,6 +158,27 @@ def test_seed_summary_puts_seeds_side_by_side(synthetic_root, tmp_path):
     assert other.returncode == 2 and "no all results with reference cnn1d" in other.stderr
 
 
+def test_seed_summary_names_ensembles_and_refuses_to_average_different_ones(tmp_path):
+    def board(folder, members):
+        row = {"roc_auc": {"point": 0.9, "lower": 0.8, "upper": 0.95}, "parameters": 10,
+               "members": members, "vs_reference": {"roc_auc_diff": {"point": 0.01, "lower": 0.0,
+                                                                      "upper": 0.02}}}  # fmt: skip
+        ref = {"roc_auc": {"point": 0.89, "lower": 0.8, "upper": 0.95}, "parameters": 10}
+        folder.mkdir()
+        (folder / "leaderboard.json").write_text(json.dumps(
+            {"reference": "cnn1d", "tasks": {"superdiagnostic": {"fcn_wang": row, "cnn1d": ref}}}
+        ))  # fmt: skip
+
+    board(tmp_path / "a", 2)
+    board(tmp_path / "b", 2)
+    proc = script("seed_summary.py", tmp_path / "a", tmp_path / "b")
+    assert proc.returncode == 0, proc.stderr
+    assert "| fcn_wang (2 members) |" in proc.stdout and "| cnn1d |" in proc.stdout
+    board(tmp_path / "c", 1)
+    mixed = script("seed_summary.py", tmp_path / "a", tmp_path / "c")
+    assert mixed.returncode == 2 and "fcn_wang has 2 members in" in mixed.stderr
+
+
 def test_the_prepared_gpu_benchmark_runs_as_a_cpu_dry_run(synthetic_root, tmp_path):
     """benchmarks/gpu_benchmark.sh is what a session with a lent GPU runs: it must work before then."""
     env = {**os.environ, "DEVICE": "cpu", "EPOCHS": "1", "MODELS": "cnn1d@seed,cnn1d",

@@ -13,7 +13,7 @@ from ecgcnn.errors import EcgcnnError
 from ecgcnn.evaluate import predict_proba
 from ecgcnn.export import export_onnx
 from ecgcnn.models import Classifier, Ensemble, count_parameters, create_model
-from ecgcnn.recipes import get_recipe
+from ecgcnn.recipes import Recipe, get_recipe
 from ecgcnn.train import TrainConfig, prepare, train
 
 
@@ -43,8 +43,11 @@ def test_an_ensemble_outputs_the_logit_of_its_members_mean_probability():
 def test_an_ensemble_needs_a_member():
     with pytest.raises(EcgcnnError, match="at least one"):
         Ensemble([])
-    with pytest.raises(EcgcnnError, match="members must be at least 1"):
+    with pytest.raises(EcgcnnError, match="members must be a whole number of at least 1, got 0"):
         get_recipe("benchmark").with_overrides(members=0).validate()
+    for wrong in (2.0, True, "2"):  # e.g. a sweep variant's JSON
+        with pytest.raises(EcgcnnError, match="members must be a whole number"):
+            Recipe.from_dict({"name": "variant", "members": wrong}).validate()
 
 
 def _cfg(root, out, **overrides):
@@ -94,6 +97,7 @@ def test_members_train_one_after_another_and_the_first_is_the_single_model(runs,
     ]  # fmt: skip
     config = json.loads((runs / "pair" / "config.json").read_text())
     assert config["recipe"]["members"] == 2
+    assert json.loads((runs / "pair" / "cv_results.json").read_text())["members"] == 2
 
 
 @pytest.mark.slow
@@ -118,6 +122,7 @@ def test_an_interrupted_ensemble_keeps_its_finished_members(
     monkeypatch.setattr(train_module, "compute_metrics", real)
     fold = tmp_path / "pair" / "benchmark"
     assert (fold / "member0.pt").is_file() and not (fold / "metrics.json").exists()
+    assert not (fold / "state-member0.pt").exists()  # a finished member keeps its weights only
     assert torch.load(fold / "state-member1.pt", weights_only=True)["epoch"] == 1
     with caplog.at_level("INFO", logger="ecgcnn"):
         train(cfg, resume=True)
@@ -129,6 +134,21 @@ def test_an_interrupted_ensemble_keeps_its_finished_members(
         np.testing.assert_allclose(a["y_prob"], b["y_prob"], atol=1e-6)
     history = json.loads((fold / "history.json").read_text())
     assert [(h["member"], h["epoch"]) for h in history] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert not list(fold.glob("member*.pt")) and not list(fold.glob("state*.pt"))
+
+
+@pytest.mark.slow
+def test_a_finished_fold_found_on_resume_drops_what_an_interruption_left(
+    runs, synthetic_root, tmp_path
+):
+    """Stopped after metrics.json but before the clean-up: the resume that skips the fold removes it."""
+    import shutil
+
+    shutil.copytree(runs / "pair", tmp_path / "pair")
+    fold = tmp_path / "pair" / "benchmark"
+    for name in ("member0.pt", "member1.pt", "state-member1.pt"):
+        (fold / name).write_bytes(b"left over")
+    train(_cfg(synthetic_root, tmp_path / "pair", members=2, aggregate="mean"), resume=True)
     assert not list(fold.glob("member*.pt")) and not list(fold.glob("state*.pt"))
 
 
@@ -235,6 +255,10 @@ def test_the_benchmark_trains_ensembles_and_counts_all_their_parameters(syntheti
     assert (rows["cnn1d@seed"]["parameters"], rows["cnn1d@seed"]["members"]) == (one, 1)
     assert rows["cnn1d@seed"]["epochs"] == 10
     assert "| cnn1d (2 members) |" in (out / "leaderboard.md").read_text()
+    from test_predict import run_cli
+
+    printed = run_cli("leaderboard", out)
+    assert printed.returncode == 0 and "cnn1d (2 members)" in printed.stderr, printed.stderr
     with pytest.raises(EcgcnnError, match="other settings"):
         run_benchmark(synthetic_root, out, ["superdiagnostic"], ["cnn1d"], epochs=1, batch_size=64,
                       val_fold=9, test_fold=10, progress=False)  # fmt: skip

@@ -207,7 +207,8 @@ def _ci(interval: dict[str, float]) -> str:
     return f"{interval['point']:.3f} ({interval['lower']:.3f} to {interval['upper']:.3f})"
 
 
-def _label(model: str, row: dict[str, Any]) -> str:
+def entry_label(model: str, row: dict[str, Any]) -> str:
+    """A leaderboard entry's name for people: ``fcn_wang (2 members)`` for an ensemble."""
     members = row.get("members", 1)
     return f"{model} ({members} members)" if members > 1 else model
 
@@ -232,7 +233,7 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
             _ci(board["tasks"][t][m]["roc_auc"]) if m in board["tasks"][t] else "" for t in tasks
         ]
         row = next(board["tasks"][t][m] for t in tasks if m in board["tasks"][t])
-        lines.append(f"| {_label(m, row)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {entry_label(m, row)} | " + " | ".join(cells) + " |")
     for task, rows in board["tasks"].items():
         lines += [
             "",
@@ -244,7 +245,7 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
         for m, r in sorted(rows.items(), key=lambda kv: -kv[1]["roc_auc"]["point"]):
             diff = _ci(r["vs_reference"]["roc_auc_diff"]) if "vs_reference" in r else ""
             lines.append(
-                f"| {_label(m, r)} | {r['parameters']:,} | {r['train_seconds'] / 60:.1f} min | {_ci(r['roc_auc'])} "
+                f"| {entry_label(m, r)} | {r['parameters']:,} | {r['train_seconds'] / 60:.1f} min | {_ci(r['roc_auc'])} "
                 f"| {_ci(r['pr_auc'])} | {diff} |"
             )
         outside = [m for m, r in rows.items() for k in ("roc_auc", "pr_auc")

@@ -651,6 +651,8 @@ def leaderboard_cmd(
 
 
 def print_leaderboard(board: dict[str, Any], out: Path) -> None:
+    from ecgcnn.benchmark import entry_label
+
     table = Table(title="macro ROC-AUC (90% bootstrap interval)")
     tasks = list(board["tasks"])
     table.add_column("model")
@@ -665,7 +667,8 @@ def print_leaderboard(board: dict[str, Any], out: Path) -> None:
             cells.append(
                 f"{ci['point']:.3f} ({ci['lower']:.3f} to {ci['upper']:.3f})" if ci else ""
             )
-        table.add_row(m, *cells)
+        row = next(board["tasks"][t][m] for t in tasks if m in board["tasks"][t])
+        table.add_row(entry_label(m, row), *cells)
     console.print(table)
     console.print(f"leaderboard: {out / 'leaderboard.md'} and {out / 'leaderboard.json'}")
 

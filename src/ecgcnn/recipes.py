@@ -75,8 +75,8 @@ class Recipe:
         self.augment()  # checks its settings
         if self.aux_task is not None:
             check_task(self.aux_task)
-        if self.members < 1:
-            raise EcgcnnError(f"members must be at least 1, got {self.members}")
+        if isinstance(self.members, bool) or not isinstance(self.members, int) or self.members < 1:
+            raise EcgcnnError(f"members must be a whole number of at least 1, got {self.members!r}")
         if not 0 <= self.ema_decay < 1:
             raise EcgcnnError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         for name in ("window_s", "stride_s"):

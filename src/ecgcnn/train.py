@@ -236,11 +236,12 @@ def _train(cfg: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
         fold_dir = out / split.name
         if resume and (fold_dir / "metrics.json").is_file():
             log.info("%s: finished before, not retrained", split.name)
+            if world.is_main:  # stopped after metrics.json, before the clean-up
+                remove_scratch(fold_dir)
             results.append(load_fold_results(fold_dir))
             continue
         if not resume and world.is_main:  # a fresh start: no interrupted epoch, no finished member
-            for scratch in (*fold_dir.glob("state*.pt"), *fold_dir.glob("member*.pt")):
-                scratch.unlink(missing_ok=True)
+            remove_scratch(fold_dir)
         world.barrier()
         results.append(train_fold(cfg, data, split, fold_dir, world))
         world.barrier()
@@ -407,9 +408,14 @@ def train_fold(
     if not world.is_main:
         return {}
     result = finish_fold(cfg, data, split, fold_dir, model, best, predict, mean, std)
+    remove_scratch(fold_dir)
+    return result
+
+
+def remove_scratch(fold_dir: Path) -> None:
+    """Delete what an unfinished fold keeps for resuming: epoch states and finished members."""
     for scratch in (*fold_dir.glob("state*.pt"), *fold_dir.glob("member*.pt")):
         scratch.unlink(missing_ok=True)
-    return result
 
 
 def fit_ensemble(
@@ -444,9 +450,10 @@ def fit_ensemble(
         else:
             model, best, part = fit(member=member, earlier=history)
             epoch = int(best["epoch"])
-            if world.is_main:
+            if world.is_main:  # the weights alone from now on, not the optimiser and EMA state
                 saved = {"state": model.state_dict(), "history": part, "epoch": epoch}
                 atomic.write_with(done, lambda f, saved=saved: torch.save(saved, f))
+                (fold_dir / f"state-member{member}.pt").unlink(missing_ok=True)
             world.barrier()
         nets.append(model.net.cpu())
         epochs.append(epoch)
@@ -762,6 +769,7 @@ def cv_summary(run_dir: str | Path) -> dict[str, Any]:
     results: dict[str, Any] = {
         "run": str(run),
         "model": config["model"],
+        "members": int(config.get("recipe", {}).get("members", 1)),
         "task": config["task"],
         "protocol": config["protocol"],
         "classes": config["classes"],
