@@ -15,7 +15,7 @@ from torch import nn
 
 from ecgcnn import __version__, atomic
 from ecgcnn.errors import EcgcnnError
-from ecgcnn.models import Classifier, build_network
+from ecgcnn.models import Classifier, build_network, check_members
 
 FORMAT = "ecgcnn-checkpoint/1"
 
@@ -61,11 +61,10 @@ def _looks_like_onnx(path: Path) -> bool:
 def model_from_checkpoint(payload: dict[str, Any], source: str = "checkpoint") -> Classifier:
     """The model a checkpoint describes, in eval mode, with ``model.meta``; ``source`` names it in errors."""
     arch = payload["model"]
-    members = arch.get("members", 1)
-    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
-        raise EcgcnnError(
-            f"{source}: model members must be a whole number of at least 1, got {members!r}"
-        )
+    try:
+        members = check_members(arch.get("members", 1))
+    except EcgcnnError as exc:
+        raise EcgcnnError(f"{source}: model {exc}") from None
     net = build_network(arch["name"], len(payload["classes"]), members, **arch.get("kwargs", {}))
     pre = payload["preprocess"]
     model = Classifier(net, torch.tensor(pre["mean"]), torch.tensor(pre["std"]))

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from ecgcnn.augment import Augment
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.labels import check_task
+from ecgcnn.models import check_members
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,7 @@ class Recipe:
         self.augment()  # checks its settings
         if self.aux_task is not None:
             check_task(self.aux_task)
-        if isinstance(self.members, bool) or not isinstance(self.members, int) or self.members < 1:
-            raise EcgcnnError(f"members must be a whole number of at least 1, got {self.members!r}")
+        check_members(self.members)
         if not 0 <= self.ema_decay < 1:
             raise EcgcnnError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         for name in ("window_s", "stride_s"):

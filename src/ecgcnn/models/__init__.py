@@ -28,6 +28,7 @@ __all__ = [
     "count_parameters",
     "keep_outputs",
     "build_network",
+    "check_members",
 ]
 
 
@@ -71,12 +72,17 @@ class Ensemble(nn.Module):
         return torch.logsumexp(F.logsigmoid(logits), 0) - torch.logsumexp(F.logsigmoid(-logits), 0)
 
 
+def check_members(members: object) -> int:
+    """An ensemble size from a recipe or a checkpoint: a whole number of at least 1."""
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise EcgcnnError(f"members must be a whole number of at least 1, got {members!r}")
+    return members
+
+
 def build_network(name: str, num_classes: int, members: int = 1, **kwargs: object) -> nn.Module:
     """A registered network, or an ``Ensemble`` of ``members`` of them."""
-    if members == 1:
+    if check_members(members) == 1:
         return create_model(name, num_classes, **kwargs)
-    if members < 1:
-        raise EcgcnnError(f"members must be at least 1, got {members}")
     return Ensemble([create_model(name, num_classes, **kwargs) for _ in range(members)])
 
 
