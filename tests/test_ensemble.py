@@ -268,7 +268,7 @@ def test_members_on_the_command_line(synthetic_root, tmp_path):
     from test_predict import run_cli
 
     bad = run_cli("train", "--data-root", synthetic_root, "--out", tmp_path / "r", "--members", "0")
-    assert bad.returncode != 0 and "members must be at least 1, got 0" in bad.stderr
+    assert bad.returncode != 0 and "members must be a whole number of at least 1, got 0" in bad.stderr
     assert not (tmp_path / "r").exists()
     assert "--members" in run_cli("benchmark", "--help").stdout
 
