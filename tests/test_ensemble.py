@@ -57,6 +57,25 @@ def _cfg(root, out, **overrides):
                        progress=False)  # fmt: skip
 
 
+def train_until_interrupted(cfg, monkeypatch, call: int) -> None:
+    """Train ``cfg``, stopped by a KeyboardInterrupt (as Ctrl-C) at the ``call``-th validation."""
+    import ecgcnn.train as train_module
+
+    real = train_module.compute_metrics
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "compute_metrics", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(train_module, "compute_metrics", real)
+
+
 @pytest.fixture(scope="module")
 def runs(synthetic_root, tmp_path_factory):
     base = tmp_path_factory.mktemp("ensemble")
@@ -104,22 +123,9 @@ def test_members_train_one_after_another_and_the_first_is_the_single_model(runs,
 def test_an_interrupted_ensemble_keeps_its_finished_members(
     runs, synthetic_root, tmp_path, monkeypatch, caplog
 ):
-    import ecgcnn.train as train_module
-
-    calls = {"n": 0}
-    real = train_module.compute_metrics
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:  # member 1's second epoch: member 0 is finished, member 1 has epoch 1
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
     cfg = _cfg(synthetic_root, tmp_path / "pair", members=2, aggregate="mean")
-    monkeypatch.setattr(train_module, "compute_metrics", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.setattr(train_module, "compute_metrics", real)
+    # at member 1's second epoch: member 0 is finished, member 1 has epoch 1
+    train_until_interrupted(cfg, monkeypatch, call=4)
     fold = tmp_path / "pair" / "benchmark"
     assert (fold / "member0.pt").is_file() and not (fold / "metrics.json").exists()
     assert not (fold / "state-member0.pt").exists()  # a finished member keeps its weights only
@@ -159,21 +165,9 @@ def test_a_fresh_start_discards_the_members_of_an_interrupted_run(
     import ecgcnn.train as train_module
 
     real = train_module.compute_metrics
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
     cfg = _cfg(synthetic_root, tmp_path / "pair", members=2)
-    monkeypatch.setattr(train_module, "compute_metrics", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.setattr(train_module, "compute_metrics", real)
+    train_until_interrupted(cfg, monkeypatch, call=3)
     assert (tmp_path / "pair" / "benchmark" / "member0.pt").is_file()
-    calls["n"] = 0
     seen = []
 
     def counting(*args, **kwargs):
@@ -189,22 +183,9 @@ def test_a_fresh_start_discards_the_members_of_an_interrupted_run(
 def test_aux_outputs_are_cut_from_every_member_also_a_finished_one(
     synthetic_root, tmp_path, monkeypatch
 ):
-    import ecgcnn.train as train_module
-
-    real = train_module.compute_metrics
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # member 1's first epoch: member 0 (cut to the task's outputs) is saved
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
     cfg = _cfg(synthetic_root, tmp_path / "aux", members=2, aux_task="diagnostic", epochs=1)
-    monkeypatch.setattr(train_module, "compute_metrics", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.setattr(train_module, "compute_metrics", real)
+    # at member 1's first epoch: member 0 (cut to the task's outputs) is saved
+    train_until_interrupted(cfg, monkeypatch, call=2)
     train(cfg, resume=True)
     model = load_model(tmp_path / "aux" / "benchmark" / "checkpoint.pt")
     assert [m.head[-1].out_features for m in model.net.members] == [5, 5]
@@ -268,7 +249,9 @@ def test_members_on_the_command_line(synthetic_root, tmp_path):
     from test_predict import run_cli
 
     bad = run_cli("train", "--data-root", synthetic_root, "--out", tmp_path / "r", "--members", "0")
-    assert bad.returncode != 0 and "members must be a whole number of at least 1, got 0" in bad.stderr
+    assert (
+        bad.returncode != 0 and "members must be a whole number of at least 1, got 0" in bad.stderr
+    )
     assert not (tmp_path / "r").exists()
     assert "--members" in run_cli("benchmark", "--help").stdout
 
