@@ -29,7 +29,7 @@ from ecgcnn import atomic
 from ecgcnn.bootstrap import bootstrap_auc, paired_bootstrap_auc
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.labels import check_task
-from ecgcnn.models import build_network, check_model, count_parameters
+from ecgcnn.models import build_network, check_model, count_parameters, model_label
 from ecgcnn.recipes import Recipe, get_recipe
 from ecgcnn.train import TrainConfig, check_same_run, train
 
@@ -209,8 +209,7 @@ def _ci(interval: dict[str, float]) -> str:
 
 def entry_label(model: str, row: dict[str, Any]) -> str:
     """A leaderboard entry's name for people: ``fcn_wang (2 members)`` for an ensemble."""
-    members = row.get("members", 1)
-    return f"{model} ({members} members)" if members > 1 else model
+    return model_label(model, row.get("members", 1))
 
 
 def leaderboard_markdown(board: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 from ecgcnn import __version__, atomic  # noqa: E402
 from ecgcnn.errors import EcgcnnError  # noqa: E402
 from ecgcnn.metrics import summarize  # noqa: E402
+from ecgcnn.models import model_label  # noqa: E402
 from ecgcnn.paper import figure_png  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -728,8 +729,9 @@ ecgcnn is a research tool: nothing here is a diagnosis.</footer>
 
 
 def _model_name(config: dict[str, Any]) -> str:
-    members = int((config.get("recipe") or {}).get("members", 1))
-    return f"{config.get('model')} ({members} members)" if members > 1 else str(config.get("model"))
+    return model_label(
+        str(config.get("model")), int((config.get("recipe") or {}).get("members", 1))
+    )
 
 
 def write_report(

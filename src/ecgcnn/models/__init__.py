@@ -29,6 +29,7 @@ __all__ = [
     "keep_outputs",
     "build_network",
     "check_members",
+    "model_label",
 ]
 
 
@@ -77,6 +78,11 @@ def check_members(members: object) -> int:
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise EcgcnnError(f"members must be a whole number of at least 1, got {members!r}")
     return members
+
+
+def model_label(name: str, members: int = 1) -> str:
+    """A model's name for people: ``fcn_wang (2 members)`` for an ensemble."""
+    return f"{name} ({members} members)" if members > 1 else name
 
 
 def build_network(name: str, num_classes: int, members: int = 1, **kwargs: object) -> nn.Module:
