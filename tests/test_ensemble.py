@@ -329,3 +329,22 @@ def test_a_checkpoint_whose_members_do_not_fit_its_weights_is_a_clear_error(tmp_
         with pytest.raises(EcgcnnError, match=message) as caught:
             load_model(tmp_path / "bad.pt")
         assert "bad.pt" in str(caught.value)
+
+
+@pytest.mark.slow
+def test_class_weights_are_computed_once_per_fold_not_per_member(
+    synthetic_root, tmp_path, monkeypatch
+):
+    import ecgcnn.train as train_module
+
+    real, calls = train_module.class_weights, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "class_weights", counted)
+    train(_cfg(synthetic_root, tmp_path / "w", members=2, epochs=1, class_weighted=True))
+    assert (
+        len(calls) == 1
+    )  # one pos_weight (and one clamping warning) for the fold's training records

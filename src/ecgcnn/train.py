@@ -383,6 +383,12 @@ def train_fold(
     if data.aux is not None:
         targets = np.hstack([targets, data.aux.y[split.train]])
     mean, std = standardization(signals.data, rows_train, seed=cfg.seed)
+    target_names = labels.classes + (() if data.aux is None else data.aux.classes)
+    pos_weight = (
+        class_weights(targets, target_names, recipe.max_pos_weight)
+        if recipe.class_weighted
+        else None
+    )
     scoring = functools.partial(predict_proba, data=signals.data, device=device,
                                 **window_settings(recipe, cfg.fs))  # fmt: skip
 
@@ -396,7 +402,7 @@ def train_fold(
         ", ".join(f"{c} {int(n)}" for c, n in zip(labels.classes, y_val.sum(axis=0), strict=True)),
     )  # fmt: skip
     fit = functools.partial(fit_network, cfg, data, split, fold_dir, world, device, targets,
-                            mean, std, predict)  # fmt: skip
+                            pos_weight, mean, std, predict)  # fmt: skip
     if recipe.members == 1:
         model, best, _ = fit(member=None, earlier=[])
     else:
@@ -470,6 +476,7 @@ def fit_network(
     world: World,
     device: torch.device,
     targets: np.ndarray,
+    pos_weight: torch.Tensor | None,
     mean: np.ndarray,
     std: np.ndarray,
     predict: Callable[..., np.ndarray],
@@ -488,14 +495,8 @@ def fit_network(
     rows_train, rows_val = data.cache_rows[split.train], data.cache_rows[split.val]
     y_val = labels.y[split.val]
     n_classes = len(labels.classes)
-    target_names = labels.classes + (() if data.aux is None else data.aux.classes)
     net = create_model(cfg.model, targets.shape[1])
     model = Classifier(net, torch.from_numpy(mean), torch.from_numpy(std)).to(device)
-    pos_weight = (
-        class_weights(targets, target_names, recipe.max_pos_weight)
-        if recipe.class_weighted
-        else None
-    )
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=None if pos_weight is None else pos_weight.to(device))
     if data.aux is not None:
         loss_fn = TaskAndAuxLoss(loss_fn, n_classes)
