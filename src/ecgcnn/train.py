@@ -406,7 +406,9 @@ def train_fold(
     if recipe.members == 1:
         model, best, _ = fit(member=None, earlier=[])
     else:
-        model, best = fit_ensemble(cfg, split, fold_dir, world, targets, n_classes, mean, std, fit)
+        model, best = fit_ensemble(
+            cfg, split, fold_dir, world, device, targets, n_classes, mean, std, fit
+        )
         val_positions = shard(len(rows_val), world)
         best["prob"] = gather_rows(
             predict(model, rows=rows_val[val_positions]), val_positions, len(rows_val), world
@@ -429,6 +431,7 @@ def fit_ensemble(
     split: Split,
     fold_dir: Path,
     world: World,
+    device: torch.device,
     targets: np.ndarray,
     n_classes: int,
     mean: np.ndarray,
@@ -465,7 +468,7 @@ def fit_ensemble(
         epochs.append(epoch)
         history += part
     ensemble = Classifier(Ensemble(nets), torch.from_numpy(mean), torch.from_numpy(std)).eval()
-    return ensemble.to(device_for(world, cfg.device)), {"epoch": max(epochs), "epochs": epochs}
+    return ensemble.to(device), {"epoch": max(epochs), "epochs": epochs}
 
 
 def fit_network(
