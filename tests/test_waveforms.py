@@ -337,9 +337,13 @@ def test_bad_xml_is_a_one_line_error(tmp_path):
     malformed = write_aecg(tmp_path / "cut.xml", ecg(seed=7))
     malformed.write_text(malformed.read_text()[:5000])
     one_line_error(malformed, "malformed XML")
+    cardiosoft = tmp_path / "cardiosoft.xml"
+    cardiosoft.write_text('<?xml version="1.0"?>\n<CardiologyXML><StripData/></CardiologyXML>')
+    message = one_line_error(cardiosoft, "CardiologyXML.*not supported.*aECG.*MUSE.*Philips")
+    assert "GE CardioSoft" in message
     philips = tmp_path / "philips.xml"
     philips.write_text('<?xml version="1.0"?>\n<restingecgdata><waveforms/></restingecgdata>')
-    assert "Philips" in one_line_error(philips, "restingecgdata.*not supported.*aECG.*MUSE")
+    one_line_error(philips, "unreadable Philips XML file: no <documentinfo> element")
     no_rate = write_aecg(tmp_path / "norate.xml", ecg(seed=8))
     no_rate.write_text(no_rate.read_text().replace('<increment value="0.002" unit="s"/>', ""))
     one_line_error(no_rate, "increment")

@@ -1,5 +1,6 @@
 """Recordings from the wild: WFDB (.dat or CinC-style .mat), EDF, .npy, CSV and device exports
-(DICOM waveforms, HL7 aECG and GE MUSE XML: :mod:`ecgcnn.waveforms`), made model-ready.
+(DICOM waveforms, HL7 aECG, GE MUSE and Philips XML, SCP-ECG: :mod:`ecgcnn.waveforms`), made
+model-ready.
 
 Whatever the source, a recording becomes a :class:`Recording`: float32 millivolts, shape
 (samples, leads), its leads in the order asked for (matched by name, case-insensitively and by common
@@ -22,11 +23,13 @@ from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.records import LEADS, unit_scale
 from ecgcnn.waveforms import (
     DICOM_SUFFIXES,
+    SCP_SUFFIXES,
     XML_SUFFIXES,
     is_dicom,
     is_ecg_xml,
     is_waveform_dicom,
     read_dicom,
+    read_scp,
     read_xml,
 )
 
@@ -34,7 +37,7 @@ WFDB_SUFFIXES = (".hea", ".dat", ".mat")
 ARRAY_SUFFIXES = (".npy", ".csv")
 EDF_SUFFIXES = (".edf",)
 # Suffixes of single-file recordings (a WFDB record is named without its suffix)
-FILE_SUFFIXES = (*ARRAY_SUFFIXES, *EDF_SUFFIXES, *DICOM_SUFFIXES, *XML_SUFFIXES)
+FILE_SUFFIXES = (*ARRAY_SUFFIXES, *EDF_SUFFIXES, *DICOM_SUFFIXES, *XML_SUFFIXES, *SCP_SUFFIXES)
 # A lead this flat over the whole segment is a disconnected electrode, not an ECG (the flattest
 # lead of the 1,732 PTB-XL development records spans 0.2 mV).
 FLAT_MV = 0.005
@@ -331,7 +334,7 @@ def _check_rate(fs: object, name: str) -> float:
 
 
 def record_kind(path: Path) -> str:
-    """'wfdb', 'edf', 'npy', 'csv', 'dicom' or 'xml' by suffix (a name without suffix is a WFDB
+    """'wfdb', 'edf', 'npy', 'csv', 'dicom', 'xml' or 'scp' by suffix (a name without suffix is a WFDB
     record name); a file of another suffix that starts like a DICOM file is 'dicom'.
     """
     suffix = path.suffix.lower()
@@ -345,10 +348,13 @@ def record_kind(path: Path) -> str:
         return "dicom"
     if suffix in XML_SUFFIXES:
         return "xml"
+    if suffix in SCP_SUFFIXES:
+        return "scp"
     raise RecordError(
         str(path),
         f"unsupported file type {suffix or '(none)'}; expected a WFDB record (.hea with .dat or "
-        ".mat), .edf, .npy, .csv, DICOM waveform (.dcm) or ECG XML (HL7 aECG, GE MUSE)",
+        ".mat), .edf, .npy, .csv, DICOM waveform (.dcm), ECG XML (HL7 aECG, GE MUSE, Philips) "
+        "or SCP-ECG (.scp)",
     )
 
 
@@ -385,8 +391,10 @@ def read_recording(
         (signal, names), rate = _read_npy(p, name), None
     elif kind == "csv":
         signal, names, rate, file_units = _read_csv(p, name)
-    elif kind in ("dicom", "xml"):
-        signal, rate, names, file_units = (read_dicom if kind == "dicom" else read_xml)(p, name)
+    elif kind == "dicom":
+        signal, rate, names, file_units = read_dicom(p, name)
+    elif kind in ("xml", "scp"):
+        signal, rate, names, file_units = (read_xml if kind == "xml" else read_scp)(p, name, warn)
     else:
         if p.suffix.lower() == ".mat" and not p.with_suffix(".hea").is_file():
             raise RecordError(
@@ -397,7 +405,7 @@ def read_recording(
             _read_wfdb(name, segment, fs) if kind == "wfdb" else _read_edf(p, name)
         )  # fmt: skip
     where = {"wfdb": "the header", "edf": "the header", "csv": "the time column",
-             "dicom": "the file", "xml": "the file"}.get(kind, "")  # fmt: skip
+             "dicom": "the file", "xml": "the file", "scp": "the file"}.get(kind, "")  # fmt: skip
     if rate is None:
         if fs is None:
             problem = (
@@ -703,7 +711,7 @@ def find_recordings(
 ) -> tuple[list[Path], list[RecordError]]:
     """Expand files, record names and directories (searched recursively) into record paths.
 
-    Directories yield WFDB headers, EDF and DICOM waveform files (.dcm, .dicom, or named without
+    Directories yield WFDB headers, EDF, SCP-ECG (.scp) and DICOM waveform files (.dcm, .dicom, or named without
     a suffix or by UID as on DICOM media, told by their preamble; images are passed over) and the
     XML files whose root element is an ECG export read here (other XML is not a recording, so it
     is passed over), plus .npy and .csv files when ``arrays`` (they need a sampling rate). Paths
@@ -717,7 +725,7 @@ def find_recordings(
             files = [h for h in p.rglob("*") if h.is_file()]  # one walk of the tree
             hits = sorted(h for h in files if _is_recording(h, arrays))
             if not hits:
-                kinds = ".hea, .edf, DICOM, ECG .xml" + (", .npy, .csv" if arrays else "")
+                kinds = ".hea, .edf, DICOM, ECG .xml, .scp" + (", .npy, .csv" if arrays else "")
                 problem = f"no recordings ({kinds}) in this directory"
                 unread = 0 if arrays else sum(h.suffix.lower() in ARRAY_SUFFIXES for h in files)
                 if unread:
@@ -743,7 +751,7 @@ def _is_recording(path: Path, arrays: bool) -> bool:
     if path.suffix == ".hea":  # as wfdb names it: it reads NAME + '.hea', lower case
         return True
     suffix = path.suffix.lower()
-    if suffix in EDF_SUFFIXES:
+    if suffix in EDF_SUFFIXES or suffix in SCP_SUFFIXES:
         return True
     if suffix in XML_SUFFIXES:
         return is_ecg_xml(path)  # other XML (build files, settings) is not a recording

@@ -1,6 +1,9 @@
-"""Device exports: DICOM 12-lead ECG waveforms, HL7 aECG XML and GE MUSE XML.
+"""Device exports: DICOM 12-lead ECG waveforms, HL7 aECG XML, GE MUSE XML, Philips PageWriter XML
+and SCP-ECG files.
 
-Each reader returns what :func:`ecgcnn.recording.read_recording` needs from any file: the signal
+DICOM, aECG and MUSE are read here; Philips XML (XLI-compressed or not) and SCP-ECG (EN 1064:
+Huffman-coded, difference-encoded, reference beats subtracted) are decoded by ecgdatakit, a
+library made for these formats, and only turned into this module's shape here. Each reader returns what :func:`ecgcnn.recording.read_recording` needs from any file: the signal
 (samples, channels) in the file's units, the sampling rate, the channel names and their units.
 Every problem is a one-line :class:`~ecgcnn.errors.RecordError` naming the file.
 """
@@ -11,6 +14,7 @@ import base64
 import binascii
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,7 @@ from ecgcnn.records import unit_scale
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 XML_SUFFIXES = (".xml",)
+SCP_SUFFIXES = (".scp",)
 # Waveform Storage SOP classes (PS3.4 B.5): 12-lead, general and ambulatory ECG, hemodynamic...
 WAVEFORM_SOP_CLASSES = "1.2.840.10008.5.1.4.1.1.9."
 # Exports are a few MB (10 s x 12 leads at 500 Hz is 2 MB as aECG text); a file this large is no
@@ -30,14 +35,12 @@ SNIFF_BYTES = 8192
 HL7_NS = "urn:hl7-org:v3"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 # Root elements of the XML exports read here ...
-XML_KINDS = {"AnnotatedECG": "HL7 aECG", "RestingECG": "GE MUSE"}
+XML_KINDS = {"AnnotatedECG": "HL7 aECG", "RestingECG": "GE MUSE", "restingecgdata": "Philips"}
 # ... and of some that are not, so that the error can say what a file is.
-OTHER_XML = {
-    "restingecgdata": "Philips PageWriter/TraceMaster ECG XML",
-    "CardiologyXML": "GE CardioSoft XML",
-    "SierraECG": "Philips Sierra ECG XML",
-}
-SUPPORTED_XML = "HL7 aECG <AnnotatedECG> or GE MUSE <RestingECG>"
+OTHER_XML = {"CardiologyXML": "GE CardioSoft XML"}
+SUPPORTED_XML = (
+    "HL7 aECG <AnnotatedECG>, GE MUSE <RestingECG> or Philips PageWriter/Sierra <restingecgdata>"
+)
 # Lead codes shared by SCP-ECG and the ISO/IEEE 11073 MDC nomenclature (DICOM CID 3001 gives them
 # as SCPECG '5.6.3-9-1' or MDC '2:1'), for channels that carry a code but no code meaning.
 LEAD_CODES = {1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6",
@@ -242,8 +245,13 @@ def _dicom_units(channel: object) -> str:
 # --- XML -----------------------------------------------------------------------------------------
 
 
-def read_xml(path: Path, name: str) -> tuple[np.ndarray, float, list[str], list[str]]:
-    """An HL7 aECG or GE MUSE XML export, told apart by its root element."""
+def read_xml(
+    path: Path, name: str, warn: list[str] | None = None
+) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """An HL7 aECG, GE MUSE or Philips XML export, told apart by its root element.
+
+    ``warn`` collects what the reader did that the user should know (a cut calibration pulse).
+    """
     from xml.etree.ElementTree import ParseError
 
     from defusedxml import DefusedXmlException
@@ -264,6 +272,8 @@ def read_xml(path: Path, name: str) -> tuple[np.ndarray, float, list[str], list[
     except LookupError as exc:  # an encoding Python does not know
         raise RecordError(name, f"malformed XML (its declared encoding: {exc})") from None
     tag = root.tag.split("}")[-1]
+    if tag == "restingecgdata":
+        return _read_philips(path, name, [] if warn is None else warn)
     reader = {"AnnotatedECG": _read_aecg, "RestingECG": _read_muse}.get(tag)
     if reader is not None:
         try:
@@ -451,3 +461,136 @@ def _read_muse(root: object, name: str) -> tuple[np.ndarray, float, list[str], l
     if not leads:
         raise RecordError(name, "MUSE Rhythm waveform holds no LeadData")
     return _stack(leads, "MUSE", name), rate, names, units
+
+
+# --- Philips XML and SCP-ECG, decoded by ecgdatakit ---------------------------------------------
+
+# A stretch this long at either end in which every lead holds the same value is no ECG (I = II = III
+# would need III = II - I = 0): Philips carts end each lead in flat samples and a 1 mV calibration
+# pulse in every lead. A shorter one (a sample that happens to be zero everywhere) is left alone.
+CALIBRATION_MIN_S = 0.05
+
+
+def is_scp(path: Path) -> bool:
+    """Whether a file starts like an SCP-ECG record: a CRC, its size, then Section 0 pointing to
+    itself at byte 7 (as ecgdatakit recognises one)."""
+    from ecgdatakit.parsing.parsers.scp_ecg import SCPECGParser
+
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError:
+        return False
+    return SCPECGParser.can_parse(path, head)
+
+
+def read_scp(
+    path: Path, name: str, warn: list[str] | None = None
+) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """The rhythm data (Section 6) of an SCP-ECG file: signal, rate, lead names, units.
+
+    Carts usually store 8 leads (I, II, V1-V6); the other four are derived later, as for any
+    8-lead export. Leads recorded one group after another (3-channel carts) are an error: a
+    12-lead model needs them together.
+    """
+    from ecgdatakit.parsing.parsers.scp_ecg import SCPECGParser
+
+    _check_size(path, name)
+    if not is_scp(path):
+        raise RecordError(
+            name, "not an SCP-ECG file (no Section 0 at its start, as EN 1064 lays one out)"
+        )
+    record = _decode_with(SCPECGParser, path, name, "SCP-ECG", [] if warn is None else warn)
+    late = [(lead.label, lead.annotations["start_sample"]) for lead in record.leads
+            if "start_sample" in lead.annotations]  # fmt: skip
+    lengths = {len(lead.samples) for lead in record.leads}
+    if late or len(lengths) > 1:
+        what = f"lead {late[0][0]} starts at sample {late[0][1]}" if late else "unequal lengths"
+        raise RecordError(name, f"SCP-ECG leads not recorded together ({what}): not a 12-lead ECG")
+    return _physical_leads(record, name, "SCP-ECG")
+
+
+def _read_philips(
+    path: Path, name: str, warn: list[str]
+) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """A Philips PageWriter/TraceMaster/Sierra ECG XML export (documents 1.03 to 1.04.02; samples
+    XLI-compressed or not), without the calibration pulse the carts append."""
+    from ecgdatakit.parsing.parsers.sierra_xml import SierraXMLParser
+
+    record = _decode_with(SierraXMLParser, path, name, "Philips XML", warn)
+    signal, rate, names, units = _physical_leads(record, name, "Philips XML")
+    return _cut_calibration(signal, rate, warn), rate, names, units
+
+
+def _decode_with(parser: type, path: Path, name: str, kind: str, warn: list[str]) -> object:
+    """``parser().parse(path)`` with its failures as one-line record errors and its warnings (a
+    CRC mismatch, say) kept as the record's warnings."""
+    from ecgdatakit import ECGDataKitError, MissingElementError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            record = parser().parse(path)
+    except FileNotFoundError:
+        raise RecordError(name, "file not found") from None
+    except OSError as exc:
+        raise RecordError(name, f"unreadable file ({exc.strerror or exc})") from None
+    except MissingElementError as exc:  # its message is the element's name alone
+        raise RecordError(name, f"unreadable {kind} file: no <{_one_line(exc)}> element") from None
+    except ECGDataKitError as exc:
+        raise RecordError(name, f"unreadable {kind} file: {_one_line(exc)}") from None
+    except Exception as exc:  # whatever else a file from the wild finds: one line, not a 500
+        raise RecordError(
+            name, f"unreadable {kind} file ({type(exc).__name__}: {_one_line(exc)})"
+        ) from None
+    warn.extend(f"{kind}: {_one_line(w.message)}" for w in caught)
+    if not record.leads:
+        raise RecordError(name, f"the {kind} file holds no leads")
+    return record
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def _physical_leads(
+    record: object, name: str, kind: str
+) -> tuple[np.ndarray, float, list[str], list[str]]:
+    leads = record.leads  # type: ignore[attr-defined]
+    rates = sorted({lead.sampling_rate for lead in leads})
+    if len(rates) > 1:
+        raise RecordError(name, f"{kind}: leads sampled at different rates ({rates} Hz)")
+    n = min(len(lead.samples) for lead in leads)
+    columns, units = [], []
+    for lead in leads:
+        if lead.is_raw and not lead.resolution_unit:
+            raise RecordError(
+                name, f"{kind}: lead {lead.label} has no amplitude scale (raw ADC counts)"
+            )
+        physical = lead.to_physical()
+        columns.append(np.asarray(physical.samples[:n], dtype=np.float64))
+        units.append(physical.units)
+    rate = _rate(float(rates[0]), kind, name)
+    return np.stack(columns, axis=1), rate, [str(lead.label) for lead in leads], units
+
+
+def _cut_calibration(signal: np.ndarray, rate: float, warn: list[str]) -> np.ndarray:
+    """Drop the samples at either end in which every lead holds the same value, if they last
+    ``CALIBRATION_MIN_S`` or more, saying so."""
+    same = np.ptp(signal, axis=1) == 0 if signal.shape[1] > 1 else np.zeros(len(signal), bool)
+    differ = np.flatnonzero(~same)
+    if differ.size == 0:
+        return signal  # all flat: validate() says so
+    head, tail = int(differ[0]), len(signal) - 1 - int(differ[-1])
+    least = CALIBRATION_MIN_S * rate
+    start = head if head >= least else 0
+    end = len(signal) - tail if tail >= least else len(signal)
+    for count, where in ((head, "start"), (tail, "end")):
+        if count >= least:
+            warn.append(
+                f"{count / rate:.2f} s at the {where}, the same in every lead "
+                "(a calibration pulse), cut"
+            )
+    return signal[start:end]

@@ -1,0 +1,310 @@
+"""SCP-ECG (EN 1064) files and Philips PageWriter / Sierra ECG XML, read through ecgdatakit.
+
+The writers build files to the published layouts: SCP-ECG sections with their CRCs, uncompressed
+or with the standard's default Huffman table over second differences; Philips XML with Base64
+samples, uncompressed or XLI-compressed (LZW over second differences, limb leads stored as
+residuals), ending in the calibration pulse the devices append.
+"""
+
+import base64
+import binascii
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from ecgcnn import Predictor
+from ecgcnn.errors import RecordError
+from ecgcnn.recording import find_recordings, read_recording
+from ecgcnn.records import LEADS
+from ecgcnn.synthetic import synthesize_ecg
+from test_serve import wait_ready
+
+FS = 500
+UV_PER_COUNT = 5
+QUANTUM_MV = 0.01  # a 5 µV step is at most 2.5 µV off; room for derived leads
+EIGHT = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+def ecg(seconds=10.0, seed=0):
+    return synthesize_ecg(["NORM"], fs=FS, duration_s=seconds, rng=np.random.default_rng(seed))
+
+
+def counts(signal_mv, lead):
+    return np.round(signal_mv[:, LEADS.index(lead)] * 1000 / UV_PER_COUNT).astype(np.int64)
+
+
+# --- SCP-ECG ---------------------------------------------------------------------------------------
+
+SCP_LEAD_CODES = {"I": 1, "II": 2, "V1": 3, "V2": 4, "V3": 5, "V4": 6, "V5": 7, "V6": 8,
+                  "III": 61, "AVR": 62, "AVL": 63, "AVF": 64}  # fmt: skip
+
+
+def _scp_section(sid, body):
+    body += b"\0" * (len(body) % 2)  # sections have an even length
+    head = struct.pack("<HI", sid, 16 + len(body)) + bytes([20, 20]) + b"SCPECG"
+    return struct.pack("<H", binascii.crc_hqx(head + body, 0xFFFF)) + head + body
+
+
+def _huffman_default(values):
+    """The default table of EN 1064 (Section 2 code 19999): 0 -> '0', +-1..8 -> n ones, a zero
+    and the sign; anything else 10 ones-and-a-zero escapes with 8 or 16 bits."""
+    bits = []
+    for v in values:
+        v = int(v)
+        if v == 0:
+            bits.append("0")
+        elif abs(v) <= 8:
+            bits.append("1" * abs(v) + "0" + ("1" if v < 0 else "0"))
+        elif -128 <= v < 128:
+            bits.append("1111111110" + format(v & 0xFF, "08b"))
+        else:
+            bits.append("1111111111" + format(v & 0xFFFF, "016b"))
+    text = "".join(bits)
+    text += "0" * (-len(text) % 8)
+    return int(text, 2).to_bytes(len(text) // 8, "big") if text else b""
+
+
+def write_scp(path, signal_mv, leads=EIGHT, huffman=True, interval_us=2000):
+    """An SCP-ECG resting ECG as carts store it: 8 leads (I, II, V1-V6; the other four are
+    derived), 5 µV per count; with ``huffman`` second differences under the default table."""
+    n = signal_mv.shape[0]
+    data = []
+    for lead in leads:
+        x = counts(signal_mv, lead)
+        if huffman:  # second differences: d0 = x0, d1 = x1, dn = xn - 2 x(n-1) + x(n-2)
+            d = x.copy()
+            d[2:] = x[2:] - 2 * x[1:-1] + x[:-2]
+            data.append(_huffman_default(d))
+        else:
+            data.append(x.astype("<i2").tobytes())
+    s1 = bytes([2]) + struct.pack("<H", 6) + b"P-001\0" + bytes([255, 0, 0])  # patient ID; end
+    s3 = bytes([len(leads), 0b100])  # all leads recorded simultaneously
+    s3 += b"".join(struct.pack("<IIB", 1, n, SCP_LEAD_CODES[lead]) for lead in leads)
+    s6 = struct.pack("<HHBB", UV_PER_COUNT * 1000, interval_us, 2 if huffman else 0, 0)
+    s6 += b"".join(struct.pack("<H", len(d)) for d in data) + b"".join(data)
+    bodies = {1: s1, 3: s3, 6: s6}
+    if huffman:
+        bodies[2] = struct.pack("<H", 19999)
+    sections, offset = {}, 7 + 16 + 12 * 10  # 1-based: after the record's CRC, size and section 0
+    for sid in sorted(bodies):
+        sections[sid] = (_scp_section(sid, bodies[sid]), offset)
+        offset += len(sections[sid][0])
+    pointers = struct.pack("<HII", 0, 16 + 120, 7) + b"".join(
+        struct.pack("<HII", sid, len(sections[sid][0]), sections[sid][1]) if sid in sections
+        else struct.pack("<HII", sid, 0, 0)
+        for sid in range(1, 12)
+    )  # fmt: skip
+    record = _scp_section(0, pointers) + b"".join(s for s, _ in sections.values())
+    size = struct.pack("<I", 6 + len(record))
+    Path(path).write_bytes(
+        struct.pack("<H", binascii.crc_hqx(size + record, 0xFFFF)) + size + record
+    )
+    return path
+
+
+# --- Philips XML -----------------------------------------------------------------------------------
+
+
+def _lzw10(data):
+    """LZW with 10-bit codes, most significant bit first, as the XLI chunks use."""
+    table = {bytes([k]): k for k in range(256)}
+    next_code, w, codes = 256, b"", []
+    for byte in data:
+        wc = w + bytes([byte])
+        if wc in table:
+            w = wc
+            continue
+        codes.append(table[w])
+        if next_code <= 1022:
+            table[wc] = next_code
+            next_code += 1
+        w = bytes([byte])
+    if w:
+        codes.append(table[w])
+    text = "".join(format(c, "010b") for c in codes)
+    text += "0" * (-len(text) % 8)
+    return int(text, 2).to_bytes(len(text) // 8, "big")
+
+
+def _xli_chunk(x):
+    """One lead: second-order differences as 16-bit words, high bytes then low bytes, LZW."""
+    x = np.asarray(x, dtype=np.int64)
+    r = np.zeros(len(x), dtype=np.int64)
+    r[2:] = 2 * x[1:-1] - x[:-2] - x[2:]  # what the decoder subtracts at sample i
+    words = np.concatenate((x[:2], r[3:] + 64, [64])).astype("<i2").view("<u2")
+    packed = (words >> 8).astype(np.uint8).tobytes() + (words & 0xFF).astype(np.uint8).tobytes()
+    body = _lzw10(packed)
+    return struct.pack("<ihh", len(body), 0, int(r[2])) + body
+
+
+def _xli(stored):
+    return base64.encodebytes(b"".join(_xli_chunk(x) for x in stored)).decode()
+
+
+def write_philips(path, signal_mv, xli=True, calibration=True, encoding="utf-8"):
+    """A PageWriter-style export: 12 leads at 500 Hz, 5 µV per count, ``durationperchannel``
+    11 s: the ECG, then (``calibration``) flat samples and a 1 mV pulse in every lead, as the
+    devices append. XLI stores III, aVR, aVL and aVF as residuals of I and II."""
+    n_ecg = signal_mv.shape[0]
+    n = 11 * FS
+    leads = {lead: np.zeros(n, dtype=np.int64) for lead in LEADS}
+    for lead in LEADS:
+        leads[lead][:n_ecg] = counts(signal_mv, lead)
+        if calibration:
+            leads[lead][n - 150 : n - 50] = 1000 // UV_PER_COUNT
+    if xli:
+        i, ii, iii = leads["I"], leads["II"], leads["III"]
+        stored = [i, ii, ii - i - iii, -leads["AVR"] - (i + ii) // 2,
+                  (i - iii) // 2 - leads["AVL"], (ii + iii) // 2 - leads["AVF"],
+                  *(leads[f"V{k}"] for k in range(1, 7))]  # fmt: skip
+        data, attrs = _xli(stored), 'compressflag="True" compressmethod="XLI"'
+    else:
+        blob = np.concatenate([leads[lead] for lead in LEADS]).astype("<i2").tobytes()
+        data, attrs = base64.encodebytes(blob).decode(), 'compressflag="False"'
+    labels = "I II III aVR aVL aVF V1 V2 V3 V4 V5 V6"
+    text = f"""<?xml version="1.0" encoding="{encoding}"?>
+<restingecgdata xmlns="http://www3.medical.philips.com" status="Not yet determined">
+  <documentinfo><documenttype>PhilipsECG</documenttype><documentversion>1.04</documentversion>
+  </documentinfo>
+  <dataacquisition date="2026-11-30" time="10:15:30">
+    <machine machineid="1">PageWriter TC70</machine>
+    <signalcharacteristics><acquisitiontype>STD-12</acquisitiontype></signalcharacteristics>
+  </dataacquisition>
+  <patient><generalpatientdata><patientid>P-001</patientid></generalpatientdata></patient>
+  <waveforms>
+    <parsedwaveforms {attrs} dataencoding="Base64" numberofleads="12" leadlabels="{labels}"
+        durationperchannel="11000" samplespersecond="{FS}" resolution="{UV_PER_COUNT}"
+        signaloffset="0" signalsigned="True" bitspersample="16">{data}</parsedwaveforms>
+  </waveforms>
+</restingecgdata>
+"""
+    Path(path).write_bytes(text.encode(encoding))
+    return path
+
+
+# --- round trips -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("huffman", [True, False])
+def test_scp_8_leads_read_back_with_the_limb_leads_derived(tmp_path, huffman):
+    sig = ecg(seed=1)
+    rec = read_recording(write_scp(tmp_path / "ecg.scp", sig, huffman=huffman))
+    assert rec.fs == FS and rec.leads == LEADS and rec.signal.shape == sig.shape
+    assert np.abs(rec.signal - sig).max() < QUANTUM_MV  # III, aVR, aVL, aVF from I and II
+    assert rec.warnings == ("lead(s) III, AVR, AVL, AVF derived from I and II",)
+
+
+def test_scp_12_leads_at_another_rate_read_in_the_file_s_rate(tmp_path):
+    sig = ecg(seed=2)
+    path = write_scp(tmp_path / "ecg.scp", sig, leads=tuple(SCP_LEAD_CODES), interval_us=4000)
+    rec = read_recording(path, fs=500)  # the file says 250 Hz (4 ms a sample): it wins
+    assert rec.fs == 250 and rec.leads == LEADS
+    assert np.abs(rec.signal - sig).max() < QUANTUM_MV
+    assert rec.warnings == ("the file says 250 Hz: --fs 500 ignored",)
+
+
+@pytest.mark.parametrize("xli", [True, False])
+def test_philips_xml_reads_the_ecg_without_the_calibration_pulse(tmp_path, xli):
+    sig = ecg(seed=3)
+    rec = read_recording(write_philips(tmp_path / "philips.xml", sig, xli=xli))
+    assert rec.fs == FS and rec.leads == LEADS
+    # 11 s stored: 10 s of ECG, then flat samples and a 1 mV pulse in every lead, which are cut
+    assert rec.signal.shape == sig.shape
+    assert np.abs(rec.signal - sig).max() < QUANTUM_MV
+    assert rec.warnings == ("1.00 s at the end, the same in every lead (a calibration pulse), cut",)
+
+
+def test_philips_xml_in_utf_16_without_calibration_keeps_every_sample(tmp_path):
+    sig = ecg(seconds=11.0, seed=4)
+    path = write_philips(tmp_path / "tc.xml", sig, calibration=False, encoding="utf-16")
+    rec = read_recording(path)
+    assert rec.signal.shape == sig.shape and rec.warnings == ()
+    assert np.abs(rec.signal - sig).max() < QUANTUM_MV
+
+
+def test_directories_yield_scp_and_philips_files(tmp_path):
+    sig = ecg(seed=5)
+    (tmp_path / "cart").mkdir()
+    files = [write_scp(tmp_path / "cart" / "a.scp", sig), write_scp(tmp_path / "B.SCP", sig),
+             write_philips(tmp_path / "c.xml", sig)]  # fmt: skip
+    (tmp_path / "pom.xml").write_text("<project/>")
+    found, errors = find_recordings([tmp_path])
+    assert sorted(found) == sorted(files) and errors == []
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+
+def one_line_error(path, match):
+    with pytest.raises(RecordError, match=match) as info:
+        read_recording(path)
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(path))
+    return str(info.value)
+
+
+def test_broken_scp_files_are_one_line_errors(tmp_path):
+    good = write_scp(tmp_path / "good.scp", ecg(seed=6)).read_bytes()
+    cut = tmp_path / "cut.scp"
+    cut.write_bytes(good[:400])
+    one_line_error(cut, "SCP-ECG")
+    text = tmp_path / "notes.scp"
+    text.write_text("not an ECG\n" * 10)
+    one_line_error(text, "not an SCP-ECG file")
+    # leads recorded one group after another (a 3-channel cart) cannot feed a 12-lead model
+    sig = ecg(seed=7)
+    path = write_scp(tmp_path / "seq.scp", sig, huffman=False)
+    raw = bytearray(path.read_bytes())
+    s3 = raw.index(bytes([8, 0b100]))  # Section 3: 8 leads, simultaneous
+    struct.pack_into("<II", raw, s3 + 2 + 9 * 2, 2501, 5000)  # V1 from 5 s on
+    path.write_bytes(bytes(raw))
+    one_line_error(path, "not recorded together")
+
+
+def test_broken_philips_files_are_one_line_errors(tmp_path):
+    path = write_philips(tmp_path / "p.xml", ecg(seed=8))
+    old = path.read_text()
+    path.write_text(old.replace("<documentversion>1.04", "<documentversion>0.9"))
+    one_line_error(path, "Philips.*0.9")
+    path.write_text(old.replace('samplespersecond="500"', 'samplespersecond="x"'))
+    one_line_error(path, "Philips.*sampling rate")
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_text('<?xml version="1.0"?>\n<!DOCTYPE restingecgdata [<!ENTITY a "aaaa">]>\n'
+                    "<restingecgdata>&a;</restingecgdata>")  # fmt: skip
+    one_line_error(bomb, "entities")
+
+
+# --- prediction and serving ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def predictor(served_checkpoint):
+    return Predictor.from_checkpoint(served_checkpoint)
+
+
+def probs(prediction):
+    return np.array(list(prediction.probabilities.values()))
+
+
+@pytest.mark.slow
+def test_scp_and_philips_predict_like_the_original_array_and_upload(
+    served_checkpoint, predictor, tmp_path
+):
+    from ecgcnn.serve import MiB, Settings, create_app
+
+    sig = ecg(seed=9)
+    want = probs(predictor.predict(sig, fs=FS))
+    paths = [write_scp(tmp_path / "a.scp", sig), write_philips(tmp_path / "b.xml", sig)]
+    for path in paths:
+        assert np.abs(probs(predictor.predict_record(path)) - want).max() < 0.02, path.name
+    app = create_app(Settings(str(served_checkpoint), max_body_bytes=4 * MiB))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        for path in paths:
+            r = client.post("/v1/predict", files=[("files", (path.name, path.read_bytes()))])
+            assert r.status_code == 200, r.text
+            assert r.json()["probabilities"] == pytest.approx(
+                predictor.predict_record(path).probabilities, abs=1e-6
+            )
