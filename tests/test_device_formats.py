@@ -261,6 +261,14 @@ def test_broken_scp_files_are_one_line_errors(tmp_path):
     struct.pack_into("<II", raw, s3 + 2 + 9 * 2, 2501, 5000)  # V1 from 5 s on
     path.write_bytes(bytes(raw))
     one_line_error(path, "not recorded together")
+    # a lead said to hold 4 billion samples: refused (a failed allocation or the data running out)
+    path = write_scp(tmp_path / "huge.scp", sig)
+    raw = bytearray(path.read_bytes())
+    s3 = raw.index(bytes([8, 0b100]))
+    for k in range(8):
+        struct.pack_into("<I", raw, s3 + 2 + 9 * k + 4, 0xFFFFFFF0)
+    path.write_bytes(bytes(raw))
+    one_line_error(path, "unreadable SCP-ECG file")
 
 
 def test_broken_philips_files_are_one_line_errors(tmp_path):

@@ -290,18 +290,25 @@ def test_recording_validation(signal, fs, names, units, allow_missing):  # type:
 
 
 def _device_exports() -> dict[str, bytes]:
-    """A 2.5 s DICOM waveform, aECG and MUSE export of one synthetic ECG, as bytes."""
+    """A 2.5 s DICOM waveform, aECG, MUSE, Philips (XLI) and SCP-ECG (Huffman-coded and plain)
+    export of one synthetic ECG, as bytes."""
+    from test_device_formats import write_philips, write_scp
     from test_waveforms import write_aecg, write_dicom, write_muse
 
     sig = synthesize_ecg(["NORM"], fs=500, duration_s=2.5, rng=np.random.default_rng(0))
     with tempfile.TemporaryDirectory() as tmp:
-        writers = {"ecg.dcm": write_dicom, "aecg.xml": write_aecg, "muse.xml": write_muse}
+        writers = {"ecg.dcm": write_dicom, "aecg.xml": write_aecg, "muse.xml": write_muse,
+                   "philips.xml": write_philips, "huffman.scp": write_scp,
+                   "plain.scp": lambda path, sig: write_scp(path, sig, huffman=False)}  # fmt: skip
         return {name: write(Path(tmp) / name, sig).read_bytes() for name, write in writers.items()}
+
+
+DEVICE_FILES = ["ecg.dcm", "aecg.xml", "muse.xml", "philips.xml", "huffman.scp", "plain.scp"]
 
 
 @needs_recording
 @FUZZ
-@given(data=st.data(), name=st.sampled_from(["ecg.dcm", "aecg.xml", "muse.xml"]))
+@given(data=st.data(), name=st.sampled_from(DEVICE_FILES))
 def test_device_export_readers_on_damaged_files(data: st.DataObject, name: str):
     from ecgcnn.recording import read_recording
 
