@@ -52,7 +52,7 @@ def test_an_entry_may_bring_its_own_recipe(bench):
         "vs_reference" in row
         and row["parameters"] == board["tasks"]["superdiagnostic"]["cnn1d"]["parameters"]
     )
-    with pytest.raises(EcgcnnError, match="MODEL@RECIPE"):
+    with pytest.raises(EcgcnnError, match=r"MODEL\[@RECIPE\]"):
         parse_entry("cnn1d@", "benchmark")
     with pytest.raises(EcgcnnError, match="unknown recipe"):
         parse_entry("cnn1d@nope", "benchmark")
@@ -121,3 +121,37 @@ def test_markdown_says_when_a_point_lies_outside_its_interval():
     assert "outside its interval" not in leaderboard_markdown(board)
     board["tasks"]["all"]["x"] = row(0.19, 0.193, 0.23)
     assert "Point estimate outside its interval (x)" in leaderboard_markdown(board)
+
+
+def test_an_entry_may_name_its_own_ensemble_size():
+    """``MODEL[@RECIPE]-xK``: K members for that entry alone, so one benchmark holds a network and
+    an ensemble of the same model, and ``--members`` no longer turns the reference into one."""
+    name, model, recipe, own, members = parse_entry("fcn_wang-x2", "benchmark")
+    assert (name, model, recipe.name, own, members) == (
+        "fcn_wang-x2",
+        "fcn_wang",
+        "benchmark",
+        False,
+        2,
+    )
+    name, model, recipe, own, members = parse_entry("cnn1d@seed-x3", "benchmark")
+    assert (model, recipe.name, own, members) == ("cnn1d", "seed", True, 3)
+    assert parse_entry("cnn1d", "benchmark").members is None
+    for bad in ("fcn_wang-x0", "fcn_wang-x", "fcn_wang-xa", "fcn_wang-x2-x2", "fcn_wang@-x2"):
+        with pytest.raises(EcgcnnError, match="MODEL\\[@RECIPE\\]\\[-xK\\]"):
+            parse_entry(bad, "benchmark")
+
+
+def test_one_benchmark_holds_a_network_and_its_ensemble(synthetic_root, tmp_path):
+    board = run_benchmark(synthetic_root, tmp_path / "b", ["superdiagnostic"], ["cnn1d", "cnn1d-x2"],
+                          epochs=1, batch_size=8, members=3, val_fold=9, test_fold=10,
+                          progress=False)  # fmt: skip
+    rows = board["tasks"]["superdiagnostic"]
+    assert rows["cnn1d"]["members"] == 3  # --members: entries without their own size
+    assert rows["cnn1d-x2"]["members"] == 2  # the entry's own size wins
+    assert rows["cnn1d-x2"]["parameters"] * 3 == rows["cnn1d"]["parameters"] * 2
+    config = json.loads(
+        (tmp_path / "b" / "superdiagnostic" / "cnn1d-x2" / "config.json").read_text()
+    )
+    assert config["model"] == "cnn1d" and config["recipe"]["members"] == 2
+    assert "vs_reference" in rows["cnn1d-x2"]

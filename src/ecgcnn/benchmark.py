@@ -10,7 +10,9 @@
 A model may name its own recipe as ``MODEL@RECIPE`` (``cnn1d@seed``: the original repository's cnn1d
 with its own training, 10 epochs of whole records); such an entry keeps that recipe's settings, while
 ``--epochs``, ``--batch-size``, ``--aggregate`` and ``--members`` apply to the entries trained with the
-benchmark's recipe.
+benchmark's recipe. An entry may also name its own ensemble size as ``MODEL[@RECIPE]-xK``
+(``fcn_wang-x2``: two networks), so one benchmark holds a network and its ensemble side by side;
+``--members`` sizes the benchmark-recipe entries that do not.
 
 The leaderboard is a function of the saved predictions: ``ecgcnn leaderboard RUN`` recomputes it
 without retraining, and an interrupted benchmark resumes where it stopped.
@@ -20,8 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -66,14 +69,16 @@ def run_benchmark(
     out = Path(out)
     runs = []
     for task in tasks:
-        for spec, model, entry_recipe, own in entries:
+        for spec, model, entry_recipe, own, size in entries:
+            if not own:
+                entry_recipe = entry_recipe.with_overrides(
+                    epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members
+                )
+            if size is not None:
+                entry_recipe = entry_recipe.with_overrides(members=size)
             cfg = TrainConfig(
                 data_root=str(data_root), out=str(out / task / spec), model=model, task=task,
-                protocol="benchmark", seed=seed, fs=fs,
-                recipe=entry_recipe if own
-                else entry_recipe.with_overrides(
-                    epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members
-                ),
+                protocol="benchmark", seed=seed, fs=fs, recipe=entry_recipe,
                 train_folds=train_folds or list(range(1, 9)), val_fold=val_fold, test_fold=test_fold,
                 cache_dir=cache_dir, device=device, progress=progress, skip_missing=skip_missing,
             )  # fmt: skip
@@ -91,13 +96,30 @@ def run_benchmark(
     return leaderboard(out, reference=reference, strict=False)
 
 
-def parse_entry(spec: str, recipe: str) -> tuple[str, str, Recipe, bool]:
-    """``MODEL`` or ``MODEL@RECIPE`` -> (entry name, model, recipe, whether the recipe is its own)."""
-    model, at, own = spec.partition("@")
-    check_model(model)
-    if at and not own:
-        raise EcgcnnError(f"model {spec!r}: expected MODEL or MODEL@RECIPE")
-    return spec, model, get_recipe(own or recipe), bool(at)
+class Entry(NamedTuple):
+    """One model of a benchmark, as ``--models`` names it."""
+
+    name: str  # as given: the entry's folder and leaderboard row
+    model: str
+    recipe: Recipe
+    own_recipe: bool  # MODEL@RECIPE: the benchmark's overrides do not apply
+    members: int | None  # MODEL-xK: its own ensemble size (None: the recipe's or --members)
+
+
+ENTRY = re.compile(r"(?P<model>[^@]+?)(?:@(?P<recipe>[^@]+?))?(?:-x(?P<members>[1-9][0-9]*))?")
+
+
+def parse_entry(spec: str, recipe: str) -> Entry:
+    """``MODEL[@RECIPE][-xK]`` -> an :class:`Entry` (``cnn1d@seed``, ``fcn_wang-x2``)."""
+    match = ENTRY.fullmatch(spec)
+    if match is None or "-x" in match["model"] or "-x" in (match["recipe"] or ""):
+        raise EcgcnnError(
+            f"model {spec!r}: expected MODEL[@RECIPE][-xK] (cnn1d@seed, fcn_wang-x2; K >= 1)"
+        )
+    check_model(match["model"])
+    own = match["recipe"]
+    members = int(match["members"]) if match["members"] else None
+    return Entry(spec, match["model"], get_recipe(own or recipe), own is not None, members)
 
 
 def _entry(run: Path) -> dict[str, Any] | None:

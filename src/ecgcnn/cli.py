@@ -595,7 +595,10 @@ def benchmark_cmd(
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = "superdiagnostic",
     models: Annotated[
         str,
-        typer.Option(help="Comma-separated models; MODEL@RECIPE trains one with its own recipe."),
+        typer.Option(
+            help="Comma-separated models; MODEL@RECIPE trains one with its own recipe, "
+            "MODEL-xK as an ensemble of K networks (fcn_wang-x2)."
+        ),
     ] = "cnn1d",
     recipe: Annotated[str, typer.Option(help="Training recipe.")] = "benchmark",
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
@@ -607,7 +610,10 @@ def benchmark_cmd(
     ] = None,
     members: Annotated[
         int | None,
-        typer.Option(help="Train each model as an ensemble of this many networks (own seeds)."),
+        typer.Option(
+            help="Train each benchmark-recipe model without its own -xK as an ensemble of this "
+            "many networks (own seeds)."
+        ),
     ] = None,
     train_folds: Annotated[str, typer.Option(help="Training strat_folds, e.g. 1-8.")] = "1-8",
     val_fold: Annotated[int, typer.Option(help="Validation strat_fold.")] = 9,
