@@ -180,7 +180,7 @@ PREDICT_BODY = {
                             "items": {"type": "string", "format": "binary"},
                             "description": "A record's files: WFDB .hea with its .dat/.mat, "
                             "or one .csv / .npy (with fs), .edf, DICOM waveform .dcm, "
-                            "HL7 aECG / GE MUSE / Philips .xml, or SCP-ECG .scp",
+                            "HL7 aECG / GE MUSE / Philips / Mortara .xml, or SCP-ECG .scp",
                         },
                         "fs": {"type": "number", "description": "Rate of a .csv/.npy file"},
                         "units": {"type": "string", "enum": ["mV", "uV", "V"]},

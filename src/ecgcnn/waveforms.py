@@ -1,7 +1,7 @@
-"""Device exports: DICOM 12-lead ECG waveforms, HL7 aECG XML, GE MUSE XML, Philips PageWriter XML
-and SCP-ECG files.
+"""Device exports: DICOM 12-lead ECG waveforms, HL7 aECG XML, GE MUSE XML, Philips PageWriter XML,
+Mortara ELI XML and SCP-ECG files.
 
-DICOM, aECG and MUSE are read here; Philips XML (XLI-compressed or not) and SCP-ECG (EN 1064:
+DICOM, aECG and MUSE are read here; Philips XML (XLI-compressed or not), Mortara XML and SCP-ECG (EN 1064:
 Huffman-coded, difference-encoded, reference beats subtracted) are decoded by ecgdatakit, a
 library made for these formats, and only turned into this module's shape here. Each reader returns what :func:`ecgcnn.recording.read_recording` needs from any file: the signal
 (samples, channels) in the file's units, the sampling rate, the channel names and their units.
@@ -35,11 +35,13 @@ SNIFF_BYTES = 8192
 HL7_NS = "urn:hl7-org:v3"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 # Root elements of the XML exports read here ...
-XML_KINDS = {"AnnotatedECG": "HL7 aECG", "RestingECG": "GE MUSE", "restingecgdata": "Philips"}
+XML_KINDS = {"AnnotatedECG": "HL7 aECG", "RestingECG": "GE MUSE", "restingecgdata": "Philips",
+             "ECG": "Mortara ELI"}  # fmt: skip
 # ... and of some that are not, so that the error can say what a file is.
 OTHER_XML = {"CardiologyXML": "GE CardioSoft XML"}
 SUPPORTED_XML = (
-    "HL7 aECG <AnnotatedECG>, GE MUSE <RestingECG> or Philips PageWriter/Sierra <restingecgdata>"
+    "HL7 aECG <AnnotatedECG>, GE MUSE <RestingECG>, Philips PageWriter/Sierra <restingecgdata> "
+    "or Mortara ELI <ECG>"
 )
 # Lead codes shared by SCP-ECG and the ISO/IEEE 11073 MDC nomenclature (DICOM CID 3001 gives them
 # as SCPECG '5.6.3-9-1' or MDC '2:1'), for channels that carry a code but no code meaning.
@@ -272,8 +274,9 @@ def read_xml(
     except LookupError as exc:  # an encoding Python does not know
         raise RecordError(name, f"malformed XML (its declared encoding: {exc})") from None
     tag = root.tag.split("}")[-1]
-    if tag == "restingecgdata":
-        return _read_philips(path, name, [] if warn is None else warn)
+    if tag in ("restingecgdata", "ECG"):
+        reader = _read_philips if tag == "restingecgdata" else _read_mortara
+        return reader(path, name, [] if warn is None else warn)
     reader = {"AnnotatedECG": _read_aecg, "RestingECG": _read_muse}.get(tag)
     if reader is not None:
         try:
@@ -522,6 +525,16 @@ def _read_philips(
     record = _decode_with(SierraXMLParser, path, name, "Philips XML", warn)
     signal, rate, names, units = _physical_leads(record, name, "Philips XML")
     return _cut_calibration(signal, rate, warn), rate, names, units
+
+
+def _read_mortara(
+    path: Path, name: str, warn: list[str]
+) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """A Mortara / Welch Allyn ELI XML export (ELI 250, ELI 280, ELI Link): its CHANNEL leads."""
+    from ecgdatakit.parsing.parsers.mortara_el250 import MortaraEL250Parser
+
+    record = _decode_with(MortaraEL250Parser, path, name, "Mortara ELI XML", warn)
+    return _physical_leads(record, name, "Mortara ELI XML")
 
 
 def _decode_with(parser: type, path: Path, name: str, kind: str, warn: list[str]) -> object:
