@@ -11,6 +11,7 @@ CHANNEL per lead.
 import base64
 import binascii
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +247,24 @@ def test_philips_xml_reads_the_ecg_without_the_calibration_pulse(tmp_path, xli):
     assert rec.warnings == ("1.00 s at the end, the same in every lead (a calibration pulse), cut",)
 
 
+def test_a_disconnected_lead_does_not_keep_the_calibration_pulse_in(tmp_path):
+    sig = ecg(seed=19)
+    sig[:, LEADS.index("V3")] = 0.0  # an electrode off: 0 throughout, also under the pulse
+    path = write_philips(tmp_path / "v3off.xml", sig, xli=False)
+    text = path.read_text()
+    start = text.index('bitspersample="16">') + len('bitspersample="16">')
+    blob = bytearray(base64.b64decode(text[start : text.index("</parsedwaveforms>")]))
+    v3 = 8 * 11 * FS * 2  # lead 9 of 12, 11 s of 16-bit samples each
+    blob[v3 : v3 + 11 * FS * 2] = bytes(11 * FS * 2)
+    path.write_text(
+        text[:start]
+        + base64.encodebytes(bytes(blob)).decode()
+        + text[text.index("</parsedwaveforms>") :]
+    )
+    rec = read_recording(path, allow_missing_leads=True)  # the flat lead is zero-filled
+    assert rec.signal.shape == sig.shape and np.abs(rec.signal - sig).max() < QUANTUM_MV
+
+
 def test_philips_xml_in_utf_16_without_calibration_keeps_every_sample(tmp_path):
     sig = ecg(seconds=11.0, seed=4)
     path = write_philips(tmp_path / "tc.xml", sig, calibration=False, encoding="utf-16")
@@ -297,14 +316,14 @@ def test_broken_scp_files_are_one_line_errors(tmp_path):
     struct.pack_into("<II", raw, s3 + 2 + 9 * 2, 2501, 5000)  # V1 from 5 s on
     path.write_bytes(bytes(raw))
     one_line_error(path, "not recorded together")
-    # a lead said to hold 4 billion samples: refused (a failed allocation or the data running out)
+    # a lead said to hold 4 billion samples: refused before decoding
     path = write_scp(tmp_path / "huge.scp", sig)
     raw = bytearray(path.read_bytes())
     s3 = raw.index(bytes([8, 0b100]))
     for k in range(8):
         struct.pack_into("<I", raw, s3 + 2 + 9 * k + 4, 0xFFFFFFF0)
     path.write_bytes(bytes(raw))
-    one_line_error(path, "unreadable SCP-ECG file")
+    one_line_error(path, r"SCP-ECG declares 8\.59e\+06 s per lead \(at most 300 s read\)")
 
 
 def test_broken_philips_files_are_one_line_errors(tmp_path):
@@ -358,3 +377,78 @@ def test_scp_and_philips_predict_like_the_original_array_and_upload(
             assert r.json()["probabilities"] == pytest.approx(
                 predictor.predict_record(path).probabilities, abs=1e-6
             )
+
+
+# --- found by a review: bounded work, thread-safe warnings, encodings, limb-lead consistency -------
+
+
+def _lzw_bomb(n_codes):
+    """10-bit LZW codes that each repeat the longest string so far: 1, 2, ... 767 bytes a code."""
+    codes = [97, *range(256, min(1023, 256 + n_codes - 1))]
+    codes += [1022] * (n_codes - len(codes))
+    text = "".join(format(c, "010b") for c in codes)
+    text += "0" * (-len(text) % 8)
+    return int(text, 2).to_bytes(len(text) // 8, "big")
+
+
+def test_an_xli_chunk_that_decompresses_far_beyond_its_lead_is_refused_unread(tmp_path):
+    path = write_philips(tmp_path / "bomb.xml", ecg(seed=13))
+    body = _lzw_bomb(3000)  # 3.7 KB that decompress to 1.8 MB, for a lead of 11,000 bytes
+    blob = base64.encodebytes(struct.pack("<ihh", len(body), 0, 0) + body).decode()
+    text = path.read_text()
+    start = text.index('bitspersample="16">') + len('bitspersample="16">')
+    path.write_text(text[:start] + blob + text[text.index("</parsedwaveforms>") :])
+    one_line_error(path, "XLI chunk 1 decompresses to more than 23,024 bytes")
+
+
+def test_scp_files_declaring_more_than_an_export_holds_are_refused_undecoded(tmp_path):
+    path = write_scp(tmp_path / "long.scp", ecg(seed=14))
+    raw = bytearray(path.read_bytes())
+    s3 = raw.index(bytes([8, 0b100]))
+    for k in range(8):  # 8 leads of 400 s at 500 Hz: 1.6 million Huffman-coded samples
+        struct.pack_into("<I", raw, s3 + 2 + 9 * k + 4, 200_000)
+    path.write_bytes(bytes(raw))
+    one_line_error(path, r"SCP-ECG declares 400 s per lead \(at most 300 s read\)")
+
+
+def test_warnings_stay_with_their_own_file_when_read_at_once(tmp_path):
+    """serve reads uploads in several threads: a CRC warning of one file is that file's alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    good = write_scp(tmp_path / "good.scp", ecg(seed=15))
+    bad = tmp_path / "bad.scp"
+    raw = bytearray(good.read_bytes())
+    raw[0] ^= 0xFF  # the record's CRC
+    bad.write_bytes(bytes(raw))
+    filters = list(warnings.filters)
+    with ThreadPoolExecutor(4) as pool:
+        recs = list(pool.map(read_recording, [bad, good] * 8))
+    for rec in recs:
+        crc = any("CRC" in w for w in rec.warnings)
+        assert crc == rec.name.endswith("bad.scp"), (rec.name, rec.warnings)
+    assert warnings.filters == filters
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "shift_jis"])
+def test_xml_in_any_declared_encoding_reads_and_is_found(tmp_path, encoding):
+    sig = ecg(seed=16)
+    path = write_philips(tmp_path / "p.xml", sig, encoding=encoding)  # no byte order mark
+    rec = read_recording(path)
+    assert rec.signal.shape == sig.shape and np.abs(rec.signal - sig).max() < QUANTUM_MV
+    assert find_recordings([tmp_path]) == ([path], [])
+
+
+def test_philips_limb_leads_that_break_einthoven_are_an_error(tmp_path):
+    """ecgdatakit rebuilds XLI limb leads only under the standard labels; other labels, or data
+    cut at the wrong places, would give leads that are not an ECG: refused, not predicted."""
+    path = write_philips(tmp_path / "p.xml", ecg(seed=17))
+    path.write_text(
+        path.read_text().replace('leadlabels="I II III aVR', 'leadlabels="I II III -aVR')
+    )
+    one_line_error(path, r"Philips XML: limb leads inconsistent \(\S+ != .+ by up to [\d.]+ mV\)")
+
+
+def test_directories_pass_over_scp_named_files_that_are_not_scp(tmp_path):
+    scp = write_scp(tmp_path / "a.scp", ecg(seed=18))
+    (tmp_path / "dialup.scp").write_text('proc main\n  transmit "ATZ"\nendproc\n')
+    assert find_recordings([tmp_path]) == ([scp], [])

@@ -27,6 +27,7 @@ from ecgcnn.waveforms import (
     XML_SUFFIXES,
     is_dicom,
     is_ecg_xml,
+    is_scp,
     is_waveform_dicom,
     read_dicom,
     read_scp,
@@ -353,7 +354,8 @@ def record_kind(path: Path) -> str:
     raise RecordError(
         str(path),
         f"unsupported file type {suffix or '(none)'}; expected a WFDB record (.hea with .dat or "
-        ".mat), .edf, .npy, .csv, DICOM waveform (.dcm), ECG XML (HL7 aECG, GE MUSE, Philips) "
+        ".mat), .edf, .npy, .csv, DICOM waveform (.dcm), ECG XML (HL7 aECG, GE MUSE, Philips, "
+        "Mortara ELI) "
         "or SCP-ECG (.scp)",
     )
 
@@ -751,8 +753,10 @@ def _is_recording(path: Path, arrays: bool) -> bool:
     if path.suffix == ".hea":  # as wfdb names it: it reads NAME + '.hea', lower case
         return True
     suffix = path.suffix.lower()
-    if suffix in EDF_SUFFIXES or suffix in SCP_SUFFIXES:
+    if suffix in EDF_SUFFIXES:
         return True
+    if suffix in SCP_SUFFIXES:
+        return is_scp(path)  # a dial-up script named .scp is no recording: passed over
     if suffix in XML_SUFFIXES:
         return is_ecg_xml(path)  # other XML (build files, settings) is not a recording
     if suffix in ARRAY_SUFFIXES:

@@ -14,6 +14,9 @@ import base64
 import binascii
 import math
 import re
+import struct
+import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -91,6 +94,8 @@ def xml_root(path: Path) -> str | None:
         return None
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = head.decode("utf-16", errors="ignore")
+    elif head.startswith((b"<\0", b"\0<")):  # UTF-16 without a byte order mark
+        text = head.decode("utf-16-le" if head[0] else "utf-16-be", errors="ignore")
     else:
         text = head.decode("latin-1")
     text = re.sub(r"<!--.*?(-->|$)", "", text, flags=re.S)
@@ -263,7 +268,13 @@ def read_xml(
     try:
         # A DOCTYPE naming an external DTD is allowed (MUSE exports declare 'restecg.dtd'; it is
         # never fetched); entity declarations, which can expand a small file into gigabytes, are not.
-        root = fromstring(raw, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+        safe = {"forbid_dtd": False, "forbid_entities": True, "forbid_external": True}
+        text = None
+        try:
+            root = fromstring(raw, **safe)
+        except ValueError:  # expat reads no multi-byte encoding but UTF-16 with a BOM: decode here
+            text = _xml_text(raw, name)
+            root = fromstring(text, **safe)
     except DefusedXmlException as exc:
         what = f"entity {exc.name!r}" if getattr(exc, "name", None) else type(exc).__name__
         raise RecordError(
@@ -274,9 +285,16 @@ def read_xml(
     except LookupError as exc:  # an encoding Python does not know
         raise RecordError(name, f"malformed XML (its declared encoding: {exc})") from None
     tag = root.tag.split("}")[-1]
-    if tag in ("restingecgdata", "ECG"):
-        reader = _read_philips if tag == "restingecgdata" else _read_mortara
-        return reader(path, name, [] if warn is None else warn)
+    if tag == "restingecgdata":
+        if text is None:
+            return _read_philips(path, root, name, [] if warn is None else warn)
+        # ecgdatakit's XML parser has the same limit: it gets a UTF-8 copy
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / path.name
+            copy.write_bytes(b'<?xml version="1.0" encoding="UTF-8"?>\n' + text.encode("utf-8"))
+            return _read_philips(copy, root, name, [] if warn is None else warn)
+    if tag == "ECG":
+        return _read_mortara(path, name, [] if warn is None else warn)
     reader = {"AnnotatedECG": _read_aecg, "RestingECG": _read_muse}.get(tag)
     if reader is not None:
         try:
@@ -290,6 +308,23 @@ def read_xml(
             ) from None
     what = f" ({OTHER_XML[tag]})" if tag in OTHER_XML else ""
     raise RecordError(name, f"XML of kind <{tag}>{what} is not supported; expected {SUPPORTED_XML}")
+
+
+def _xml_text(raw: bytes, name: str) -> str:
+    """An XML file's text without its declaration, decoded in the encoding it declares (UTF-16
+    without a byte order mark, Shift_JIS...), for a parser that only reads single-byte ones."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    elif raw.startswith((b"<\0", b"\0<")):
+        encoding = "utf-16-le" if raw[0] else "utf-16-be"
+    else:
+        declared = re.match(rb"\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)", raw[:512])
+        encoding = declared.group(1).decode() if declared else "utf-8"
+    try:
+        text = raw.decode(encoding)
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise RecordError(name, f"malformed XML (not {encoding} as it declares: {exc})") from None
+    return re.sub(r"^\ufeff?\s*<\?xml[^>]*\?>", "", text)
 
 
 def _attr_float(element: object, attr: str, what: str, name: str) -> float:
@@ -468,6 +503,20 @@ def _read_muse(root: object, name: str) -> tuple[np.ndarray, float, list[str], l
 
 # --- Philips XML and SCP-ECG, decoded by ecgdatakit ---------------------------------------------
 
+# A resting ECG export holds seconds of signal. Compressed files (Huffman, XLI) could claim hours
+# in a few KB and cost minutes and gigabytes to decode: more than this per lead, or in all, is
+# refused before decoding.
+MAX_EXPORT_S = 300.0
+MAX_EXPORT_SAMPLES = 4_000_000
+# An XLI chunk decompresses to 2 bytes a sample (and a few bytes of padding); twice that is refused.
+XLI_SLACK = 1024
+# The limb leads of a 12-lead cart are computed from I and II; farther apart than this, the file's
+# labels or data are not what the reader took them for.
+EINTHOVEN_MV = 0.05
+# ecgdatakit reports through the warnings module, whose catch_warnings swaps process-wide state:
+# one decode at a time, so that serve's reader threads keep each file's warnings with that file.
+_DECODE_LOCK = threading.Lock()
+
 # A stretch this long at either end in which every lead holds the same value is no ECG (I = II = III
 # would need III = II - I = 0): Philips carts end each lead in flat samples and a 1 mV calibration
 # pulse in every lead. A shorter one (a sample that happens to be zero everywhere) is left alone.
@@ -505,6 +554,7 @@ def read_scp(
         raise RecordError(
             name, "not an SCP-ECG file (no Section 0 at its start, as EN 1064 lays one out)"
         )
+    _check_scp_size(_read_bytes(path, name), name)
     record = _decode_with(SCPECGParser, path, name, "SCP-ECG", [] if warn is None else warn)
     late = [(lead.label, lead.annotations["start_sample"]) for lead in record.leads
             if "start_sample" in lead.annotations]  # fmt: skip
@@ -516,15 +566,157 @@ def read_scp(
 
 
 def _read_philips(
-    path: Path, name: str, warn: list[str]
+    path: Path, root: object, name: str, warn: list[str]
 ) -> tuple[np.ndarray, float, list[str], list[str]]:
     """A Philips PageWriter/TraceMaster/Sierra ECG XML export (documents 1.03 to 1.04.02; samples
-    XLI-compressed or not), without the calibration pulse the carts append."""
+    XLI-compressed or not), without the calibration pulse the carts append; limb leads that do not
+    follow from I and II are an error."""
     from ecgdatakit.parsing.parsers.sierra_xml import SierraXMLParser
 
+    _check_philips_size(root, name)
     record = _decode_with(SierraXMLParser, path, name, "Philips XML", warn)
     signal, rate, names, units = _physical_leads(record, name, "Philips XML")
-    return _cut_calibration(signal, rate, warn), rate, names, units
+    signal = _cut_calibration(signal, rate, warn)
+    _check_einthoven(signal, names, units, name, "Philips XML")
+    return signal, rate, names, units
+
+
+def _check_scp_size(data: bytes, name: str) -> None:
+    """Refuse an SCP-ECG file whose lead definitions (Section 3) and sample interval (Section 6)
+    declare more than an export holds, before anything is decoded. A file too damaged to tell is
+    left to the decoder, which says what is wrong."""
+    try:
+        sections = {}
+        end = 6 + struct.unpack_from("<I", data, 10)[0]
+        for pos in range(22, min(end, len(data)) - 9, 10):
+            sid, length, index = struct.unpack_from("<HII", data, pos)
+            if index:
+                sections[sid] = data[index - 1 + 16 : index - 1 + length]
+        s3, s6 = sections[3], sections[6]
+        leads = struct.iter_unpack("<IIB", s3[2 : 2 + 9 * s3[0]])
+        counts = [last - first + 1 for first, last, _code in leads]
+        interval_us = struct.unpack_from("<H", s6, 2)[0]
+    except (struct.error, KeyError, IndexError):
+        return
+    seconds = max(counts, default=0) * interval_us / 1e6
+    if seconds > MAX_EXPORT_S:
+        raise RecordError(
+            name, f"SCP-ECG declares {seconds:.3g} s per lead (at most {MAX_EXPORT_S:g} s read)"
+        )
+    if sum(counts) > MAX_EXPORT_SAMPLES:
+        raise RecordError(
+            name,
+            f"SCP-ECG declares {sum(counts):,} samples in all (at most {MAX_EXPORT_SAMPLES:,} read)",
+        )
+
+
+def _check_philips_size(root: object, name: str) -> None:
+    """Refuse a Philips export that declares more than an export holds, or whose XLI chunks would
+    decompress to more than their leads need, before ecgdatakit decodes it in full."""
+    parsed = next(
+        (e for e in root.iter() if str(e.tag).split("}")[-1] == "parsedwaveforms"),  # type: ignore[attr-defined]
+        None,
+    )
+    if parsed is None:
+        return
+    try:
+        duration_s = float(parsed.get("durationperchannel", "")) / 1000
+        rate = float(parsed.get("samplespersecond") or _philips_rate(root))
+    except ValueError:
+        return  # the decoder names the missing or bad attribute
+    if not (math.isfinite(duration_s) and math.isfinite(rate)) or duration_s <= 0 or rate <= 0:
+        return
+    if duration_s > MAX_EXPORT_S:
+        raise RecordError(
+            name,
+            f"Philips XML declares {duration_s:g} s per lead (at most {MAX_EXPORT_S:g} s read)",
+        )
+    method = (parsed.get("compressmethod") or parsed.get("compression") or "").upper()
+    if method != "XLI" or parsed.get("compressflag", "").strip().lower() == "false":
+        return
+    try:
+        blob = base64.b64decode("".join((parsed.text or "").split()), validate=True)
+    except (binascii.Error, ValueError):
+        return
+    leads = len(parsed.get("leadlabels", "").split()) or 12
+    cap = 2 * (2 * round(duration_s * rate)) + XLI_SLACK
+    offset, chunk = 0, 0
+    while offset + 8 <= len(blob):
+        size = struct.unpack_from("<i", blob, offset)[0]
+        chunk += 1
+        if chunk > leads + 8:
+            raise RecordError(
+                name, f"Philips XML: more than {leads + 8} XLI chunks for {leads} leads"
+            )
+        if size <= 0:
+            return
+        if _lzw_output_exceeds(blob[offset + 8 : offset + 8 + size], cap):
+            raise RecordError(
+                name,
+                f"Philips XML: XLI chunk {chunk} decompresses to more than {cap:,} bytes, "
+                f"{duration_s:g} s at {rate:g} Hz needs {2 * round(duration_s * rate):,}",
+            )
+        offset += 8 + size
+
+
+def _philips_rate(root: object) -> str:
+    for e in root.iter():  # type: ignore[attr-defined]
+        if str(e.tag).split("}")[-1] == "samplingrate":
+            return e.text or ""
+    return ""
+
+
+def _lzw_output_exceeds(chunk: bytes, cap: int) -> bool:
+    """Whether 10-bit LZW codes (most significant bit first, a table of codes up to 1022, as XLI
+    uses) decode to more than ``cap`` bytes; only the lengths of the table's strings are kept."""
+    bits = np.unpackbits(np.frombuffer(chunk, dtype=np.uint8))
+    n = len(bits) // 10
+    codes = bits[: n * 10].reshape(n, 10).astype(np.int64) @ (1 << np.arange(9, -1, -1))
+    lengths = [1] * 256 + [0] * 767
+    next_code, previous, total = 256, 0, 0
+    for code in codes.tolist():
+        if code > 1022:
+            break
+        length = lengths[code] if code < next_code else previous + 1
+        if previous and next_code <= 1022:
+            lengths[next_code] = previous + 1
+            next_code += 1
+        previous = length
+        total += length
+        if total > cap:
+            return True
+    return False
+
+
+def _check_einthoven(
+    signal: np.ndarray, names: list[str], units: list[str], name: str, kind: str
+) -> None:
+    """Refuse limb leads that do not follow from I and II (III = II - I, aVR = -(I + II)/2,
+    aVL = I - II/2, aVF = II - I/2), as every 12-lead cart computes them."""
+    from ecgcnn.records import unit_scale
+
+    index = {str(n).strip().upper(): k for k, n in enumerate(names)}
+    if not {"I", "II"} <= set(index):
+        return
+
+    def mv(lead: str) -> np.ndarray:
+        k = index[lead]
+        return signal[:, k] * (unit_scale(units[k]) or 1.0)
+
+    i, ii = mv("I"), mv("II")
+    relations = {"III": ("III != II - I", ii - i), "AVR": ("aVR != -(I + II)/2", -(i + ii) / 2),
+                 "AVL": ("aVL != I - II/2", i - ii / 2), "AVF": ("aVF != II - I/2", ii - i / 2)}  # fmt: skip
+    errors = {text: mv(lead) - want for lead, (text, want) in relations.items() if lead in index}
+    if not errors:
+        return
+    worst = max(errors, key=lambda k: float(np.abs(errors[k]).max(initial=0.0)))
+    gap = float(np.abs(errors[worst]).max(initial=0.0))
+    if gap > EINTHOVEN_MV:
+        raise RecordError(
+            name,
+            f"{kind}: limb leads inconsistent ({worst} by up to {gap:.2f} mV): lead labels or "
+            "compressed data not as the reader took them, or a calibration pulse not in every lead",
+        )
 
 
 def _read_mortara(
@@ -543,7 +735,7 @@ def _decode_with(parser: type, path: Path, name: str, kind: str, warn: list[str]
     from ecgdatakit import ECGDataKitError, MissingElementError
 
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with _DECODE_LOCK, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             record = parser().parse(path)
     except FileNotFoundError:
@@ -590,9 +782,10 @@ def _physical_leads(
 
 
 def _cut_calibration(signal: np.ndarray, rate: float, warn: list[str]) -> np.ndarray:
-    """Drop the samples at either end in which every lead holds the same value, if they last
-    ``CALIBRATION_MIN_S`` or more, saying so."""
-    same = np.ptp(signal, axis=1) == 0 if signal.shape[1] > 1 else np.zeros(len(signal), bool)
+    """Drop the samples at either end in which every lead holds the same value (leads constant
+    throughout, disconnected, aside), if they last ``CALIBRATION_MIN_S`` or more, saying so."""
+    live = signal[:, np.ptp(signal, axis=0) > 0]  # a disconnected lead is constant throughout
+    same = np.ptp(live, axis=1) == 0 if live.shape[1] > 1 else np.zeros(len(signal), bool)
     differ = np.flatnonzero(~same)
     if differ.size == 0:
         return signal  # all flat: validate() says so
