@@ -19,11 +19,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ecgcnn import Predictor
-from ecgcnn.errors import RecordError
 from ecgcnn.recording import find_recordings, read_recording
 from ecgcnn.records import LEADS
 from ecgcnn.synthetic import synthesize_ecg
 from test_serve import wait_ready
+from test_waveforms import one_line_error
 
 FS = 500
 UV_PER_COUNT = 5
@@ -291,13 +291,6 @@ def test_directories_yield_scp_philips_and_mortara_files(tmp_path):
 
 
 # --- bad input -------------------------------------------------------------------------------------
-
-
-def one_line_error(path, match):
-    with pytest.raises(RecordError, match=match) as info:
-        read_recording(path)
-    assert "\n" not in str(info.value) and str(info.value).startswith(str(path))
-    return str(info.value)
 
 
 def test_broken_scp_files_are_one_line_errors(tmp_path):

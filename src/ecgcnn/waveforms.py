@@ -52,16 +52,22 @@ LEAD_CODES = {1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "
               61: "III", 62: "AVR", 63: "AVL", 64: "AVF"}  # fmt: skip
 
 
+def file_head(path: Path, size: int) -> bytes | None:
+    """A regular file's first ``size`` bytes, to tell its kind (None: no such file, unreadable, or
+    not a regular file: a named pipe would block the read)."""
+    try:
+        if not path.is_file():
+            return None
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError:
+        return None
+
+
 def is_dicom(path: Path) -> bool:
     """Whether a file starts with the DICOM preamble: 128 bytes, then 'DICM'."""
-    try:
-        if not path.is_file():  # a named pipe would block the read
-            return False
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return has_dicom_preamble(head)
+    head = file_head(path, 132)
+    return head is not None and has_dicom_preamble(head)
 
 
 def has_dicom_preamble(head: bytes) -> bool:
@@ -85,12 +91,8 @@ def is_waveform_dicom(path: Path) -> bool:
 
 def xml_root(path: Path) -> str | None:
     """The local name of an XML file's root element, from its first few KB (None: none found)."""
-    try:
-        if not path.is_file():
-            return None
-        with open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
-    except OSError:
+    head = file_head(path, SNIFF_BYTES)
+    if head is None:
         return None
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = head.decode("utf-16", errors="ignore")
@@ -528,14 +530,8 @@ def is_scp(path: Path) -> bool:
     itself at byte 7 (as ecgdatakit recognises one)."""
     from ecgdatakit.parsing.parsers.scp_ecg import SCPECGParser
 
-    try:
-        if not path.is_file():
-            return False
-        with open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
-    except OSError:
-        return False
-    return SCPECGParser.can_parse(path, head)
+    head = file_head(path, SNIFF_BYTES)
+    return head is not None and SCPECGParser.can_parse(path, head)
 
 
 def read_scp(
@@ -549,12 +545,12 @@ def read_scp(
     """
     from ecgdatakit.parsing.parsers.scp_ecg import SCPECGParser
 
-    _check_size(path, name)
-    if not is_scp(path):
+    data = _read_bytes(path, name)  # size-checked
+    if not SCPECGParser.can_parse(path, data[:SNIFF_BYTES]):
         raise RecordError(
             name, "not an SCP-ECG file (no Section 0 at its start, as EN 1064 lays one out)"
         )
-    _check_scp_size(_read_bytes(path, name), name)
+    _check_scp_size(data, name)
     record = _decode_with(SCPECGParser, path, name, "SCP-ECG", [] if warn is None else warn)
     late = [(lead.label, lead.annotations["start_sample"]) for lead in record.leads
             if "start_sample" in lead.annotations]  # fmt: skip
