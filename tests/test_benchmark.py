@@ -155,3 +155,7 @@ def test_one_benchmark_holds_a_network_and_its_ensemble(synthetic_root, tmp_path
     )
     assert config["model"] == "cnn1d" and config["recipe"]["members"] == 2
     assert "vs_reference" in rows["cnn1d-x2"]
+    from ecgcnn.benchmark import entry_label
+
+    assert entry_label("cnn1d-x2", rows["cnn1d-x2"]) == "cnn1d-x2"  # its size once, not twice
+    assert entry_label("cnn1d", rows["cnn1d"]) == "cnn1d (3 members)"

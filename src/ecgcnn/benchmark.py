@@ -230,8 +230,10 @@ def _ci(interval: dict[str, float]) -> str:
 
 
 def entry_label(model: str, row: dict[str, Any]) -> str:
-    """A leaderboard entry's name for people: ``fcn_wang (2 members)`` for an ensemble."""
-    return model_label(model, row.get("members", 1))
+    """A leaderboard entry's name for people: ``fcn_wang (2 members)`` for an ensemble; an entry
+    that names its size (``fcn_wang-x2``) says it once."""
+    members = row.get("members", 1)
+    return model if model.endswith(f"-x{members}") else model_label(model, members)
 
 
 def leaderboard_markdown(board: dict[str, Any]) -> str:
