@@ -335,8 +335,8 @@ def _check_rate(fs: object, name: str) -> float:
 
 
 def record_kind(path: Path) -> str:
-    """'wfdb', 'edf', 'npy', 'csv', 'dicom', 'xml' or 'scp' by suffix (a name without suffix is a WFDB
-    record name); a file of another suffix that starts like a DICOM file is 'dicom'.
+    """'wfdb', 'edf', 'npy', 'csv', 'dicom', 'xml' or 'scp' by suffix (a name without suffix is a
+    WFDB record name); a file of another suffix that starts like a DICOM file is 'dicom'.
     """
     suffix = path.suffix.lower()
     if suffix in WFDB_SUFFIXES or (path.with_name(path.name + ".hea")).is_file():
@@ -355,8 +355,7 @@ def record_kind(path: Path) -> str:
         str(path),
         f"unsupported file type {suffix or '(none)'}; expected a WFDB record (.hea with .dat or "
         ".mat), .edf, .npy, .csv, DICOM waveform (.dcm), ECG XML (HL7 aECG, GE MUSE, Philips, "
-        "Mortara ELI) "
-        "or SCP-ECG (.scp)",
+        "Mortara ELI) or SCP-ECG (.scp)",
     )
 
 
@@ -713,8 +712,9 @@ def find_recordings(
 ) -> tuple[list[Path], list[RecordError]]:
     """Expand files, record names and directories (searched recursively) into record paths.
 
-    Directories yield WFDB headers, EDF, SCP-ECG (.scp) and DICOM waveform files (.dcm, .dicom, or named without
-    a suffix or by UID as on DICOM media, told by their preamble; images are passed over) and the
+    Directories yield WFDB headers, EDF and SCP-ECG files, DICOM waveform files (.dcm, .dicom, or
+    named without a suffix or by UID as on DICOM media, told by their preamble; images are passed
+    over) and the
     XML files whose root element is an ECG export read here (other XML is not a recording, so it
     is passed over), plus .npy and .csv files when ``arrays`` (they need a sampling rate). Paths
     that do not exist come back as errors; duplicates are dropped.

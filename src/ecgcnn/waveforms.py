@@ -1,9 +1,11 @@
 """Device exports: DICOM 12-lead ECG waveforms, HL7 aECG XML, GE MUSE XML, Philips PageWriter XML,
 Mortara ELI XML and SCP-ECG files.
 
-DICOM, aECG and MUSE are read here; Philips XML (XLI-compressed or not), Mortara XML and SCP-ECG (EN 1064:
-Huffman-coded, difference-encoded, reference beats subtracted) are decoded by ecgdatakit, a
-library made for these formats, and only turned into this module's shape here. Each reader returns what :func:`ecgcnn.recording.read_recording` needs from any file: the signal
+DICOM, aECG and MUSE are read here; Philips XML (XLI-compressed or not), Mortara XML and SCP-ECG
+(EN 1064: Huffman-coded, difference-encoded, reference beats subtracted) are decoded by ecgdatakit,
+a library made for these formats, and only turned into this module's shape here.
+
+Each reader returns what :func:`ecgcnn.recording.read_recording` needs from any file: the signal
 (samples, channels) in the file's units, the sampling rate, the channel names and their units.
 Every problem is a one-line :class:`~ecgcnn.errors.RecordError` naming the file.
 """
@@ -609,15 +611,16 @@ def _check_scp_size(data: bytes, name: str) -> None:
 def _check_philips_size(root: object, name: str) -> None:
     """Refuse a Philips export that declares more than an export holds, or whose XLI chunks would
     decompress to more than their leads need, before ecgdatakit decodes it in full."""
-    parsed = next(
-        (e for e in root.iter() if str(e.tag).split("}")[-1] == "parsedwaveforms"),  # type: ignore[attr-defined]
-        None,
-    )
+    parsed = _find_local(root, "parsedwaveforms")
     if parsed is None:
         return
+    rate_text = parsed.get("samplespersecond")
+    if not rate_text:  # 1.03 documents give it under signalcharacteristics
+        sampling = _find_local(root, "samplingrate")
+        rate_text = "" if sampling is None else sampling.text
     try:
         duration_s = float(parsed.get("durationperchannel", "")) / 1000
-        rate = float(parsed.get("samplespersecond") or _philips_rate(root))
+        rate = float(rate_text or "")
     except ValueError:
         return  # the decoder names the missing or bad attribute
     if not (math.isfinite(duration_s) and math.isfinite(rate)) or duration_s <= 0 or rate <= 0:
@@ -655,11 +658,9 @@ def _check_philips_size(root: object, name: str) -> None:
         offset += 8 + size
 
 
-def _philips_rate(root: object) -> str:
-    for e in root.iter():  # type: ignore[attr-defined]
-        if str(e.tag).split("}")[-1] == "samplingrate":
-            return e.text or ""
-    return ""
+def _find_local(root: object, local: str) -> object | None:
+    """The first element named ``local`` in any namespace (Philips exports declare one)."""
+    return next((e for e in root.iter() if str(e.tag).split("}")[-1] == local), None)  # type: ignore[attr-defined]
 
 
 def _lzw_output_exceeds(chunk: bytes, cap: int) -> bool:
@@ -689,8 +690,6 @@ def _check_einthoven(
 ) -> None:
     """Refuse limb leads that do not follow from I and II (III = II - I, aVR = -(I + II)/2,
     aVL = I - II/2, aVF = II - I/2), as every 12-lead cart computes them."""
-    from ecgcnn.records import unit_scale
-
     index = {str(n).strip().upper(): k for k, n in enumerate(names)}
     if not {"I", "II"} <= set(index):
         return
