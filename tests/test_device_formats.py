@@ -1,11 +1,12 @@
-"""SCP-ECG (EN 1064) files, Philips PageWriter / Sierra ECG XML and Mortara ELI XML, read through
-ecgdatakit.
+"""SCP-ECG (EN 1064) files, Philips PageWriter / Sierra ECG XML, Mortara ELI XML and MFER
+(ISO 22077-1), read through ecgdatakit.
 
 The writers build files to the published layouts: SCP-ECG sections with their CRCs, uncompressed
 or with the standard's default Huffman table over second differences; Philips XML with Base64
 samples, uncompressed or XLI-compressed (LZW over second differences, limb leads stored as
 residuals), ending in the calibration pulse the devices append; Mortara XML with one Base64
-CHANNEL per lead.
+CHANNEL per lead; MFER as tag-length-value definitions (preamble, byte order, frame, sampling
+rate or interval, sensitivity, a lead code per channel) and int16 samples in blocks.
 """
 
 import base64
@@ -350,7 +351,7 @@ def probs(prediction):
 
 
 @pytest.mark.slow
-def test_scp_and_philips_predict_like_the_original_array_and_upload(
+def test_scp_philips_mortara_and_mfer_predict_like_the_original_array_and_upload(
     served_checkpoint, predictor, tmp_path
 ):
     from ecgcnn.serve import MiB, Settings, create_app
@@ -358,7 +359,7 @@ def test_scp_and_philips_predict_like_the_original_array_and_upload(
     sig = ecg(seed=9)
     want = probs(predictor.predict(sig, fs=FS))
     paths = [write_scp(tmp_path / "a.scp", sig), write_philips(tmp_path / "b.xml", sig),
-             write_mortara(tmp_path / "c.xml", sig)]  # fmt: skip
+             write_mortara(tmp_path / "c.xml", sig), write_mfer(tmp_path / "d.mwf", sig, EIGHT)]  # fmt: skip
     for path in paths:
         assert np.abs(probs(predictor.predict_record(path)) - want).max() < 0.02, path.name
     app = create_app(Settings(str(served_checkpoint), max_body_bytes=4 * MiB))
@@ -445,3 +446,122 @@ def test_directories_pass_over_scp_named_files_that_are_not_scp(tmp_path):
     scp = write_scp(tmp_path / "a.scp", ecg(seed=18))
     (tmp_path / "dialup.scp").write_text('proc main\n  transmit "ATZ"\nendproc\n')
     assert find_recordings([tmp_path]) == ([scp], [])
+
+
+# --- MFER (ISO 22077-1, Nihon Kohden and Fukuda Denshi carts) ---------------------------------------
+
+MFER_LEAD_CODES = {"I": 1, "II": 2, "V1": 3, "V2": 4, "V3": 5, "V4": 6, "V5": 7, "V6": 8,
+                   "III": 61, "AVR": 62, "AVL": 63, "AVF": 64}  # fmt: skip
+
+
+def _mfer(tag, value, channel=None):
+    """One definition: the tag (MWF_ATT followed by its channel number), the length (one byte
+    below 128, else 0x80 + the count of big-endian length bytes), the value."""
+    head = bytes([tag]) if channel is None else bytes([tag, channel])
+    n = len(value)
+    if n < 0x80:
+        return head + bytes([n]) + value
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return head + bytes([0x80 | len(size)]) + size + value
+
+
+def _mfer_scale(unit, exponent, mantissa, order):
+    """MWF_IVL / MWF_SEN: unit code, signed decimal exponent, mantissa in the file's byte order."""
+    return bytes([unit]) + struct.pack("b", exponent) + struct.pack(order + "i", mantissa)
+
+
+def write_mfer(path, signal_mv, leads=LEADS, *, little_endian=False, interval_ms=None,
+               sensitivity=(-7, 25), scaled=True, median_beat=False, block=None):  # fmt: skip
+    """A standard 12-lead MFER file: preamble, byte order, frame (block length, channels,
+    sequences), int16 data, sampling rate (or interval), sensitivity in volts, one MWF_ATT per
+    channel naming its lead, then the waveform: for each sequence, each channel's block."""
+    order = "<" if little_endian else ">"
+    exponent, mantissa = sensitivity
+    lsb_mv = mantissa * 10.0**exponent * 1000 or 1.0
+    columns = [LEADS.index(lead.upper()) for lead in leads]
+    data = np.round(signal_mv[:, columns] / lsb_mv).astype(np.int16)
+    n = len(data)
+    block = block or n
+    seq = -(-n // block)
+    data = np.concatenate([data, np.zeros((seq * block - n, len(leads)), data.dtype)])
+    waveform = (
+        data.reshape(seq, block, len(leads)).transpose(0, 2, 1).astype(order + "i2").tobytes()
+    )
+    rate = (_mfer_scale(1, -3, interval_ms, order) if interval_ms  # an interval in seconds
+            else _mfer_scale(0, 0, FS, order))  # a frequency in Hz  # fmt: skip
+    out = _mfer(0x40, b"MFR Standard 12 leads ECG".ljust(32))
+    out += _mfer(0x01, bytes([1 if little_endian else 0])) + _mfer(0x02, bytes([1, 5, 0]))
+    if median_beat:  # a 1 s dominant beat frame (waveform type 9) ahead of the rhythm
+        out += _mfer(0x08, struct.pack(">H", 9)) + _mfer(0x04, struct.pack(order + "I", FS))
+        out += _mfer(0x05, bytes([len(leads)])) + _mfer(0x06, bytes([1]))
+        out += _mfer(0x0A, bytes([0])) + _mfer(0x0B, _mfer_scale(0, 0, FS, order))
+        out += _mfer(0x0C, _mfer_scale(0, exponent, mantissa, order))
+        out += _mfer(0x1E, (data[:FS].T * 2).astype(order + "i2").tobytes())
+    out += _mfer(0x08, struct.pack(">H", 1))  # standard 12-lead ECG
+    out += _mfer(0x04, struct.pack(order + "I", block)) + _mfer(0x05, bytes([len(leads)]))
+    out += _mfer(0x06, struct.pack(order + "I", seq)) + _mfer(0x0A, bytes([0]))  # int16
+    out += _mfer(0x0B, rate)
+    if scaled:
+        out += _mfer(0x0C, _mfer_scale(0, exponent, mantissa, order))  # volts per count
+    for k, lead in enumerate(leads):
+        out += _mfer(0x3F, _mfer(0x09, bytes([MFER_LEAD_CODES[lead.upper()]])), channel=k)
+    out += _mfer(0x1E, waveform[: n * len(leads) * 2 if block == n else None]) + b"\x80\x00"
+    path = Path(path)
+    path.write_bytes(out)
+    return path
+
+
+MFER_QUANTUM_MV = 0.005  # a 2.5 µV step, and room for derived leads
+
+
+@pytest.mark.parametrize("little_endian", [False, True])
+def test_mfer_12_leads_read_back_in_the_model_s_order(tmp_path, little_endian):
+    sig = ecg(seed=19)
+    shuffled = ("V1", "V2", "V3", "V4", "V5", "V6", "I", "II", "III", "aVR", "aVL", "aVF")
+    path = write_mfer(tmp_path / "a.mwf", sig, shuffled, little_endian=little_endian)
+    rec = read_recording(path)
+    assert rec.fs == FS and rec.leads == LEADS and rec.signal.shape == sig.shape
+    assert np.abs(rec.signal - sig).max() < MFER_QUANTUM_MV and rec.warnings == ()
+
+
+def test_mfer_8_leads_in_blocks_at_an_interval_derive_the_limb_leads(tmp_path):
+    """Carts store I, II, V1-V6 in blocks of samples; a 3 ms interval is 333.3 Hz, not 333."""
+    sig = ecg(seed=20)
+    path = write_mfer(tmp_path / "b.mwf", sig, EIGHT, block=FS // 5, interval_ms=2)
+    rec = read_recording(path)
+    assert rec.fs == FS and rec.signal.shape == sig.shape
+    assert np.abs(rec.signal - sig).max() < MFER_QUANTUM_MV * 2
+    assert any("derived" in w or "computed" in w for w in rec.warnings), rec.warnings
+    odd = read_recording(write_mfer(tmp_path / "c.mwf", sig, interval_ms=3))
+    assert odd.fs == pytest.approx(1000 / 3) and odd.signal.shape == sig.shape
+
+
+def test_mfer_dominant_beats_ahead_of_the_rhythm_are_not_the_ecg(tmp_path):
+    sig = ecg(seed=21)
+    rec = read_recording(write_mfer(tmp_path / "d.mwf", sig, median_beat=True))
+    assert rec.signal.shape == sig.shape and np.abs(rec.signal - sig).max() < MFER_QUANTUM_MV
+
+
+def test_broken_mfer_files_are_one_line_errors(tmp_path):
+    sig = ecg(seed=22)
+    one_line_error(write_mfer(tmp_path / "raw.mwf", sig, scaled=False), "no amplitude scale")
+    zero = write_mfer(tmp_path / "zero.mwf", sig, sensitivity=(-7, 0))  # found by fuzzing
+    one_line_error(zero, "MFER: lead I has an amplitude scale of 0 uV")
+    good = write_mfer(tmp_path / "good.mwf", sig).read_bytes()
+    cut = tmp_path / "cut.mwf"
+    cut.write_bytes(good[: len(good) // 2])
+    one_line_error(cut, "MFER")
+    many = tmp_path / "many.mwf"  # a million channels of a sample each: 47 s and 1.7 GB to decode
+    many.write_bytes(good.replace(b"\x05\x01\x0c", b"\x05\x03\x01\x86\xa0", 1))
+    one_line_error(many, r"MFER declares 100,000 channels \(at most 64 read\)")
+    text = tmp_path / "notes.mwf"
+    text.write_text("not an ECG\n" * 10)
+    one_line_error(text, "not an MFER file")
+
+
+def test_directories_yield_mfer_files_and_pass_over_others(tmp_path):
+    sig = ecg(seed=23)
+    files = [write_mfer(tmp_path / "a.mwf", sig), write_mfer(tmp_path / "B.MWF", sig, EIGHT)]
+    (tmp_path / "music.mwf").write_bytes(b"MThd\x00\x00\x00\x06" + bytes(100))
+    found, errors = find_recordings([tmp_path])
+    assert sorted(found) == sorted(files) and errors == []

@@ -111,6 +111,20 @@ def test_aliased_shuffled_leads_come_back_in_model_order(tmp_path):
     np.testing.assert_allclose(got.signal, sig, atol=6e-4)  # 16-bit at 1 µV per step
 
 
+def test_errors_name_at_most_a_few_of_a_file_s_many_channels():
+    """A file claiming a million channels once gave a 10 MB error line (found on MFER)."""
+    from ecgcnn.recording import conform
+
+    names = [f"Ch{k}" for k in range(1, 501)]
+    with pytest.raises(RecordError) as err:
+        conform(np.zeros((10, 500)), 500, names, "many")
+    assert "has Ch1, Ch2" in str(err.value) and "and 484 more" in str(err.value)
+    assert len(str(err.value)) < 400
+    with pytest.raises(RecordError, match="appear more than once") as err:
+        conform(np.zeros((10, 500)), 500, ["I"] * 500, "dup")
+    assert len(str(err.value)) < 400
+
+
 def test_missing_lead_is_an_error_unless_zero_filling_is_allowed(tmp_path):
     sig = ecg()
     keep = [i for i, lead in enumerate(LEADS) if lead not in ("V4", "V2")]
@@ -507,7 +521,7 @@ def test_find_recordings(tmp_path):
     np.save(tmp_path / "arrays" / "two.npy", ecg())
     found, errors = find_recordings([tmp_path / "arrays"])
     assert [str(e) for e in errors] == [
-        f"{tmp_path / 'arrays'}: no recordings (.hea, .edf, DICOM, ECG .xml, .scp) in this directory; 2 .npy/.csv file(s) "
+        f"{tmp_path / 'arrays'}: no recordings (.hea, .edf, DICOM, ECG .xml, .scp, .mwf) in this directory; 2 .npy/.csv file(s) "
         "need a sampling rate (--fs HZ)"
     ]
     # record names, .hea and .dat of one record are one record; a missing path is an error

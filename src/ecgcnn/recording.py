@@ -23,13 +23,16 @@ from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.records import LEADS, unit_scale
 from ecgcnn.waveforms import (
     DICOM_SUFFIXES,
+    MFER_SUFFIXES,
     SCP_SUFFIXES,
     XML_SUFFIXES,
     is_dicom,
     is_ecg_xml,
+    is_mfer,
     is_scp,
     is_waveform_dicom,
     read_dicom,
+    read_mfer,
     read_scp,
     read_xml,
 )
@@ -38,7 +41,8 @@ WFDB_SUFFIXES = (".hea", ".dat", ".mat")
 ARRAY_SUFFIXES = (".npy", ".csv")
 EDF_SUFFIXES = (".edf",)
 # Suffixes of single-file recordings (a WFDB record is named without its suffix)
-FILE_SUFFIXES = (*ARRAY_SUFFIXES, *EDF_SUFFIXES, *DICOM_SUFFIXES, *XML_SUFFIXES, *SCP_SUFFIXES)
+FILE_SUFFIXES = (*ARRAY_SUFFIXES, *EDF_SUFFIXES, *DICOM_SUFFIXES, *XML_SUFFIXES, *SCP_SUFFIXES,
+                 *MFER_SUFFIXES)  # fmt: skip
 # A lead this flat over the whole segment is a disconnected electrode, not an ECG (the flattest
 # lead of the 1,732 PTB-XL development records spans 0.2 mV).
 FLAT_MV = 0.005
@@ -217,7 +221,7 @@ def conform(
     canon = [canonical_lead(n) for n in names]
     dup = sorted({c for c in canon if c is not None and canon.count(c) > 1})
     if dup:
-        raise RecordError(name, f"lead(s) {', '.join(dup)} appear more than once in {names}")
+        raise RecordError(name, f"lead(s) {', '.join(dup)} appear more than once in {_some(names)}")
     found = {c: i for i, c in enumerate(canon) if c is not None}
     wanted = [canonical_lead(lead) or lead for lead in leads]
 
@@ -247,12 +251,12 @@ def conform(
         raise RecordError(
             name,
             f"not a 12-lead ECG: {', '.join(ambulatory)} is a modified ambulatory lead "
-            f"(leads: {', '.join(names)})",
+            f"(leads: {_some(names)})",
         )
     if missing and not allow_missing_leads:
         raise RecordError(
             name,
-            f"missing lead(s) {', '.join(missing)}; has {', '.join(names)} "
+            f"missing lead(s) {', '.join(missing)}; has {_some(names)} "
             "(--allow-missing-leads fills missing leads with zeros)",
         )
     if len(missing) == len(leads):
@@ -269,6 +273,12 @@ def conform(
         warn.append(f"lead(s) {', '.join(missing)} missing: filled with zeros")
     _check_amplitudes(out[:, [j for j, c in enumerate(wanted) if c in columns]], name, warn)
     return Recording(name, out, fs, leads, tuple(missing), tuple(warn), allow_missing_leads)
+
+
+def _some(names: Sequence[str], most: int = 16) -> str:
+    """A file's channel names for an error line: the first ``most``, and how many more."""
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 def _derive_limb_leads(
@@ -335,7 +345,7 @@ def _check_rate(fs: object, name: str) -> float:
 
 
 def record_kind(path: Path) -> str:
-    """'wfdb', 'edf', 'npy', 'csv', 'dicom', 'xml' or 'scp' by suffix (a name without suffix is a
+    """'wfdb', 'edf', 'npy', 'csv', 'dicom', 'xml', 'scp' or 'mfer' by suffix (a name without suffix is a
     WFDB record name); a file of another suffix that starts like a DICOM file is 'dicom'.
     """
     suffix = path.suffix.lower()
@@ -351,11 +361,13 @@ def record_kind(path: Path) -> str:
         return "xml"
     if suffix in SCP_SUFFIXES:
         return "scp"
+    if suffix in MFER_SUFFIXES:
+        return "mfer"
     raise RecordError(
         str(path),
         f"unsupported file type {suffix or '(none)'}; expected a WFDB record (.hea with .dat or "
         ".mat), .edf, .npy, .csv, DICOM waveform (.dcm), ECG XML (HL7 aECG, GE MUSE, Philips, "
-        "Mortara ELI) or SCP-ECG (.scp)",
+        "Mortara ELI), SCP-ECG (.scp) or MFER (.mwf)",
     )
 
 
@@ -394,8 +406,9 @@ def read_recording(
         signal, names, rate, file_units = _read_csv(p, name)
     elif kind == "dicom":
         signal, rate, names, file_units = read_dicom(p, name)
-    elif kind in ("xml", "scp"):
-        signal, rate, names, file_units = (read_xml if kind == "xml" else read_scp)(p, name, warn)
+    elif kind in ("xml", "scp", "mfer"):
+        reader = {"xml": read_xml, "scp": read_scp, "mfer": read_mfer}[kind]
+        signal, rate, names, file_units = reader(p, name, warn)
     else:
         if p.suffix.lower() == ".mat" and not p.with_suffix(".hea").is_file():
             raise RecordError(
@@ -406,7 +419,7 @@ def read_recording(
             _read_wfdb(name, segment, fs) if kind == "wfdb" else _read_edf(p, name)
         )  # fmt: skip
     where = {"wfdb": "the header", "edf": "the header", "csv": "the time column",
-             "dicom": "the file", "xml": "the file", "scp": "the file"}.get(kind, "")  # fmt: skip
+             "dicom": "the file", "xml": "the file", "scp": "the file", "mfer": "the file"}.get(kind, "")  # fmt: skip
     if rate is None:
         if fs is None:
             problem = (
@@ -727,7 +740,9 @@ def find_recordings(
             files = [h for h in p.rglob("*") if h.is_file()]  # one walk of the tree
             hits = sorted(h for h in files if _is_recording(h, arrays))
             if not hits:
-                kinds = ".hea, .edf, DICOM, ECG .xml, .scp" + (", .npy, .csv" if arrays else "")
+                kinds = ".hea, .edf, DICOM, ECG .xml, .scp, .mwf" + (
+                    ", .npy, .csv" if arrays else ""
+                )
                 problem = f"no recordings ({kinds}) in this directory"
                 unread = 0 if arrays else sum(h.suffix.lower() in ARRAY_SUFFIXES for h in files)
                 if unread:
@@ -757,6 +772,8 @@ def _is_recording(path: Path, arrays: bool) -> bool:
         return True
     if suffix in SCP_SUFFIXES:
         return is_scp(path)  # a dial-up script named .scp is no recording: passed over
+    if suffix in MFER_SUFFIXES:
+        return is_mfer(path)
     if suffix in XML_SUFFIXES:
         return is_ecg_xml(path)  # other XML (build files, settings) is not a recording
     if suffix in ARRAY_SUFFIXES:
