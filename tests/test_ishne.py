@@ -220,7 +220,19 @@ def test_directories_find_ishne_files_and_pass_over_other_ecg_files(tmp_path):
     assert "ISHNE .ecg" in errors[0].problem
 
 
-# --- prediction and serving ------------------------------------------------------------------------
+# --- explaining, prediction and serving -----------------------------------------------------------
+
+
+def test_explain_draws_an_ishne_holter_named_without_its_suffix(tmp_path):
+    from ecgcnn.explain import explain_record
+    from test_explain import PNG, fake_checkpoint
+
+    path = write_ishne(tmp_path / "holter.ecg", ecg(seed=14))  # 500 Hz, for a 100 Hz model
+    results = explain_record(fake_checkpoint(tmp_path / "c.pt", "cnn1d"), tmp_path / "o",
+                             record=path, top=1)  # fmt: skip
+    paths = [p for r in results for p in r.paths]
+    assert len(paths) == 1 and paths[0].read_bytes()[:8] == PNG
+    assert paths[0].name.startswith("holter_")
 
 
 @pytest.mark.slow
