@@ -128,6 +128,8 @@ def test_a_segment_is_cut_at_read_time_exact_at_its_boundaries(tmp_path, monkeyp
     assert np.abs(tail.signal - sig[55 * FS :]).max() < lsb()
     with pytest.raises(Exception, match="ends after the recording"):
         read_recording(path, segment=(50.0, 70.0))
+    odd = write_ishne(tmp_path / "odd.ecg", sig[:5001])  # an end half a sample past the last
+    assert read_recording(odd, segment=(9.0, 5001.5 / FS)).signal.shape == (501, 12)
 
 
 def test_missing_samples_outside_the_segment_do_not_matter(tmp_path):

@@ -104,6 +104,7 @@ def read_ishne(
             i, j = 0, samples
             if segment is not None:
                 i, j = segment_samples(*segment, samples, rate, name)
+                j = min(j, samples)  # an end half a sample past the last rounds up to one more
             f.seek(ecg_offset + i * frame)
             raw = np.fromfile(f, dtype="<i2", count=(j - i) * n_leads).reshape(-1, n_leads)
     except FileNotFoundError:
