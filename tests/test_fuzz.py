@@ -290,9 +290,10 @@ def test_recording_validation(signal, fs, names, units, allow_missing):  # type:
 
 
 def _device_exports() -> dict[str, bytes]:
-    """A 2.5 s DICOM waveform, aECG, MUSE, Philips (XLI), Mortara and SCP-ECG (Huffman and plain)
-    export and an MFER file of one synthetic ECG, as bytes."""
+    """A 2.5 s DICOM waveform, aECG, MUSE, Philips (XLI), Mortara, SCP-ECG (Huffman and plain)
+    export, an MFER and an ISHNE Holter file of one synthetic ECG, as bytes."""
     from test_device_formats import write_mfer, write_mortara, write_philips, write_scp
+    from test_ishne import write_ishne
     from test_waveforms import write_aecg, write_dicom, write_muse
 
     sig = synthesize_ecg(["NORM"], fs=500, duration_s=2.5, rng=np.random.default_rng(0))
@@ -300,12 +301,12 @@ def _device_exports() -> dict[str, bytes]:
         writers = {"ecg.dcm": write_dicom, "aecg.xml": write_aecg, "muse.xml": write_muse,
                    "philips.xml": write_philips, "eli.xml": write_mortara, "huffman.scp": write_scp,
                    "plain.scp": lambda path, sig: write_scp(path, sig, huffman=False),
-                   "ecg.mwf": write_mfer}  # fmt: skip
+                   "ecg.mwf": write_mfer, "holter.ecg": write_ishne}  # fmt: skip
         return {name: write(Path(tmp) / name, sig).read_bytes() for name, write in writers.items()}
 
 
 DEVICE_FILES = ["ecg.dcm", "aecg.xml", "muse.xml", "philips.xml", "eli.xml", "huffman.scp",
-                "plain.scp", "ecg.mwf"]  # fmt: skip
+                "plain.scp", "ecg.mwf", "holter.ecg"]  # fmt: skip
 
 
 @needs_recording

@@ -521,7 +521,7 @@ def test_find_recordings(tmp_path):
     np.save(tmp_path / "arrays" / "two.npy", ecg())
     found, errors = find_recordings([tmp_path / "arrays"])
     assert [str(e) for e in errors] == [
-        f"{tmp_path / 'arrays'}: no recordings (.hea, .edf, DICOM, ECG .xml, .scp, .mwf) in this directory; 2 .npy/.csv file(s) "
+        f"{tmp_path / 'arrays'}: no recordings (.hea, .edf, DICOM, ECG .xml, .scp, .mwf, ISHNE .ecg) in this directory; 2 .npy/.csv file(s) "
         "need a sampling rate (--fs HZ)"
     ]
     # record names, .hea and .dat of one record are one record; a missing path is an error

@@ -501,7 +501,7 @@ def predict(
     ] = None,
     no_progress: NoProgress = False,
 ) -> None:
-    """Predict recordings (WFDB, EDF, DICOM, ECG XML, SCP-ECG; .npy/.csv with --fs); bad ones skipped."""
+    """Predict recordings (WFDB, EDF, DICOM, ECG XML, SCP-ECG, ISHNE; .npy/.csv with --fs); bad ones skipped."""
     from ecgcnn.predict import check_format, predict_files
 
     check_format(format)
@@ -733,7 +733,7 @@ def explain(
     record: Annotated[
         Path | None,
         typer.Option(
-            help="A recording: WFDB (.hea), EDF, DICOM, ECG XML, SCP-ECG, .npy or CSV (with --fs)."
+            help="A recording: WFDB (.hea), EDF, DICOM, ECG XML, SCP-ECG, ISHNE (.ecg), .npy or CSV (with --fs)."
         ),
     ] = None,
     data_root: Annotated[

@@ -493,7 +493,8 @@ class Predictor:
         allow_missing_leads: bool = False,
         segment: Segment | None = None,
     ) -> Prediction:
-        """Predict one recording file (WFDB, EDF, DICOM, ECG XML, SCP-ECG, or .npy/.csv with ``fs``)."""
+        """Predict one recording file (WFDB, EDF, DICOM, ECG XML, SCP-ECG, ISHNE Holter, or .npy/.csv
+        with ``fs``)."""
         spec = self.input_spec(fs, units, allow_missing_leads, segment)
         return self._predict_prepared([spec.read(path)])[0]
 

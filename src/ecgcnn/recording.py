@@ -1,6 +1,6 @@
-"""Recordings from the wild: WFDB (.dat or CinC-style .mat), EDF, .npy, CSV and device exports
-(DICOM waveforms, HL7 aECG, GE MUSE and Philips XML, SCP-ECG: :mod:`ecgcnn.waveforms`), made
-model-ready.
+"""Recordings from the wild: WFDB (.dat or CinC-style .mat), EDF, .npy, CSV, device exports
+(DICOM waveforms, HL7 aECG, GE MUSE and Philips XML, SCP-ECG: :mod:`ecgcnn.waveforms`) and ISHNE
+Holter files (:mod:`ecgcnn.holter`), made model-ready.
 
 Whatever the source, a recording becomes a :class:`Recording`: float32 millivolts, shape
 (samples, leads), its leads in the order asked for (matched by name, case-insensitively and by common
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgcnn.errors import EcgcnnError, RecordError
+from ecgcnn.holter import ISHNE_SUFFIXES, is_ishne, read_ishne
 from ecgcnn.records import LEADS, unit_scale
 from ecgcnn.waveforms import (
     DICOM_SUFFIXES,
@@ -42,7 +43,7 @@ ARRAY_SUFFIXES = (".npy", ".csv")
 EDF_SUFFIXES = (".edf",)
 # Suffixes of single-file recordings (a WFDB record is named without its suffix)
 FILE_SUFFIXES = (*ARRAY_SUFFIXES, *EDF_SUFFIXES, *DICOM_SUFFIXES, *XML_SUFFIXES, *SCP_SUFFIXES,
-                 *MFER_SUFFIXES)  # fmt: skip
+                 *MFER_SUFFIXES, *ISHNE_SUFFIXES)  # fmt: skip
 # A lead this flat over the whole segment is a disconnected electrode, not an ECG (the flattest
 # lead of the 1,732 PTB-XL development records spans 0.2 mV).
 FLAT_MV = 0.005
@@ -345,8 +346,10 @@ def _check_rate(fs: object, name: str) -> float:
 
 
 def record_kind(path: Path) -> str:
-    """'wfdb', 'edf', 'npy', 'csv', 'dicom', 'xml', 'scp' or 'mfer' by suffix (a name without suffix is a
-    WFDB record name); a file of another suffix that starts like a DICOM file is 'dicom'.
+    """'wfdb', 'edf', 'npy', 'csv', 'dicom', 'xml', 'scp', 'mfer' or 'ishne' by suffix (a name
+    without suffix is a WFDB record name); a file of another suffix that starts like a DICOM file
+    is 'dicom'. A .ecg file is 'ishne' whatever it holds: its reader refuses other vendors' .ecg
+    formats.
     """
     suffix = path.suffix.lower()
     if suffix in WFDB_SUFFIXES or (path.with_name(path.name + ".hea")).is_file():
@@ -363,11 +366,13 @@ def record_kind(path: Path) -> str:
         return "scp"
     if suffix in MFER_SUFFIXES:
         return "mfer"
+    if suffix in ISHNE_SUFFIXES:
+        return "ishne"
     raise RecordError(
         str(path),
         f"unsupported file type {suffix or '(none)'}; expected a WFDB record (.hea with .dat or "
         ".mat), .edf, .npy, .csv, DICOM waveform (.dcm), ECG XML (HL7 aECG, GE MUSE, Philips, "
-        "Mortara ELI), SCP-ECG (.scp) or MFER (.mwf)",
+        "Mortara ELI), SCP-ECG (.scp), MFER (.mwf) or ISHNE Holter (.ecg)",
     )
 
 
@@ -387,8 +392,9 @@ def read_recording(
 ) -> Recording:
     """Read a recording in any supported format as a :class:`Recording` in ``leads`` order.
 
-    ``segment`` (start, end) in seconds keeps only that part; of a WFDB record only that part is
-    read from disk, so a minute of a day-long recording costs a minute's memory.
+    ``segment`` (start, end) in seconds keeps only that part; of a WFDB record or an ISHNE Holter
+    file only that part is read from disk, so a minute of a day-long recording costs a minute's
+    memory.
 
     ``fs`` and ``units`` are for what the file does not say: the rate of a .npy file, or of a CSV
     without a time column, or of a WFDB header without one; the units of .npy and CSV files
@@ -409,6 +415,8 @@ def read_recording(
     elif kind in ("xml", "scp", "mfer"):
         reader = {"xml": read_xml, "scp": read_scp, "mfer": read_mfer}[kind]
         signal, rate, names, file_units = reader(p, name, warn)
+    elif kind == "ishne":
+        signal, rate, names, file_units = read_ishne(p, name, warn, segment)
     else:
         if p.suffix.lower() == ".mat" and not p.with_suffix(".hea").is_file():
             raise RecordError(
@@ -419,7 +427,8 @@ def read_recording(
             _read_wfdb(name, segment, fs) if kind == "wfdb" else _read_edf(p, name)
         )  # fmt: skip
     where = {"wfdb": "the header", "edf": "the header", "csv": "the time column",
-             "dicom": "the file", "xml": "the file", "scp": "the file", "mfer": "the file"}.get(kind, "")  # fmt: skip
+             "dicom": "the file", "xml": "the file", "scp": "the file", "mfer": "the file",
+             "ishne": "the file"}.get(kind, "")  # fmt: skip
     if rate is None:
         if fs is None:
             problem = (
@@ -434,7 +443,7 @@ def read_recording(
         warn.append(f"{where.replace('the time column', 'the file')} gives the units: "
                     f"--units {units} ignored")  # fmt: skip
     unit_list = units if file_units is None else file_units
-    if segment is not None and kind != "wfdb":
+    if segment is not None and kind not in ("wfdb", "ishne"):  # those two cut it at read time
         i, j = segment_samples(*segment, signal.shape[0], rate, name)
         signal = signal[i:j]
     return conform(signal, rate, names, name, leads, unit_list, allow_missing_leads, warn)
@@ -725,7 +734,8 @@ def find_recordings(
 ) -> tuple[list[Path], list[RecordError]]:
     """Expand files, record names and directories (searched recursively) into record paths.
 
-    Directories yield WFDB headers, EDF and SCP-ECG files, DICOM waveform files (.dcm, .dicom, or
+    Directories yield WFDB headers, EDF and SCP-ECG files, ISHNE Holter files (.ecg and .ishne
+    starting with the ISHNE magic number; other vendors' .ecg files are passed over), DICOM waveform files (.dcm, .dicom, or
     named without a suffix or by UID as on DICOM media, told by their preamble; images are passed
     over) and the
     XML files whose root element is an ECG export read here (other XML is not a recording, so it
@@ -740,9 +750,8 @@ def find_recordings(
             files = [h for h in p.rglob("*") if h.is_file()]  # one walk of the tree
             hits = sorted(h for h in files if _is_recording(h, arrays))
             if not hits:
-                kinds = ".hea, .edf, DICOM, ECG .xml, .scp, .mwf" + (
-                    ", .npy, .csv" if arrays else ""
-                )
+                kinds = ".hea, .edf, DICOM, ECG .xml, .scp, .mwf, ISHNE .ecg"
+                kinds += ", .npy, .csv" if arrays else ""
                 problem = f"no recordings ({kinds}) in this directory"
                 unread = 0 if arrays else sum(h.suffix.lower() in ARRAY_SUFFIXES for h in files)
                 if unread:
@@ -774,6 +783,8 @@ def _is_recording(path: Path, arrays: bool) -> bool:
         return is_scp(path)  # a dial-up script named .scp is no recording: passed over
     if suffix in MFER_SUFFIXES:
         return is_mfer(path)
+    if suffix in ISHNE_SUFFIXES:
+        return is_ishne(path)  # other vendors' .ecg formats and ISHNE annotation files are not
     if suffix in XML_SUFFIXES:
         return is_ecg_xml(path)  # other XML (build files, settings) is not a recording
     if suffix in ARRAY_SUFFIXES:
