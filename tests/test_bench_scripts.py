@@ -202,3 +202,18 @@ def test_the_prepared_gpu_benchmark_runs_as_a_cpu_dry_run(synthetic_root, tmp_pa
     missing = subprocess.run(["bash", str(SCRIPTS / "gpu_benchmark.sh")], cwd=repo, env=env,
                              capture_output=True, text=True, timeout=600)  # fmt: skip
     assert missing.returncode == 1 and "ptbxl_database.csv not found" in missing.stderr
+
+
+def test_bench_holter_writes_an_ishne_day_in_small_and_predicts_its_timeline(
+    served_checkpoint, tmp_path
+):
+    out = tmp_path / "holter.json"
+    proc = script("bench_holter.py", "--checkpoint", served_checkpoint, "--hours", 0.01, "--fs", 250,
+                  "--every", 10, "--whole", "--out", out)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["holter"]["samples_per_lead"] == 9000  # 36 s at 250 Hz
+    every, whole = result["runs"]
+    assert (every["every_s"], every["rows"]) == (10, 4)  # 0-10, 10-20, 20-30, 30-36 s
+    assert (whole["every_s"], whole["rows"]) == (None, 1)
+    assert "predicted 4 part(s) of 1 record(s)" in every["summary"]

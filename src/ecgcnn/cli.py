@@ -499,16 +499,23 @@ def predict(
     workers: Annotated[
         int | None, typer.Option(help="Reader processes (default: automatic; 0 reads in-process).")
     ] = None,
+    every: Annotated[
+        float | None,
+        typer.Option(
+            help="One prediction per this many seconds of each record (a timeline of a Holter), "
+            "read a few minutes at a time."
+        ),
+    ] = None,
     no_progress: NoProgress = False,
 ) -> None:
-    """Predict recordings (WFDB, EDF, DICOM, ECG XML, SCP-ECG, ISHNE; .npy/.csv with --fs); bad ones skipped."""
+    """Predict recordings (WFDB, EDF, DICOM, ECG XML, SCP-ECG, MFER, ISHNE; .npy/.csv with --fs); bad ones skipped."""
     from ecgcnn.predict import check_format, predict_files
 
     check_format(format)
     result = predict_files(
         checkpoint, paths, fs=fs, units=units, allow_missing_leads=allow_missing_leads,
         segment=segment, threshold=threshold, aggregate=aggregate, workers=workers,
-        progress=not no_progress,
+        progress=not no_progress, every=every,
     )  # fmt: skip
     text = result.render(format)
     if out is None:

@@ -45,6 +45,16 @@ def is_ishne(path: Path) -> bool:
     return file_head(path, len(MAGIC)) == MAGIC
 
 
+def ishne_length(path: Path) -> tuple[int, float] | None:
+    """Samples per lead and rate from an ISHNE header, or None if the file does not give them."""
+    head = file_head(path, HEADER_BYTES)
+    if head is None or len(head) < HEADER_BYTES or head[:8] != MAGIC:
+        return None
+    fields = FIXED_HEADER.unpack_from(head, 10)
+    samples, rate = fields[1], fields[61]
+    return (samples, float(rate)) if samples > 0 and rate > 0 else None
+
+
 def read_ishne(
     path: Path,
     name: str,

@@ -20,14 +20,23 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ecgcnn.errors import EcgcnnError, RecordError
-from ecgcnn.recording import Recording, conform, find_recordings, read_recording, resample
+from ecgcnn.recording import (
+    Recording,
+    conform,
+    find_recordings,
+    read_recording,
+    record_length,
+    record_name,
+    resample,
+    segment_samples,
+)
 from ecgcnn.records import LEADS, unit_scale
 from ecgcnn.windows import AGGREGATIONS, window_starts
 from ecgcnn.windows import aggregate as aggregate_probabilities
@@ -38,6 +47,9 @@ OUTPUT_FORMATS = ("table", "csv", "json")
 # ~6-8 ms; on 2 cores two readers break even near 1,000 records.
 PARALLEL_MIN_RECORDS = 1500
 CHUNK = 16  # records per worker task: amortises inter-process overhead, keeps memory bounded
+# With --every, a long recording is read from disk this much at a time (where its format allows:
+# WFDB, ISHNE), so a 24-hour Holter costs minutes' worth of memory, not the day's.
+TIMELINE_CHUNK_S = 300.0
 
 Segment = tuple[float | None, float | None]
 log = logging.getLogger(__name__)
@@ -79,6 +91,7 @@ class Prediction:
     fs: float = 0.0  # the recording's own rate, before resampling
     duration_s: float = 0.0  # of the part that was scored
     windows: int = 1
+    start_s: float | None = None  # where the part starts in the recording (--every), else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +118,7 @@ class Prepared:
     duration_s: float
     filled_leads: tuple[str, ...]
     warnings: tuple[str, ...]
+    start_s: float | None = None
 
 
 # A record up to 1/100 of the window short (9.9 s for a 10 s model) is padded rather than refused:
@@ -152,6 +166,74 @@ class InputSpec:
         rec = read_recording(path, self.leads, self.source_fs, self.units, self.allow_missing_leads,
                              self.segment)  # fmt: skip
         return self.prepare(rec, cut=False)
+
+    def read_timeline(self, path: str | Path, every_s: float) -> Iterator[Prepared | Failure]:
+        """The recording (or its segment) in parts of ``every_s`` seconds, each prepared alone; a
+        part that cannot be scored (a lead off for a while) is a failure of that part only.
+
+        Where the header gives the length (WFDB, ISHNE), the parts are read from disk a few minutes
+        (``TIMELINE_CHUNK_S``) at a time; other files are read whole, then cut.
+        """
+        name = record_name(path)
+        start, end = self.segment or (None, None)
+        length = record_length(path, self.source_fs)
+        if length is None:
+            rec = read_recording(path, self.leads, self.source_fs, self.units,
+                                 self.allow_missing_leads, self.segment)  # fmt: skip
+            offset = start or 0.0
+            chunks: Iterable[tuple[list[tuple[float, float]], Recording | None]] = [
+                (timeline_bounds(offset, offset + rec.duration_s, every_s, self.window_s), rec)
+            ]
+        else:
+            samples, rate = length
+            i, j = segment_samples(start, end, samples, rate, name)
+            bounds = timeline_bounds(i / rate, j / rate, every_s, self.window_s)
+            per = max(1, int(TIMELINE_CHUNK_S // every_s))
+            chunks = ((bounds[k : k + per], None) for k in range(0, len(bounds), per))
+        for parts, whole in chunks:
+            rec = whole or read_recording(path, self.leads, self.source_fs, self.units,
+                                          self.allow_missing_leads, (parts[0][0], parts[-1][1]))  # fmt: skip
+            offset = parts[0][0]
+            for a, b in parts:
+                try:
+                    prepared = self.prepare(rec.segment(a - offset, b - offset), cut=False)
+                except RecordError as exc:
+                    yield Failure(f"{name} [{a:g}-{b:g} s]", exc.problem)
+                    continue
+                yield replace(prepared, start_s=a)
+
+    @property
+    def window_s(self) -> float:
+        return self.window / self.fs
+
+
+def timeline_bounds(
+    start_s: float, end_s: float, every_s: float, shortest_s: float
+) -> list[tuple[float, float]]:
+    """``start_s``-``end_s`` cut into parts of ``every_s`` seconds; a last part shorter than
+    ``shortest_s`` (the model's window) joins the part before it."""
+    n = max(1, int(np.ceil((end_s - start_s) / every_s - 1e-9)))
+    cuts = [start_s + k * every_s for k in range(n)] + [end_s]
+    bounds = [(round(a, 9), round(b, 9)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < shortest_s:
+        last = bounds.pop()
+        bounds[-1] = (bounds[-1][0], last[1])
+    return bounds
+
+
+def _timeline_stream(
+    spec: InputSpec, paths: Sequence[Path], every_s: float
+) -> Iterator[Prepared | Failure]:
+    """Every path's parts, in order, read in this process (a few long records, not thousands)."""
+    for path in paths:
+        try:
+            yield from spec.read_timeline(path, every_s)
+        except RecordError as exc:
+            yield Failure(exc.record, exc.problem)
+        except EcgcnnError as exc:
+            yield Failure(str(path), str(exc))
+        except Exception as exc:  # as in _prepare_chunk: one odd file must not stop the rest
+            yield Failure(str(path), f"unexpected error reading it ({type(exc).__name__}: {exc})")
 
 
 def _prepare_chunk(spec: InputSpec, paths: list[Path]) -> list[Prepared | Failure]:
@@ -255,13 +337,18 @@ class BatchResult:
     model: dict[str, Any]
     predictions: list[Prediction] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    every_s: float | None = None  # one prediction per part of this length (--every)
+    records: int = 0  # with every_s: how many recordings the parts come from
 
     @property
     def total(self) -> int:
         return len(self.predictions) + len(self.failures)
 
     def summary(self) -> str:
-        text = f"predicted {len(self.predictions)} of {self.total} record(s)"
+        if self.every_s is not None:
+            text = f"predicted {len(self.predictions)} part(s) of {self.records} record(s)"
+        else:
+            text = f"predicted {len(self.predictions)} of {self.total} record(s)"
         return text + (f"; {len(self.failures)} failed" if self.failures else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,9 +359,10 @@ class BatchResult:
             "predictions": [p.to_dict() for p in self.predictions],
             "failures": [{"record": f.record, "error": f.problem} for f in self.failures],
             "summary": {
-                "records": self.total,
+                "records": self.total if self.every_s is None else self.records,
                 "predicted": len(self.predictions),
                 "failed": len(self.failures),
+                **({} if self.every_s is None else {"every_s": self.every_s}),
             },
         }
 
@@ -290,14 +378,18 @@ class BatchResult:
     def _csv(self) -> str:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["record", "labels", *(f"p_{c}" for c in self.classes), "filled_leads",
-                         "warnings", "error"])  # fmt: skip
+        parts = self.every_s is not None
+        times = ["start_s", "end_s"] if parts else []
+        writer.writerow(["record", *times, "labels", *(f"p_{c}" for c in self.classes),
+                         "filled_leads", "warnings", "error"])  # fmt: skip
         for p in self.predictions:
             probs = [f"{p.probabilities[c]:.6f}" for c in self.classes]
-            writer.writerow([p.record, ";".join(p.labels), *probs, ";".join(p.filled_leads),
+            span = [f"{p.start_s:g}", f"{(p.start_s or 0) + p.duration_s:g}"] if parts else []
+            writer.writerow([p.record, *span, ";".join(p.labels), *probs, ";".join(p.filled_leads),
                              "; ".join(p.warnings), ""])  # fmt: skip
         for f in self.failures:
-            writer.writerow([f.record, "", *([""] * len(self.classes)), "", "", f.problem])
+            writer.writerow([f.record, *([""] * len(times)), "", *([""] * len(self.classes)),
+                             "", "", f.problem])  # fmt: skip
         return buf.getvalue()
 
     def _table(self) -> str:
@@ -308,6 +400,9 @@ class BatchResult:
         wide = len(self.classes) > 8
         table = Table(title=f"{self.model.get('name')} ({self.model.get('task')})", box=box.SIMPLE)
         table.add_column("record", overflow="fold")
+        parts = self.every_s is not None
+        if parts:
+            table.add_column("part", justify="right")
         table.add_column("labels")
         if wide:
             table.add_column("highest probabilities")
@@ -322,10 +417,11 @@ class BatchResult:
                 cells = [", ".join(f"{c} {v:.2f}" for c, v in top)]
             else:
                 cells = [f"{p.probabilities[c]:.3f}" for c in self.classes]
-            table.add_row(p.record, labels, *cells, "; ".join(p.warnings))
+            span = [f"{p.start_s:g}-{(p.start_s or 0) + p.duration_s:g} s"] if parts else []
+            table.add_row(p.record, *span, labels, *cells, "; ".join(p.warnings))
         for f in self.failures:
             blanks = [""] * (1 if wide else len(self.classes))
-            table.add_row(f.record, "failed", *blanks, f.problem)
+            table.add_row(f.record, *([""] if parts else []), "failed", *blanks, f.problem)
         buf = io.StringIO()
         Console(file=buf, width=220, color_system=None, force_terminal=False).print(table)
         return buf.getvalue()
@@ -507,24 +603,35 @@ class Predictor:
         segment: Segment | None = None,
         workers: int | None = None,
         progress: bool = False,
+        every: float | None = None,
     ) -> BatchResult:
         """Predict files, record names and directories; bad records become failures, not errors.
 
-        Records are read in worker processes while this process runs the model on batches.
+        Records are read in worker processes while this process runs the model on batches. With
+        ``every`` (seconds), each recording gets one prediction per part of that length (a
+        timeline of a Holter), its parts read in this process a few minutes at a time.
         """
         from tqdm.auto import tqdm
 
-        files, missing = find_recordings(paths, arrays=fs is not None)
-        result = BatchResult(self.classes, self.thresholds.tolist(), self.describe())
-        result.failures.extend(Failure(e.record, e.problem) for e in missing)
         spec = self.input_spec(fs, units, allow_missing_leads, segment)
+        if every is not None and not every >= spec.window_s:
+            raise EcgcnnError(
+                f"--every {every:g}: at least the model's window ({spec.window_s:g} s) expected"
+            )
+        files, missing = find_recordings(paths, arrays=fs is not None)
+        result = BatchResult(self.classes, self.thresholds.tolist(), self.describe(),
+                             every_s=every, records=len(files) + len(missing))  # fmt: skip
+        result.failures.extend(Failure(e.record, e.problem) for e in missing)
         pending: list[Prepared] = []
         n_windows = 0
-        workers = reader_processes(workers, len(files))
+        workers = 0 if every is not None else reader_processes(workers, len(files))
         threads = 1 if workers >= 1 and self.backend == "pytorch" else None
-        with tqdm(total=len(files), desc="predicting", unit="record",
+        items = (prepared_stream(spec, files, workers) if every is None
+                 else _timeline_stream(spec, files, every))  # fmt: skip
+        total, unit = (len(files), "record") if every is None else (None, "part")
+        with tqdm(total=total, desc="predicting", unit=unit,
                   disable=None if progress else True) as bar, torch_threads(threads):  # fmt: skip
-            for item in prepared_stream(spec, files, workers):
+            for item in items:
                 if isinstance(item, Failure):
                     result.failures.append(item)
                     bar.update(1)
@@ -575,6 +682,7 @@ class Predictor:
                     fs=p.fs,
                     duration_s=p.duration_s,
                     windows=len(p.windows),
+                    start_s=p.start_s,
                 )
             )
         return out
@@ -592,6 +700,7 @@ def predict_files(
     workers: int | None = None,
     batch_size: int = 256,
     progress: bool = True,
+    every: float | None = None,
 ) -> BatchResult:
     """``ecgcnn predict``: a checkpoint or .onnx model applied to files, record names, directories."""
     from ecgcnn.recording import parse_segment
@@ -602,4 +711,6 @@ def predict_files(
     predictor = Predictor.load(
         model, threshold=threshold, aggregate=aggregate, batch_size=batch_size
     )
-    return predictor.predict_paths(paths, fs, units, allow_missing_leads, seg, workers, progress)
+    return predictor.predict_paths(
+        paths, fs, units, allow_missing_leads, seg, workers, progress, every
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgcnn.errors import EcgcnnError, RecordError
-from ecgcnn.holter import ISHNE_SUFFIXES, is_ishne, read_ishne
+from ecgcnn.holter import ISHNE_SUFFIXES, is_ishne, ishne_length, read_ishne
 from ecgcnn.records import LEADS, unit_scale
 from ecgcnn.waveforms import (
     DICOM_SUFFIXES,
@@ -380,6 +380,29 @@ def record_name(path: str | Path) -> str:
     """The name a record is reported under: WFDB records without their extension."""
     p = Path(path)
     return str(p.with_suffix("")) if p.suffix.lower() in WFDB_SUFFIXES else str(p)
+
+
+def record_length(path: str | Path, fs: float | None = None) -> tuple[int, float] | None:
+    """Samples per lead and rate as the header says, without reading a sample: WFDB records (at
+    ``fs`` when the header gives no rate) and ISHNE Holter files. None for other formats, or a
+    header that does not say (reading the record tells what is wrong with it)."""
+    p = Path(path)
+    try:
+        kind = record_kind(p)
+        if kind == "ishne":
+            return ishne_length(p)
+        if kind != "wfdb" or (p.suffix.lower() == ".mat" and not p.with_suffix(".hea").is_file()):
+            return None
+        import wfdb
+
+        name = record_name(p)
+        header = wfdb.rdheader(name)
+        rate = float(header.fs) if _header_gives_rate(name) else fs
+    except Exception:  # any damage: the full read reports it
+        return None
+    if not header.sig_len or not rate or rate <= 0:
+        return None
+    return int(header.sig_len), float(rate)
 
 
 def read_recording(

@@ -1,0 +1,142 @@
+"""``ecgcnn predict --every``: a long recording (a Holter) scored part by part, one row per part,
+read from disk a few minutes at a time where the format allows it (WFDB, ISHNE)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ecgcnn.predict
+from ecgcnn import Predictor
+from ecgcnn.errors import EcgcnnError
+from ecgcnn.predict import timeline_bounds
+from ecgcnn.recording import read_recording
+from test_ishne import write_ishne
+from test_recording import ecg, write_wfdb
+
+
+@pytest.fixture(scope="module")
+def predictor(served_checkpoint):
+    return Predictor.from_checkpoint(served_checkpoint)  # 2.5 s windows at 100 Hz
+
+
+def probs(prediction):
+    return np.array(list(prediction.probabilities.values()))
+
+
+def long_ecg(seconds, seed=0):
+    """An ECG whose rhythm changes every 10 s, so that the parts differ."""
+    parts = [ecg(seconds=10, seed=seed + k, statements=[("NORM", "AFIB", "CLBBB")[k % 3]])
+             for k in range(int(np.ceil(seconds / 10)))]  # fmt: skip
+    return np.concatenate(parts)[: int(round(seconds * 100))]
+
+
+def test_timeline_bounds_cut_every_so_often_and_join_a_short_remainder():
+    assert timeline_bounds(0, 30, 10, 2.5) == [(0, 10), (10, 20), (20, 30)]
+    assert timeline_bounds(0, 35, 10, 2.5) == [(0, 10), (10, 20), (20, 30), (30, 35)]
+    assert timeline_bounds(0, 31, 10, 2.5) == [(0, 10), (10, 20), (20, 31)]  # 1 s < the window
+    assert timeline_bounds(5, 12, 10, 2.5) == [(5, 12)]
+    assert timeline_bounds(0, 2, 10, 2.5) == [(0, 2)]  # too short: the model says so
+    bounds = timeline_bounds(0, 86_400, 0.1 * 3, 0.25)  # no drift over a day in steps of 0.3 s
+    assert len(bounds) == 288_000 and bounds[-1] == pytest.approx((86_399.7, 86_400))
+
+
+def test_every_part_is_predicted_as_that_part_alone(predictor, tmp_path):
+    write_wfdb(tmp_path / "holter", long_ecg(65))
+    sig = read_recording(tmp_path / "holter").signal  # as stored: 16 bits, 1 µV a step
+    result = predictor.predict_paths([tmp_path / "holter"], every=10)
+    assert result.failures == []
+    assert [(p.start_s, p.duration_s) for p in result.predictions] == [
+        (0, 10), (10, 10), (20, 10), (30, 10), (40, 10), (50, 10), (60, 5)
+    ]  # fmt: skip
+    for p in result.predictions:
+        assert p.record == str(tmp_path / "holter")
+        i, j = int(p.start_s * 100), int((p.start_s + p.duration_s) * 100)
+        np.testing.assert_allclose(probs(p), probs(predictor.predict(sig[i:j], fs=100)), atol=1e-6)
+    assert len({tuple(np.round(probs(p), 4)) for p in result.predictions}) > 1
+
+
+def test_the_parts_follow_the_segment_and_a_short_end_joins_the_part_before(predictor, tmp_path):
+    write_wfdb(tmp_path / "holter", long_ecg(41))
+    sig = read_recording(tmp_path / "holter").signal
+    result = predictor.predict_paths([tmp_path / "holter"], every=10, segment=(5.0, 36.0))
+    assert [(p.start_s, p.duration_s) for p in result.predictions] == [(5, 10), (15, 10), (25, 11)]
+    np.testing.assert_allclose(
+        probs(result.predictions[-1]), probs(predictor.predict(sig[2500:3600], fs=100)), atol=1e-6
+    )
+
+
+def test_a_disconnected_stretch_fails_alone(predictor, tmp_path):
+    sig = long_ecg(40)
+    sig[1000:2000, 7] = 0.0  # V2 off for 10 s
+    write_wfdb(tmp_path / "holter", sig)
+    result = predictor.predict_paths([tmp_path / "holter"], every=10)
+    assert [p.start_s for p in result.predictions] == [0, 20, 30]
+    [failure] = result.failures
+    assert failure.record == f"{tmp_path / 'holter'} [10-20 s]"
+    assert "flat lead(s) V2" in failure.problem
+
+
+@pytest.mark.parametrize("kind", ["wfdb", "ishne"])
+def test_long_records_are_read_a_few_minutes_at_a_time(predictor, tmp_path, monkeypatch, kind):
+    sig = long_ecg(65)
+    if kind == "wfdb":
+        path = write_wfdb(tmp_path / "holter", sig)
+    else:
+        path = write_ishne(tmp_path / "holter.ecg", sig, rate=100)
+    whole = predictor.predict_paths([path], every=10)
+    reads = []
+    real = ecgcnn.predict.read_recording
+
+    def spy(*args, **kwargs):
+        reads.append(kwargs.get("segment", args[5] if len(args) > 5 else None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ecgcnn.predict, "read_recording", spy)
+    monkeypatch.setattr(ecgcnn.predict, "TIMELINE_CHUNK_S", 30.0)
+    chunked = predictor.predict_paths([path], every=10)
+    assert reads == [(0, 30), (30, 60), (60, 65)]
+    assert [p.start_s for p in chunked.predictions] == [p.start_s for p in whole.predictions]
+    for a, b in zip(chunked.predictions, whole.predictions, strict=True):
+        np.testing.assert_allclose(probs(a), probs(b), atol=1e-6)
+
+
+def test_arrays_without_a_header_are_read_whole_and_cut(predictor, tmp_path):
+    sig = long_ecg(30)
+    np.save(tmp_path / "holter.npy", sig)
+    result = predictor.predict_paths([tmp_path / "holter.npy"], fs=100, every=10)
+    assert [p.start_s for p in result.predictions] == [0, 10, 20]
+    np.testing.assert_allclose(
+        probs(result.predictions[1]), probs(predictor.predict(sig[1000:2000], fs=100)), atol=1e-6
+    )
+
+
+def test_bad_every_and_unreadable_records_are_one_line_errors(predictor, tmp_path):
+    with pytest.raises(EcgcnnError, match=r"--every 2: at least the model's window \(2.5 s\)"):
+        predictor.predict_paths([tmp_path], every=2)
+    (tmp_path / "bad.hea").write_text("bad 12 100 6500\n")
+    result = predictor.predict_paths([tmp_path / "bad"], every=10)
+    assert result.predictions == [] and len(result.failures) == 1
+    write_wfdb(tmp_path / "short", long_ecg(20))
+    result = predictor.predict_paths([tmp_path / "short"], every=10, segment=(0.0, 30.0))
+    [failure] = result.failures
+    assert "ends after the recording (20 s)" in failure.problem
+
+
+def test_cli_every_writes_one_row_per_part(served_checkpoint, tmp_path, ecgcnn_here):
+    write_wfdb(tmp_path / "holter", long_ecg(30))
+    proc = ecgcnn_here("predict", "--checkpoint", served_checkpoint, tmp_path / "holter",
+                       "--every", "10", "--format", "csv", "--out", tmp_path / "t.csv")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(tmp_path / "t.csv")
+    assert list(df.columns[:3]) == ["record", "start_s", "end_s"]
+    assert df["start_s"].tolist() == [0, 10, 20] and df["end_s"].tolist() == [10, 20, 30]
+    proc = ecgcnn_here("predict", "--checkpoint", served_checkpoint, tmp_path / "holter",
+                       "--every", "10", "--format", "json")  # fmt: skip
+    out = json.loads(proc.stdout)
+    assert [p["start_s"] for p in out["predictions"]] == [0, 10, 20]
+    proc = ecgcnn_here("predict", "--checkpoint", served_checkpoint, tmp_path / "holter",
+                       "--every", "10")  # fmt: skip
+    assert "10-20 s" in proc.stdout
+    assert "predicted 3 part(s) of 1 record(s)" in proc.stderr
