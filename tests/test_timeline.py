@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import ecgcnn.predict
+import ecgcnn.recording
 from ecgcnn import Predictor
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.predict import timeline_bounds
@@ -140,3 +141,32 @@ def test_cli_every_writes_one_row_per_part(served_checkpoint, tmp_path, ecgcnn_h
                        "--every", "10")  # fmt: skip
     assert "10-20 s" in proc.stdout
     assert "predicted 3 part(s) of 1 record(s)" in proc.stderr
+
+
+def test_explain_draws_the_segment_asked_for_and_names_it(tmp_path, monkeypatch):
+    """A Holter's episode found with --every is explained with --segment: only it is read."""
+    from ecgcnn.explain import explain_record
+    from test_explain import PNG, fake_checkpoint
+
+    sig = long_ecg(60)
+    path = write_ishne(tmp_path / "holter.ecg", sig, rate=100)
+    reads = []
+    real = ecgcnn.recording.read_ishne
+
+    def spy(*args, **kwargs):
+        reads.append(args[3] if len(args) > 3 else kwargs.get("segment"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ecgcnn.recording, "read_ishne", spy)
+    ckpt = fake_checkpoint(tmp_path / "c.pt", "cnn1d")  # 10 s at 100 Hz
+    [result] = explain_record(ckpt, tmp_path / "o", record=path, top=1, segment=(20.0, 30.0))
+    assert reads == [(20.0, 30.0)]
+    assert (
+        result.paths[0].name.startswith("holter-20-30s_")
+        and result.paths[0].read_bytes()[:8] == PNG
+    )
+    [whole] = explain_record(ckpt, tmp_path / "o", record=path, class_name=result.class_name)
+    assert whole.paths[0].name.startswith(f"holter_{result.class_name}")
+    assert whole.probability != pytest.approx(result.probability, abs=1e-6)
+    with pytest.raises(EcgcnnError, match="--segment needs --record"):
+        explain_record(ckpt, tmp_path / "o", data_root=tmp_path, ecg_id=1, segment=(0.0, 10.0))

@@ -760,13 +760,20 @@ def explain(
     units: Annotated[
         str, typer.Option(help="Units of a .npy / CSV --record (without a units row): mV, uV or V.")
     ] = "mV",
+    segment: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this part of --record, START:END in seconds (e.g. a Holter's episode)."
+        ),
+    ] = None,
 ) -> None:
     """Where the model looks: attribution of one record drawn on ECG paper (PNG per class)."""
     from ecgcnn.explain import explain_record
+    from ecgcnn.recording import parse_segment
 
     results = explain_record(checkpoint, out, record=record, data_root=data_root, ecg_id=ecg_id,
                              method=method, class_name=class_name, top=top, fs=fs,
-                             units=units)  # fmt: skip
+                             units=units, segment=parse_segment(segment))  # fmt: skip
     table = Table(title=f"explained with {method}")
     for column in ("class", "probability", "threshold", "call"):
         table.add_column(column, justify="left" if column == "class" else "right")

@@ -362,15 +362,25 @@ class ExplainedClass:
 
 
 def _read_file(
-    path: str | Path, leads: tuple[str, ...], fs: float | None, model_fs: float, units: str = "mV"
+    path: str | Path,
+    leads: tuple[str, ...],
+    fs: float | None,
+    model_fs: float,
+    units: str = "mV",
+    segment: tuple[float | None, float | None] | None = None,
 ) -> tuple[np.ndarray, str]:
-    """A recording file (WFDB, EDF, .npy, CSV) in the model's leads, resampled to its rate."""
+    """A recording file (WFDB, EDF, .npy, CSV...) in the model's leads, resampled to its rate;
+    with ``segment`` only that part (named after it: 'holter 20-30s')."""
     from ecgcnn.recording import FILE_SUFFIXES, read_recording, resample
 
-    rec = read_recording(path, leads, fs=fs, units=units).validate()
+    rec = read_recording(path, leads, fs=fs, units=units, segment=segment).validate()
     name = Path(rec.name).name
     if Path(name).suffix.lower() in FILE_SUFFIXES:  # WFDB names come without one
         name = Path(name).stem
+    if segment is not None:
+        start = segment[0] or 0.0
+        end = segment[1] if segment[1] is not None else start + rec.duration_s
+        name += f" {start:g}-{end:g}s"
     for warning in rec.warnings:
         log.warning("%s: %s", name, warning)
     signal = rec.signal
@@ -387,6 +397,7 @@ def _record_signal(
     ecg_id: int | None,
     fs: float | None = None,
     units: str = "mV",
+    segment: tuple[float | None, float | None] | None = None,
 ) -> tuple[np.ndarray, str, list[str] | None]:
     """(signal (leads, T), display id, true labels or None) from a recording file or a PTB-XL root."""
     from ecgcnn.labels import make_labels
@@ -397,7 +408,9 @@ def _record_signal(
         raise EcgcnnError("give either --record PATH or --data-root DIR --ecg-id N")
     truth = None
     if record is not None:
-        signal, name = _read_file(record, leads, fs, model_fs, units)
+        signal, name = _read_file(record, leads, fs, model_fs, units, segment)
+    elif segment is not None:
+        raise EcgcnnError("--segment needs --record (a PTB-XL record is 10 s)")
     else:
         if ecg_id is None:
             raise EcgcnnError("--data-root needs --ecg-id N (the record to explain)")
@@ -461,8 +474,12 @@ def explain_record(
     top: int | None = None,
     fs: float | None = None,
     units: str = "mV",
+    segment: tuple[float | None, float | None] | None = None,
 ) -> list[ExplainedClass]:
     """Explain one record (a recording file, or an ecg_id of a PTB-XL root): PNGs on ECG paper in ``out``.
+
+    ``segment`` (start, end) in seconds explains that part of a recording file (of a long one, only
+    it is read from disk); the PNGs are named after it.
 
     Recording files are read by ``ecgcnn.recording`` (WFDB, EDF; .npy and CSV need ``fs``) and
     resampled to the model's rate. Image models (cnn2d) get a second PNG: the attribution as a
@@ -476,7 +493,7 @@ def explain_record(
     payload = load_checkpoint(checkpoint)
     model = model_from_checkpoint(payload, str(checkpoint))
     meta = model.meta
-    signal, name, truth = _record_signal(meta, record, data_root, ecg_id, fs, units)
+    signal, name, truth = _record_signal(meta, record, data_root, ecg_id, fs, units, segment)
     windows = checkpoint_windows(meta)
     scorer = record_scorer(model, signal.shape[1], **windows)
     with torch.no_grad():
