@@ -170,3 +170,36 @@ def test_explain_draws_the_segment_asked_for_and_names_it(tmp_path, monkeypatch)
     assert whole.probability != pytest.approx(result.probability, abs=1e-6)
     with pytest.raises(EcgcnnError, match="--segment needs --record"):
         explain_record(ckpt, tmp_path / "o", data_root=tmp_path, ecg_id=1, segment=(0.0, 10.0))
+
+
+def test_plot_draws_one_timeline_per_record_with_its_failed_parts(predictor, tmp_path):
+    from PIL import Image
+
+    from ecgcnn.timeline import plot_timelines
+
+    sig = long_ecg(40)
+    sig[1000:2000, 7] = 0.0  # V2 off for 10 s: that part failed
+    write_wfdb(tmp_path / "holter", sig)
+    np.save(tmp_path / "other.npy", long_ecg(20, seed=5))
+    result = predictor.predict_paths([tmp_path / "holter", tmp_path / "other.npy"], fs=100,
+                                     every=10)  # fmt: skip
+    paths = plot_timelines(result, tmp_path / "plots")
+    assert [p.name for p in paths] == ["holter_timeline.png", "other_timeline.png"]
+    for p in paths:
+        with Image.open(p) as image:
+            assert image.format == "PNG" and image.width > 800
+    with pytest.raises(EcgcnnError, match="a timeline needs --every"):
+        plot_timelines(predictor.predict_paths([tmp_path / "holter"]), tmp_path / "plots")
+
+
+def test_cli_plot_writes_the_timelines_and_says_where(served_checkpoint, tmp_path, ecgcnn_here):
+    write_wfdb(tmp_path / "holter", long_ecg(30))
+    proc = ecgcnn_here("predict", "--checkpoint", served_checkpoint, tmp_path / "holter",
+                       "--every", "10", "--plot", tmp_path / "plots")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "plots" / "holter_timeline.png").is_file()
+    proc = ecgcnn_here("predict", "--checkpoint", served_checkpoint, tmp_path / "holter",
+                       "--plot", tmp_path / "plots")  # fmt: skip
+    assert (
+        proc.returncode == 1 and "error: --plot draws a timeline: it needs --every" in proc.stderr
+    )

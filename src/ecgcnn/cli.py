@@ -506,17 +506,28 @@ def predict(
             "read a few minutes at a time."
         ),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="With --every: draw each record's timeline as a PNG in this folder."),
+    ] = None,
     no_progress: NoProgress = False,
 ) -> None:
     """Predict recordings (WFDB, EDF, DICOM, ECG XML, SCP-ECG, MFER, ISHNE; .npy/.csv with --fs); bad ones skipped."""
     from ecgcnn.predict import check_format, predict_files
 
     check_format(format)
+    if plot is not None and every is None:
+        raise EcgcnnError("--plot draws a timeline: it needs --every SECONDS")
     result = predict_files(
         checkpoint, paths, fs=fs, units=units, allow_missing_leads=allow_missing_leads,
         segment=segment, threshold=threshold, aggregate=aggregate, workers=workers,
         progress=not no_progress, every=every,
     )  # fmt: skip
+    if plot is not None:
+        from ecgcnn.timeline import plot_timelines
+
+        drawn = plot_timelines(result, plot)
+        console.print(f"drew {len(drawn)} timeline(s) in {plot}")
     text = result.render(format)
     if out is None:
         sys.stdout.write(text)
