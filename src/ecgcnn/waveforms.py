@@ -517,6 +517,7 @@ MAX_EXPORT_SAMPLES = 4_000_000
 # a lead object is built for each.
 MAX_CHANNELS = 64
 MFER_HEAD_BYTES = 1 << 16
+MAX_WARNINGS = 20  # of one decode: the rest are counted
 # An XLI chunk decompresses to 2 bytes a sample (and a few bytes of padding); twice that is refused.
 XLI_SLACK = 1024
 # The limb leads of a 12-lead cart are computed from I and II; farther apart than this, the file's
@@ -820,7 +821,14 @@ def _decode_with(parser: type, path: Path, name: str, kind: str, warn: list[str]
         raise RecordError(
             name, f"unreadable {kind} file ({type(exc).__name__}: {_one_line(exc)})"
         ) from None
-    warn.extend(f"{kind}: {_one_line(w.message)}" for w in caught)
+    counts: dict[str, int] = {}
+    for w in caught:  # a file can repeat one warning 100,000 times: each once, with its count
+        text = _one_line(w.message).removeprefix(f"{kind}: ")
+        counts[text] = counts.get(text, 0) + 1
+    lines = [f"{kind}: {t}" + (f" (x{n})" if n > 1 else "") for t, n in counts.items()]
+    if len(lines) > MAX_WARNINGS:
+        lines[MAX_WARNINGS - 1 :] = [f"{kind}: {len(lines) - MAX_WARNINGS + 1} more warning(s)"]
+    warn.extend(lines)
     if not record.leads:
         raise RecordError(name, f"the {kind} file holds no leads")
     return record
