@@ -217,3 +217,21 @@ def test_bench_holter_writes_an_ishne_day_in_small_and_predicts_its_timeline(
     assert (every["every_s"], every["rows"]) == (10, 4)  # 0-10, 10-20, 20-30, 30-36 s
     assert (whole["every_s"], whole["rows"]) == (None, 1)
     assert "predicted 4 part(s) of 1 record(s)" in every["summary"]
+
+
+def test_bench_mfer_reads_hostile_and_well_formed_files_in_children(tmp_path):
+    out = tmp_path / "mfer.json"
+    proc = script("bench_mfer.py", "--quick", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["file"]: row for row in json.loads(out.read_text())["cases"]}
+    assert len(rows) == 4
+    good = rows.pop("12-lead ECG, 10 s, one frame")
+    assert good["read_recording"]["outcome"] == "read: 12 leads of 5,000 samples"
+    assert good["walk"]["outcome"] == "walked"
+    for name, row in rows.items():  # each hostile file refused by the walk, before decoding
+        walk, read = row["walk"]["outcome"], row["read_recording"]["outcome"]
+        assert walk.startswith("RecordError: case.mwf: MFER"), (name, walk)
+        assert read.startswith("RecordError: ") and walk.split(": ", 2)[2][:40] in read, (
+            name,
+            read,
+        )

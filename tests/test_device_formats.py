@@ -365,16 +365,17 @@ def test_scp_philips_mortara_and_mfer_predict_like_the_original_array_and_upload
     app = create_app(Settings(str(served_checkpoint), max_body_bytes=4 * MiB))
     with TestClient(app, raise_server_exceptions=False) as client:
         wait_ready(client)
-        for path in paths[:3]:
+        for path in paths:
             r = client.post("/v1/predict", files=[("files", (path.name, path.read_bytes()))])
             assert r.status_code == 200, r.text
             assert r.json()["probabilities"] == pytest.approx(
                 predictor.predict_record(path).probabilities, abs=1e-6
             )
-        # MFER is not accepted by serve: ecgdatakit's decoder can be made to spend gigabytes on
-        # a 1 KB file (a review's finding), and no bound ahead of it covers every case yet
-        r = client.post("/v1/predict", files=[("files", ("d.mwf", paths[3].read_bytes()))])
-        assert r.status_code in (415, 422) and ".mwf" in r.text, r.text
+        # an MFER file that would cost ecgdatakit 2.75 GB is refused before it is decoded
+        body, match = HOSTILE_MFER["tiny frames"]
+        hostile = _hostile_head() + body + b"\x80\x00"
+        r = client.post("/v1/predict", files=[("files", ("e.mwf", hostile))])
+        assert r.status_code == 422 and "MFER frames declare" in r.text, r.text
 
 
 # --- found by a review: bounded work, thread-safe warnings, encodings, limb-lead consistency -------
@@ -475,10 +476,12 @@ def _mfer_scale(unit, exponent, mantissa, order):
 
 
 def write_mfer(path, signal_mv, leads=LEADS, *, little_endian=False, interval_ms=None,
-               sensitivity=(-7, 25), scaled=True, median_beat=False, block=None):  # fmt: skip
+               sensitivity=(-7, 25), scaled=True, median_beat=False, block=None,
+               frames=False):  # fmt: skip
     """A standard 12-lead MFER file: preamble, byte order, frame (block length, channels,
     sequences), int16 data, sampling rate (or interval), sensitivity in volts, one MWF_ATT per
-    channel naming its lead, then the waveform: for each sequence, each channel's block."""
+    channel naming its lead, then the waveform: for each sequence, each channel's block. With
+    ``frames`` each sequence is a frame of its own, as long-term recorders write them."""
     order = "<" if little_endian else ">"
     exponent, mantissa = sensitivity
     lsb_mv = mantissa * 10.0**exponent * 1000 or 1.0
@@ -503,13 +506,18 @@ def write_mfer(path, signal_mv, leads=LEADS, *, little_endian=False, interval_ms
         out += _mfer(0x1E, (data[:FS].T * 2).astype(order + "i2").tobytes())
     out += _mfer(0x08, struct.pack(">H", 1))  # standard 12-lead ECG
     out += _mfer(0x04, struct.pack(order + "I", block)) + _mfer(0x05, bytes([len(leads)]))
-    out += _mfer(0x06, struct.pack(order + "I", seq)) + _mfer(0x0A, bytes([0]))  # int16
+    out += _mfer(0x06, struct.pack(order + "I", 1 if frames else seq)) + _mfer(0x0A, bytes([0]))
     out += _mfer(0x0B, rate)
     if scaled:
         out += _mfer(0x0C, _mfer_scale(0, exponent, mantissa, order))  # volts per count
     for k, lead in enumerate(leads):
         out += _mfer(0x3F, _mfer(0x09, bytes([MFER_LEAD_CODES[lead.upper()]])), channel=k)
-    out += _mfer(0x1E, waveform[: n * len(leads) * 2 if block == n else None]) + b"\x80\x00"
+    if frames:
+        size = block * len(leads) * 2
+        out += b"".join(_mfer(0x1E, waveform[k : k + size]) for k in range(0, len(waveform), size))
+    else:
+        out += _mfer(0x1E, waveform[: n * len(leads) * 2 if block == n else None])
+    out += b"\x80\x00"
     path = Path(path)
     path.write_bytes(out)
     return path
@@ -581,3 +589,95 @@ def test_warnings_repeated_by_a_file_are_counted_not_listed(tmp_path):
     assert len(rec.warnings) <= 20
     assert any("(x5000)" in w for w in rec.warnings), rec.warnings
     assert not any(w.startswith("MFER: MFER:") for w in rec.warnings)
+
+
+# --- MFER: what a file declares is bounded before ecgdatakit decodes it ---------------------------
+# A review found small files that cost ecgdatakit seconds and gigabytes. One walk over every
+# definition, in the order ecgdatakit reads them, refuses them first.
+
+
+def test_mfer_in_frames_of_a_second_reads_as_one_recording(tmp_path):
+    sig = ecg(seed=25)
+    path = write_mfer(tmp_path / "holter.mwf", sig, block=FS, frames=True)
+    assert path.read_bytes().count(b"\x1e\x82\x2e\xe0") == 10  # ten frames of 12,000 bytes
+    rec = read_recording(path)
+    assert rec.signal.shape == sig.shape and np.abs(rec.signal - sig).max() < MFER_QUANTUM_MV
+
+
+def _hostile_head(channels=1, block=1):
+    """What a hostile file needs ahead of its trick: preamble, byte order, rate, sensitivity,
+    block length, channel count and a lead for the first channel."""
+    out = _mfer(0x40, b"MFR ".ljust(32)) + _mfer(0x01, b"\x00")
+    out += _mfer(0x0B, _mfer_scale(0, 0, FS, ">")) + _mfer(0x0C, _mfer_scale(0, -7, 25, ">"))
+    out += _mfer(0x04, struct.pack(">I", block)) + _mfer(0x05, bytes([channels]))
+    return out + _mfer(0x3F, _mfer(0x09, b"\x01"), channel=0)
+
+
+def _channels(n):
+    return _mfer(0x05, n.to_bytes(4, "big"))
+
+
+def _frame(channels):
+    return _mfer(0x1E, bytes(2 * channels))
+
+
+def _nested(depth, inner):
+    for _ in range(depth):
+        inner = _mfer(0x67, inner)
+    return inner
+
+
+HOSTILE_MFER = {  # name: (body after the head, the error expected); the review's cost in comments
+    # frames of one byte declaring 1 MiB sequences: 2.75 GB for 670 bytes
+    "tiny frames": (_mfer(0x04, struct.pack(">I", 1 << 19)) + _mfer(0x1E, b"\x00") * 200,
+                    r"MFER frames declare 1,572,864 samples for 3 bytes of waveform data"),
+    # a channel count where the old check did not look: 32 s and 1.7 GB for a million
+    "channels in a set": (_mfer(0x67, _channels(100_000)) + _frame(1), "100,000 channels"),
+    "channels after a long note": (_mfer(0x16, b"x" * 70_000) + _channels(100_000) + _frame(1),
+                                   "100,000 channels"),
+    "channels after an indefinite set": (b"\x67\x80" + _mfer(0x16, b"n") + b"\x00\x00"
+                                         + _channels(100_000) + _frame(1), "100,000 channels"),
+    "channels for a second frame": (_frame(1) + _channels(100_000) + _frame(1), "100,000 channels"),
+    # nested sets: each level's walk re-reads everything inside it (5.4 s for 24 KB)
+    "indefinite sets 900 deep": (b"\x67\x80" * 900 + b"\x16\x00" * 10_000 + b"\x00\x00" * 900
+                                 + _frame(1), r"definitions nested more than 8 deep"),
+    "sets 5000 deep": (_nested(5000, _mfer(0x16, b"x")) + _frame(1),
+                       r"definitions nested more than 8 deep"),
+    # many frames: 24 s and 1.7 GB for 200,000
+    "many frames": (_mfer(0x05, b"\x0c") + _frame(12) * 10_001, r"more than 10,000 waveform frames"),
+    "many definitions": (b"\x41\x02\x00\x01" * 100_001 + _frame(1), r"more than 100,000 definitions"),
+    "much padding": (b"\x00" * (1 << 20) + b"\x00" + _frame(1), r"more than 1,048,576 bytes of padding"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", HOSTILE_MFER)
+def test_mfer_files_that_would_cost_the_decoder_far_more_than_their_size_are_refused_undecoded(
+    tmp_path, monkeypatch, case
+):
+    from ecgdatakit.parsing.parsers.mfer import MFERParser
+
+    def parse(*args):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(MFERParser, "parse", parse)
+    body, match = HOSTILE_MFER[case]
+    path = tmp_path / "hostile.mwf"
+    path.write_bytes(_hostile_head() + body + b"\x80\x00")
+    one_line_error(path, match)
+
+
+def test_mfer_structure_errors_name_the_byte(tmp_path):
+    head = _hostile_head()
+    cases = {"long.mwf": head + b"\x16\x05ab", "indefinite.mwf": head + b"\x67\x80" + _frame(1),
+             "length.mwf": head + b"\x16\x85" + bytes(5)}  # fmt: skip
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    at = len(head)
+    one_line_error(
+        tmp_path / "long.mwf", rf"MFER: definition at byte {at} declares 5 bytes, 2 remain"
+    )
+    one_line_error(
+        tmp_path / "indefinite.mwf",
+        rf"MFER: the definition at byte {at} has an indefinite length and no end",
+    )
+    one_line_error(tmp_path / "length.mwf", rf"MFER: the length at byte {at + 1} takes 5 bytes")

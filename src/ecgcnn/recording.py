@@ -21,19 +21,17 @@ import numpy as np
 
 from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.holter import ISHNE_SUFFIXES, is_ishne, ishne_length, read_ishne
+from ecgcnn.mfer import MFER_SUFFIXES, is_mfer, read_mfer
 from ecgcnn.records import LEADS, unit_scale
 from ecgcnn.waveforms import (
     DICOM_SUFFIXES,
-    MFER_SUFFIXES,
     SCP_SUFFIXES,
     XML_SUFFIXES,
     is_dicom,
     is_ecg_xml,
-    is_mfer,
     is_scp,
     is_waveform_dicom,
     read_dicom,
-    read_mfer,
     read_scp,
     read_xml,
 )

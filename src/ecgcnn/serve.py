@@ -57,7 +57,7 @@ DEFAULT_MAX_DURATION_S = 120.0
 DEFAULT_MAX_BATCH = 64
 UPLOAD_SUFFIXES = (
     ".hea", ".dat", ".mat", ".csv", ".npy", ".edf", ".dcm", ".dicom", ".xml", ".scp",
-    ".ecg", ".ishne",
+    ".mwf", ".mfer", ".mfr", ".ecg", ".ishne",
 )  # fmt: skip
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 EXAMPLES = {  # name -> (SCP statements, description, seed)
@@ -182,7 +182,7 @@ PREDICT_BODY = {
                             "description": "A record's files: WFDB .hea with its .dat/.mat, "
                             "or one .csv / .npy (with fs), .edf, DICOM waveform .dcm, "
                             "HL7 aECG / GE MUSE / Philips / Mortara .xml, SCP-ECG .scp, "
-                            "or ISHNE Holter .ecg (MFER only through `ecgcnn predict`)",
+                            "MFER .mwf or ISHNE Holter .ecg",
                         },
                         "fs": {"type": "number", "description": "Rate of a .csv/.npy file"},
                         "units": {"type": "string", "enum": ["mV", "uV", "V"]},
@@ -577,7 +577,7 @@ async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
     uploads = [v for k, v in form.multi_items() if k == "files" and not isinstance(v, str)]
     if not uploads:
         raise ApiError(422, "missing_field", "files: expected one or more uploaded files (a WFDB "
-                       ".hea with its .dat/.mat, or a .csv/.npy/.edf/.dcm/.xml/.scp/.ecg)", "files")  # fmt: skip
+                       ".hea with its .dat/.mat, or a .csv/.npy/.edf/.dcm/.xml/.scp/.mwf/.ecg)", "files")  # fmt: skip
     groups: dict[str, list[tuple[str, Any]]] = {}
     for up in uploads:
         name = up.filename or ""  # a bare name: a path ("../x.hea", "a/b.dat") is refused

@@ -30,7 +30,6 @@ from ecgcnn.records import unit_scale
 DICOM_SUFFIXES = (".dcm", ".dicom")
 XML_SUFFIXES = (".xml",)
 SCP_SUFFIXES = (".scp",)
-MFER_SUFFIXES = (".mwf", ".mfer", ".mfr")  # ISO 22077-1 names .mwf; some exporters the others
 # Waveform Storage SOP classes (PS3.4 B.5): 12-lead, general and ambulatory ECG, hemodynamic...
 WAVEFORM_SOP_CLASSES = "1.2.840.10008.5.1.4.1.1.9."
 # Exports are a few MB (10 s x 12 leads at 500 Hz is 2 MB as aECG text); a file this large is no
@@ -516,7 +515,6 @@ MAX_EXPORT_SAMPLES = 4_000_000
 # An ECG has 12 to 18 leads and maybe a status channel; a file declaring more is refused before
 # a lead object is built for each.
 MAX_CHANNELS = 64
-MFER_HEAD_BYTES = 1 << 16
 MAX_WARNINGS = 20  # of one decode: the rest are counted
 # An XLI chunk decompresses to 2 bytes a sample (and a few bytes of padding); twice that is refused.
 XLI_SLACK = 1024
@@ -567,75 +565,6 @@ def read_scp(
         what = f"lead {late[0][0]} starts at sample {late[0][1]}" if late else "unequal lengths"
         raise RecordError(name, f"SCP-ECG leads not recorded together ({what}): not a 12-lead ECG")
     return _physical_leads(record, name, "SCP-ECG")
-
-
-def is_mfer(path: Path) -> bool:
-    """Whether a file starts like an MFER file: its preamble, or a chain of valid definitions
-    (byte order, frame, sampling) as ecgdatakit recognises one."""
-    from ecgdatakit.parsing.parsers.mfer import MFERParser
-
-    head = file_head(path, SNIFF_BYTES)
-    return head is not None and MFERParser.can_parse(path, head)
-
-
-def read_mfer(
-    path: Path, name: str, warn: list[str] | None = None
-) -> tuple[np.ndarray, float, list[str], list[str]]:
-    """The rhythm waveform of an MFER file (ISO 22077-1, as Nihon Kohden and Fukuda Denshi carts
-    export it): signal, rate, lead names, units. Dominant-beat frames are not the ECG and are
-    left out; 8-lead files get their limb leads derived later, as for any 8-lead export.
-
-    MFER holds its samples uncompressed, and ecgdatakit leaves out sequences a frame declares but
-    the file does not hold, so what is decoded is bounded by the file's size.
-    """
-    from ecgdatakit.parsing.parsers.mfer import MFERParser
-
-    _check_size(path, name)
-    head = file_head(path, MFER_HEAD_BYTES)  # the definitions ahead of the waveform
-    if head is None or not MFERParser.can_parse(path, head[:SNIFF_BYTES]):
-        raise RecordError(
-            name, "not an MFER file (no MFER preamble or definitions at its start, ISO 22077-1)"
-        )
-    _check_mfer_channels(head, name)
-    record = _decode_with(MFERParser, path, name, "MFER", [] if warn is None else warn)
-    signal, rate, names, units = _physical_leads(record, name, "MFER")
-    exact = set(record.raw_metadata.get("sampling_rates", []))  # type: ignore[attr-defined]
-    if len(exact) == 1:  # the leads carry whole hertz; a 3 ms interval is 333.3 Hz
-        rate = _rate(float(exact.pop()), "MFER", name)
-    return signal, rate, names, units
-
-
-def _check_mfer_channels(data: bytes, name: str) -> None:
-    """Refuse an MFER file that declares more channels than an ECG has (12, 15 or 18 leads, and a
-    status channel or two), before ecgdatakit builds a lead for each: the definitions ahead of the
-    first waveform are walked (tag, length of one byte or 0x80 + its byte count, value)."""
-    pos, big_endian = 0, True
-    while pos + 1 < len(data):
-        tag = data[pos]
-        pos += 1
-        if tag == 0x00:  # padding
-            continue
-        if tag in (0x1E, 0x80):  # the waveform, or the end
-            return
-        if tag == 0x3F:  # a channel's attributes: the channel number in 7-bit groups
-            while pos < len(data) and data[pos] & 0x80:
-                pos += 1
-            pos += 1
-        if pos >= len(data) or data[pos] == 0x80:  # no length, or one of indefinite form
-            return
-        size, pos = data[pos], pos + 1
-        if size > 0x80:
-            size, pos = int.from_bytes(data[pos : pos + size - 0x80], "big"), pos + size - 0x80
-        value = data[pos : pos + size]
-        if tag == 0x01 and value:
-            big_endian = value[0] == 0
-        if tag == 0x05 and 0 < len(value) <= 4:
-            channels = int.from_bytes(value, "big" if big_endian else "little")
-            if channels > MAX_CHANNELS:
-                raise RecordError(
-                    name, f"MFER declares {channels:,} channels (at most {MAX_CHANNELS} read)"
-                )
-        pos += size
 
 
 def _read_philips(
