@@ -203,3 +203,26 @@ def test_cli_plot_writes_the_timelines_and_says_where(served_checkpoint, tmp_pat
     assert (
         proc.returncode == 1 and "error: --plot draws a timeline: it needs --every" in proc.stderr
     )
+
+
+@pytest.mark.parametrize("every", [None, 10])
+def test_an_unexpected_error_in_one_file_fails_that_file_alone(
+    predictor, tmp_path, monkeypatch, every
+):
+    """A decoder's bug (any exception, not a RecordError) costs that record, with or without
+    --every, and the records after it are still predicted."""
+    write_wfdb(tmp_path / "odd", long_ecg(20))
+    write_wfdb(tmp_path / "good", long_ecg(20, seed=3))
+    real = ecgcnn.predict.read_recording
+
+    def read(path, *args, **kwargs):
+        if "odd" in str(path):
+            raise ZeroDivisionError("a decoder's bug")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ecgcnn.predict, "read_recording", read)
+    result = predictor.predict_paths([tmp_path / "odd", tmp_path / "good"], every=every, workers=0)
+    assert [(f.record, f.problem) for f in result.failures] == [
+        (str(tmp_path / "odd"), "unexpected error reading it (ZeroDivisionError: a decoder's bug)")
+    ]
+    assert {p.record for p in result.predictions} == {str(tmp_path / "good")}

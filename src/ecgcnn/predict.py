@@ -228,12 +228,8 @@ def _timeline_stream(
     for path in paths:
         try:
             yield from spec.read_timeline(path, every_s)
-        except RecordError as exc:
-            yield Failure(exc.record, exc.problem)
-        except EcgcnnError as exc:
-            yield Failure(str(path), str(exc))
-        except Exception as exc:  # as in _prepare_chunk: one odd file must not stop the rest
-            yield Failure(str(path), f"unexpected error reading it ({type(exc).__name__}: {exc})")
+        except Exception as exc:  # any error: see _failure
+            yield _failure(path, exc)
 
 
 def _prepare_chunk(spec: InputSpec, paths: list[Path]) -> list[Prepared | Failure]:
@@ -242,15 +238,19 @@ def _prepare_chunk(spec: InputSpec, paths: list[Path]) -> list[Prepared | Failur
     for path in paths:
         try:
             out.append(spec.read(path))
-        except RecordError as exc:
-            out.append(Failure(exc.record, exc.problem))
-        except EcgcnnError as exc:
-            out.append(Failure(str(path), str(exc)))
-        except Exception as exc:  # one odd file from the wild must not stop a batch of thousands
-            out.append(
-                Failure(str(path), f"unexpected error reading it ({type(exc).__name__}: {exc})")
-            )
+        except Exception as exc:  # any error: see _failure
+            out.append(_failure(path, exc))
     return out
+
+
+def _failure(path: Path, exc: Exception) -> Failure:
+    """An error reading ``path`` as that record's failure: one odd file from the wild must not stop
+    a batch of thousands, nor the other records of a timeline."""
+    if isinstance(exc, RecordError):
+        return Failure(exc.record, exc.problem)
+    if isinstance(exc, EcgcnnError):
+        return Failure(str(path), str(exc))
+    return Failure(str(path), f"unexpected error reading it ({type(exc).__name__}: {exc})")
 
 
 def usable_cores() -> int:
