@@ -646,6 +646,19 @@ HOSTILE_MFER = {  # name: (body after the head, the error expected); the review'
     # many frames: 24 s and 1.7 GB for 200,000
     "many frames": (_mfer(0x05, b"\x0c") + _frame(12) * 10_001, r"more than 10,000 waveform frames"),
     "many definitions": (b"\x41\x02\x00\x01" * 100_001 + _frame(1), r"more than 100,000 definitions"),
+    # a text encoding ecgdatakit looks up by the file's name for it: punycode decodes a 1 MB note
+    # in 16 s (its time grows with the square of the size); an unknown name costs an import attempt
+    # and stays in Python's codec cache for the life of the process (found by the third review)
+    "punycode text": (_mfer(0x03, b"punycode") + _mfer(0x16, b"-" + b"a" * 1000) + _frame(1),
+                      r"MFER: character set 'punycode' \(MWF_TXC\) is not one of ISO 22077's"),
+    "unknown character sets": (b"".join(_mfer(0x03, b"x%06d" % i) for i in range(100)) + _frame(1),
+                               r"MFER: character set 'x000000' \(MWF_TXC\)"),
+    # ecgdatakit's cost per frame grows with its channels, and with each group of channels that
+    # share a sequence count (a numpy dtype built for each): 27 s for 660 KB of 64-channel frames
+    "wide frames": (_mfer(0x05, b"\x40") + _frame(64) * 3200, r"more than 400,000 channel blocks"),
+    "sequence stairs": (_mfer(0x05, b"\x40")
+                        + b"".join(_mfer(0x3F, _mfer(0x06, bytes([c + 1])), channel=c) for c in range(64))
+                        + _frame(64) * 200, r"more than 400,000 channel blocks"),
     "much padding": (b"\x00" * (1 << 20) + b"\x00" + _frame(1), r"more than 1,048,576 bytes of padding"),
 }  # fmt: skip
 
@@ -681,3 +694,13 @@ def test_mfer_structure_errors_name_the_byte(tmp_path):
         rf"MFER: the definition at byte {at} has an indefinite length and no end",
     )
     one_line_error(tmp_path / "length.mwf", rf"MFER: the length at byte {at + 1} takes 5 bytes")
+
+
+def test_mfer_character_sets_of_the_standard_read(tmp_path):
+    good = write_mfer(tmp_path / "good.mwf", ecg(seed=26)).read_bytes()
+    at = good.index(b"\x01\x01\x00")  # ahead of the byte order
+    for name in (b"ASCII", b"ISO 8859-1", b"ISO-8859-15", b"JIS X 0208", b"UTF-8", b"utf-16le"):
+        path = tmp_path / "text.mwf"
+        path.write_bytes(good[:at] + _mfer(0x03, name) + _mfer(0x16, "Ω note".encode()) + good[at:])
+        rec = read_recording(path)
+        assert rec.signal.shape == (10 * FS, 12), name

@@ -123,6 +123,8 @@ def test_errors_name_at_most_a_few_of_a_file_s_many_channels():
     with pytest.raises(RecordError, match="appear more than once") as err:
         conform(np.zeros((10, 500)), 500, ["I"] * 500, "dup")
     assert len(str(err.value)) < 400
+    wide = conform(np.ones((10, 60)), 500, [*LEADS, *names[:48]], "wide")
+    assert wide.warnings == ("ignored channel(s) " + ", ".join(names[:16]) + " and 32 more",)
 
 
 def test_missing_lead_is_an_error_unless_zero_filling_is_allowed(tmp_path):

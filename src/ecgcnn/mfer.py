@@ -9,10 +9,11 @@ ended by two zero bytes.
 
 ecgdatakit's decoder costs what a file declares rather than what it holds: a 670-byte file of
 tiny frames that each declare a 1 MiB sequence took 2.75 GB, channel counts or deep nesting
-where a short look does not reach took tens of seconds. :func:`check_mfer` walks every definition
-once, in the order ecgdatakit reads them, keeping the state that decides a frame's size (byte
-order, channel count, block length, sequences, data type, for the file and for each channel),
-and refuses such a file before it is decoded. Every problem is a one-line
+where a short look does not reach took tens of seconds, a note in a character set named
+"punycode" minutes. :func:`check_mfer` walks every definition once, in the order ecgdatakit reads
+them, keeping the state that decides a frame's size (byte order, channel count, block length,
+sequences, data type, for the file and for each channel), and refuses such a file before it is
+decoded. Every problem is a one-line
 :class:`~ecgcnn.errors.RecordError` naming the file.
 """
 
@@ -44,13 +45,24 @@ MAX_DEPTH = 8  # groups (MWF_SET) and channel attributes (MWF_ATT) nested within
 MAX_FRAMES = 10_000
 MAX_DEFINITIONS = 100_000
 MAX_PADDING = 1 << 20  # bytes of zero padding between definitions
+# ecgdatakit's work on a frame grows with its channels, and again with the channels of each group
+# that shares a sequence count (a numpy record type is built for each group): a "channel block" is
+# one channel of one frame, or of one such group. 12 leads in a day of 10 s frames make 207,360.
+MAX_CHANNEL_BLOCKS = 400_000
 # A sequence the data ends inside is decoded in full (NaN where samples are missing): over all
 # frames, at most this many samples more than the waveform data holds bytes.
 MAX_MISSING_SAMPLES = 1 << 20
 
-_BLE, _BLK, _CHN, _SEQ, _DTP, _WAV, _ATT, _SET, _END = (
-    0x01, 0x04, 0x05, 0x06, 0x0A, 0x1E, 0x3F, 0x67, 0x80,
+_BLE, _TXC, _BLK, _CHN, _SEQ, _DTP, _WAV, _ATT, _SET, _END = (
+    0x01, 0x03, 0x04, 0x05, 0x06, 0x0A, 0x1E, 0x3F, 0x67, 0x80,
 )  # fmt: skip
+# Character sets (MWF_TXC) ISO 22077-1 names (Table 5-34), as prefixes of the name with spaces,
+# hyphens and underscores left out, and a few that Python decodes in linear time. ecgdatakit looks
+# up any other name with codecs.lookup: punycode decodes in quadratic time, and an unknown name
+# costs an import attempt and stays in Python's codec cache for the life of the process.
+CHARSETS = ("ascii", "ansix3.4", "iso646", "iso8859", "isoir100", "jisx0201", "jisx0208",
+            "jisx0212", "rfc1468", "iso2022", "utf8", "unicode", "utf16", "utf32", "latin1",
+            "shiftjis", "cp932", "eucjp", "cp1252", "windows1252")  # fmt: skip
 _ITEMSIZE = {0: 2, 1: 2, 2: 4, 3: 1, 4: 2, 5: 1, 6: 4, 7: 4, 8: 8}  # MWF_DTP codes (Table 5-6)
 
 
@@ -89,9 +101,10 @@ def read_mfer(
 def check_mfer(data: bytes, name: str) -> None:
     """Refuse an MFER file whose decoding would cost far more than its size: more than
     ``MAX_CHANNELS`` channels, definitions nested deeper than ``MAX_DEPTH``, more than
-    ``MAX_FRAMES`` frames, ``MAX_DEFINITIONS`` definitions or ``MAX_PADDING`` bytes of padding,
-    frames declaring over ``MAX_MISSING_SAMPLES`` samples more than they hold, and definitions
-    that run past their end. Linear in the number of definitions (and so bounded by the limits):
+    ``MAX_FRAMES`` frames, ``MAX_CHANNEL_BLOCKS`` channel blocks, ``MAX_DEFINITIONS`` definitions
+    or ``MAX_PADDING`` bytes of padding, frames declaring over ``MAX_MISSING_SAMPLES`` samples
+    more than they hold, a character set not in ``CHARSETS``, and definitions that run past their
+    end. Linear in the number of definitions (and so bounded by the limits):
     waveform data is skipped, not read."""
     _Walk(data, name).run()
 
@@ -107,6 +120,7 @@ class _Walk:
     parent: dict[str, int] = field(default_factory=dict)  # blk, seq, dtp for every channel
     child: dict[int, dict[str, int]] = field(default_factory=dict)  # and for one (MWF_ATT)
     frames: int = 0
+    channel_blocks: int = 0
     definitions: int = 0
     padding: int = 0
     samples: int = 0  # decoded by ecgdatakit, over all frames
@@ -182,7 +196,7 @@ class _Walk:
                     self._walk(pos, value_end, depth=depth + 1, channel=inside, opened=None,
                                live=True)  # fmt: skip
                 pos = value_end
-            if kept and tag in (_BLE, _CHN, _BLK, _SEQ, _DTP):
+            if kept and tag in (_BLE, _TXC, _CHN, _BLK, _SEQ, _DTP):
                 self._define(tag, data[value_start:value_end], channel)
             elif kept and tag == _WAV:
                 self._frame(value_end - value_start, at)
@@ -210,6 +224,14 @@ class _Walk:
         order = "big" if self.big_endian else "little"
         if tag == _BLE:
             self.big_endian = not value or value[0] != 1
+        elif tag == _TXC:
+            text = value.decode("ascii", errors="replace").strip("\x00 ")
+            key = "".join(c for c in text.lower() if c not in " -_")
+            if not key.startswith(CHARSETS):
+                raise self._error(
+                    f"MFER: character set {text[:40]!r} (MWF_TXC) is not one of ISO 22077's "
+                    "(ASCII, ISO 8859, JIS X 0201/0208/0212, ISO 2022, UTF-8...)"
+                )
         elif tag == _CHN and channel is None and 0 < len(value) <= 4:
             self.channels = int.from_bytes(value, order)
             if self.channels == 0:
@@ -254,12 +276,14 @@ class _Walk:
         fallback = -(-size // per_seq)
         seqs = [fallback if s is None else s for s in declared]
         order = sorted(range(self.channels), key=seqs.__getitem__)
+        self.channel_blocks += self.channels
         record = per_seq
         samples = sum(blks)
         start = used = k = 0
         while k < len(order):  # channels leave as their sequences run out (MWF_SEQ per channel)
             stop = seqs[order[k]]
             if stop > start:
+                self.channel_blocks += len(order) - k  # the channels still active
                 if record > size + (1 << 20):
                     return  # ecgdatakit refuses the frame before decoding it
                 count = min(stop - start, -(-(size - used) // record))
@@ -271,6 +295,11 @@ class _Walk:
                 c = order[k]
                 record, samples, k = record - blks[c] * sizes[c], samples - blks[c], k + 1
         self.waveform_bytes += size
+        if self.channel_blocks > MAX_CHANNEL_BLOCKS:
+            raise self._error(
+                f"MFER: more than {MAX_CHANNEL_BLOCKS:,} channel blocks over its frames "
+                f"(frame {self.frames} at byte {at} has {self.channels} channels)"
+            )
         if self.samples > self.waveform_bytes + MAX_MISSING_SAMPLES:
             raise self._error(
                 f"MFER frames declare {self.samples:,} samples for {self.waveform_bytes:,} "

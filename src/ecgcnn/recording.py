@@ -262,7 +262,7 @@ def conform(
         raise RecordError(name, f"none of the leads {', '.join(names)} is a standard 12-lead name")
     ignored = [n for n, c in zip(names, canon, strict=True) if c is None or c not in wanted]
     if ignored:
-        warn.append(f"ignored channel(s) {', '.join(ignored)}")
+        warn.append(f"ignored channel(s) {_some(ignored)}")
     out = np.zeros((arr.shape[0], len(leads)), dtype=np.float32)
     with np.errstate(over="ignore"):  # beyond float32: inf, which validate() reports
         for j, c in enumerate(wanted):
