@@ -115,6 +115,14 @@ def cases(quick: bool) -> dict[str, bytes]:
         frame = tlv(0x1E, np.zeros(12, ">i2").tobytes())
         out["200,000 one-sample 12-lead frames"] = head(12) + frame * 200_000 + b"\x80\x00"
         out["8 MiB of events"] = head() + b"\x41\x02\x00\x01" * (2 << 20) + tlv(0x1E, bytes(1000))
+        out["a 1 MB note in the character set 'punycode'"] = (
+            head() + tlv(0x03, b"punycode") + tlv(0x16, b"-" + b"a" * 1_000_000)
+            + tlv(0x1E, bytes(1000)) + b"\x80\x00"
+        )  # fmt: skip
+        stairs = b"".join(tlv(0x3F, tlv(0x06, bytes([c + 1])), channel=c) for c in range(64))
+        out["64 channels, each its own sequence count, 10,000 frames"] = (
+            head(1) + tlv(0x05, b"\x40") + stairs + tlv(0x1E, bytes(64)) * 10_000 + b"\x80\x00"
+        )
         out["12-lead ECG, 1 hour in 10 s frames"] = ecg_frames(3600, 10)
     return out
 
