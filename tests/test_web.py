@@ -313,3 +313,30 @@ def test_a_device_dicom_upload_is_predicted_and_drawn(live_server, driver, tmp_p
     ecg = drawing(driver)
     assert len(set(ecg["leads"])) == 12 and ecg["traces"] == 12
     assert not js_errors(driver)
+
+
+@pytest.mark.slow
+def test_an_mfer_upload_is_predicted_and_a_hostile_one_refused(live_server, driver, tmp_path):
+    """An MFER file through the page's file input; one that would cost the decoder gigabytes
+    (frames declaring far more than they hold) is refused by the server before decoding."""
+    from selenium.webdriver.common.by import By
+
+    from test_device_formats import EIGHT, HOSTILE_MFER, _hostile_head, ecg, write_mfer
+
+    good = write_mfer(tmp_path / "cart.mwf", ecg(seed=30), EIGHT, block=100)
+    status, answer = post_files(live_server + "/v1/predict", [good], {})
+    assert status == 200, answer
+    open_page(driver, live_server)
+    driver.find_element(By.ID, "file-input").send_keys(str(good))
+    assert wait_for(driver, "done", "error") == "done", error_text(driver)
+    assert_matches(shown_probabilities(driver), answer)
+    assert drawing(driver)["traces"] == 12
+
+    hostile = tmp_path / "hostile.mwf"
+    hostile.write_bytes(_hostile_head() + HOSTILE_MFER["tiny frames"][0] + b"\x80\x00")
+    status, answer = post_files(live_server + "/v1/predict", [hostile], {})
+    assert status == 422 and "MFER frames declare" in answer["error"]["message"], answer
+    driver.find_element(By.ID, "file-input").send_keys(str(hostile))
+    assert wait_for(driver, "done", "error") == "error"
+    assert driver.find_element(By.ID, "error-message").text == answer["error"]["message"]
+    assert not js_errors(driver, allow="status of 422")

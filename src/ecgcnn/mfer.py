@@ -104,8 +104,8 @@ def check_mfer(data: bytes, name: str) -> None:
     ``MAX_FRAMES`` frames, ``MAX_CHANNEL_BLOCKS`` channel blocks, ``MAX_DEFINITIONS`` definitions
     or ``MAX_PADDING`` bytes of padding, frames declaring over ``MAX_MISSING_SAMPLES`` samples
     more than they hold, a character set not in ``CHARSETS``, and definitions that run past their
-    end. Linear in the number of definitions (and so bounded by the limits):
-    waveform data is skipped, not read."""
+    end. Linear in the number of definitions, and so bounded by the limits: waveform data is
+    skipped, not read."""
     _Walk(data, name).run()
 
 
