@@ -87,6 +87,20 @@ def post_files(url: str, files: list[Path], fields: dict[str, str]) -> tuple[int
     return call(urllib.request.Request(url, data=body, headers={"content-type": ctype}))
 
 
+def upload_through_page(driver, url: str, files: list[Path]) -> dict[str, Any]:
+    """Post ``files`` to the API, then pick them in the page's file input: the page must show the
+    API's probabilities. Returns the API's answer."""
+    from selenium.webdriver.common.by import By
+
+    status, answer = post_files(url + "/v1/predict", files, {})
+    assert status == 200, answer
+    open_page(driver, url)
+    driver.find_element(By.ID, "file-input").send_keys("\n".join(str(f) for f in files))
+    assert wait_for(driver, "done", "error") == "done", error_text(driver)
+    assert_matches(shown_probabilities(driver), answer)
+    return answer
+
+
 # --- in Chromium ---------------------------------------------------------------------------------
 
 
@@ -229,13 +243,7 @@ def test_wfdb_upload_is_predicted(live_server, driver, synthetic_root, tmp_path)
 
     hea = sorted((synthetic_root / "records100").rglob("*.hea"))[0]
     files = [Path(shutil.copy(hea.with_suffix(s), tmp_path)) for s in (".hea", ".dat")]
-    status, answer = post_files(live_server + "/v1/predict", files, {})
-    assert status == 200, answer
-
-    open_page(driver, live_server)
-    driver.find_element(By.ID, "file-input").send_keys("\n".join(str(f) for f in files))
-    assert wait_for(driver, "done", "error") == "done", error_text(driver)
-    assert_matches(shown_probabilities(driver), answer)
+    upload_through_page(driver, live_server, files)
     assert driver.find_element(By.ID, "record-name").text == hea.stem
     ecg = drawing(driver)
     assert len(set(ecg["leads"])) == 12 and ecg["traces"] == 12 and ecg["saliency"] == 13
@@ -301,15 +309,9 @@ def test_onnx_model_shows_the_example_without_saliency(served_checkpoint, driver
 def test_a_device_dicom_upload_is_predicted_and_drawn(live_server, driver, tmp_path):
     """A real recorder's DICOM (pydicom's Mortara sample, 1000 Hz) through the page's file input."""
     from pydicom.data import get_testdata_file
-    from selenium.webdriver.common.by import By
 
     dcm = Path(shutil.copy(get_testdata_file("waveform_ecg.dcm"), tmp_path / "mortara.dcm"))
-    status, answer = post_files(live_server + "/v1/predict", [dcm], {})
-    assert status == 200, answer
-    open_page(driver, live_server)
-    driver.find_element(By.ID, "file-input").send_keys(str(dcm))
-    assert wait_for(driver, "done", "error") == "done", error_text(driver)
-    assert_matches(shown_probabilities(driver), answer)
+    upload_through_page(driver, live_server, [dcm])
     ecg = drawing(driver)
     assert len(set(ecg["leads"])) == 12 and ecg["traces"] == 12
     assert not js_errors(driver)
@@ -324,12 +326,7 @@ def test_an_mfer_upload_is_predicted_and_a_hostile_one_refused(live_server, driv
     from test_device_formats import EIGHT, HOSTILE_MFER, _hostile_head, ecg, write_mfer
 
     good = write_mfer(tmp_path / "cart.mwf", ecg(seed=30), EIGHT, block=100)
-    status, answer = post_files(live_server + "/v1/predict", [good], {})
-    assert status == 200, answer
-    open_page(driver, live_server)
-    driver.find_element(By.ID, "file-input").send_keys(str(good))
-    assert wait_for(driver, "done", "error") == "done", error_text(driver)
-    assert_matches(shown_probabilities(driver), answer)
+    upload_through_page(driver, live_server, [good])
     assert drawing(driver)["traces"] == 12
 
     hostile = tmp_path / "hostile.mwf"
