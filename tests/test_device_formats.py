@@ -237,6 +237,14 @@ def test_scp_12_leads_at_another_rate_read_in_the_file_s_rate(tmp_path):
     assert rec.warnings == ("the file says 250 Hz: --fs 500 ignored",)
 
 
+def test_scp_rate_is_the_file_s_interval_not_rounded(tmp_path):
+    """Section 6 gives the sample interval in microseconds: 3,000 us is 333.3 Hz, not 333."""
+    sig = ecg(seed=2)
+    path = write_scp(tmp_path / "ecg.scp", sig, leads=tuple(SCP_LEAD_CODES), interval_us=3000)
+    rec = read_recording(path)
+    assert rec.fs == pytest.approx(1e6 / 3000) and rec.signal.shape == sig.shape
+
+
 @pytest.mark.parametrize("xli", [True, False])
 def test_philips_xml_reads_the_ecg_without_the_calibration_pulse(tmp_path, xli):
     sig = ecg(seed=3)

@@ -564,7 +564,11 @@ def read_scp(
     if late or len(lengths) > 1:
         what = f"lead {late[0][0]} starts at sample {late[0][1]}" if late else "unequal lengths"
         raise RecordError(name, f"SCP-ECG leads not recorded together ({what}): not a 12-lead ECG")
-    return _physical_leads(record, name, "SCP-ECG")
+    signal, rate, leads, units = _physical_leads(record, name, "SCP-ECG")
+    interval = record.raw_metadata.get("rhythm_sample_interval_us")
+    if interval:  # ecgdatakit rounds the rate: 3,000 us a sample is 333.3 Hz, not 333
+        rate = _rate(1e6 / interval, "SCP-ECG", name)
+    return signal, rate, leads, units
 
 
 def _read_philips(
