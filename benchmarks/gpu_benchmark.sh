@@ -16,6 +16,7 @@
 # Every setting can be overridden from the environment, e.g. a CPU dry run of the script itself:
 #   DEVICE=cpu EPOCHS=1 MODELS=cnn1d@seed,cnn1d TASKS=superdiagnostic DATA=data/synthetic \
 #       VAL_FOLD=9 TEST_FOLD=10 TRAIN_FOLDS=1-8 PYTHON=.venv/bin/python bash benchmarks/gpu_benchmark.sh
+# An ensemble is an entry of its own: MODELS=cnn1d@seed,fcn_wang,fcn_wang-x2 (see `ecgcnn benchmark`).
 set -euo pipefail
 
 DATA=${DATA:-.device-data/ptbxl-dev}
