@@ -320,6 +320,20 @@ def test_physionet_exported_csv_with_a_units_row(tmp_path):
     np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
 
 
+@pytest.mark.parametrize("units_row", [True, False])
+def test_physionet_exported_csv_with_elapsed_clock_time(tmp_path, units_row):
+    """PhysioNet's exports can give 'Elapsed time' as m:ss.mmm (units row 'hh:mm:ss.mmm')."""
+    sig = ecg(fs=500, seed=5)
+    lines = ["'Elapsed time'," + ",".join(f"'{lead}'" for lead in LEADS)]
+    lines += ["'hh:mm:ss.mmm'," + ",".join(["'mV'"] * 12)] if units_row else []
+    lines += [f"'{k // 30000}:{k / 500 % 60:06.3f}'," + ",".join(f"{v:.4f}" for v in row)
+              for k, row in enumerate(sig)]  # fmt: skip
+    (tmp_path / "export.csv").write_text("\n".join(lines) + "\n")
+    rec = read_recording(tmp_path / "export.csv")
+    assert rec.fs == 500 and rec.warnings == ()
+    np.testing.assert_allclose(rec.signal, sig, atol=6e-5)
+
+
 def test_csv_with_decimal_commas(tmp_path):
     sig = ecg(seed=6)
     body = ["; ".join(f"{v:.6f}".replace(".", ",") for v in row) for row in sig]

@@ -673,7 +673,7 @@ def _read_csv(
     rate = None
     if names is not None:
         kinds = [_column_kind(n, units[i] if units else None) for i, n in enumerate(names)]
-        time = next((i for i, k in enumerate(kinds) if isinstance(k, float)), None)
+        time = next((i for i, k in enumerate(kinds) if k not in ("lead", "index")), None)
         if time is not None:
             rate = _rate_from_times(df.iloc[:, time], kinds[time], name)
         keep = [i for i, k in enumerate(kinds) if k == "lead"]
@@ -719,7 +719,7 @@ def _rate_from_times(column: object, unit: float | str, name: str) -> float | No
     import pandas as pd
 
     cells = pd.Series(column, dtype=str)
-    if unit == "clock":
+    if unit == "clock" or (len(cells) and ":" in cells.iloc[0]):  # [h:]m:s, with or without units
 
         def seconds(text: str) -> float:
             value = 0.0
