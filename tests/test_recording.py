@@ -36,13 +36,17 @@ def write_wfdb(path, signal, names=LEADS, fs=100, units="mV", fmt="16"):
     return path
 
 
-def write_cinc_mat(path, signal, names=LEADS, fs=500):
+def write_cinc_mat(path, signal, names=LEADS, fs=500, matlab="4"):
     """A PhysioNet/CinC-challenge record: MATLAB v4 'val' (leads x samples, int16) + a .hea.
 
     The v4 header of a variable named 'val' is 24 bytes, hence the format '16+24' (byte offset).
+    ``matlab`` "5" or "5z" (compressed, as MATLAB's own save writes) re-saves the same 'val' in a
+    later MATLAB format, "4d" as v4 doubles, the header unchanged, as a user's tools do.
     """
     digital = np.round(np.asarray(signal).T * 1000).astype(np.int16)
-    scipy.io.savemat(path.with_suffix(".mat"), {"val": digital}, format="4")
+    val = digital.astype(np.float64) if matlab == "4d" else digital  # a v4 matrix of doubles
+    scipy.io.savemat(path.with_suffix(".mat"), {"val": val}, format=matlab[0],
+                     do_compression=matlab == "5z")  # fmt: skip
     lines = [f"{path.name} {len(names)} {fs} {digital.shape[1]}"]
     lines += [f"{path.name}.mat 16+24 1000/mV 16 0 {digital[i, 0]} 0 0 {lead}"
               for i, lead in enumerate(names)]  # fmt: skip
@@ -168,6 +172,50 @@ def test_cinc_mat_reads_like_the_dat(tmp_path):
     a, b = read_recording(tmp_path / "dat.hea"), read_recording(tmp_path / "mat.mat")
     assert a.fs == b.fs == 500 and b.name == str(tmp_path / "mat")
     np.testing.assert_array_equal(a.signal, b.signal)
+
+
+@pytest.mark.parametrize("matlab", ["5", "5z", "4d"])
+def test_cinc_mat_saved_in_a_later_matlab_format_reads_like_the_v4(tmp_path, matlab):
+    """The header's '16+24' says MATLAB v4; a 'val' re-saved as v5/v7 is read for what it is."""
+    sig = np.round(ecg(fs=500), 3)
+    write_cinc_mat(tmp_path / "v4", sig, fs=500)
+    write_cinc_mat(tmp_path / "later", sig, fs=500, matlab=matlab)
+    assert (tmp_path / "later.mat").read_bytes()[:10] == b"MATLAB 5.0" or matlab == "4d"
+    a, b = read_recording(tmp_path / "v4.mat"), read_recording(tmp_path / "later.mat")
+    assert b.fs == 500 and b.leads == a.leads and b.warnings == a.warnings
+    np.testing.assert_array_equal(a.signal, b.signal)
+    a, b = (read_recording(tmp_path / f"{n}.hea", segment=(2, 4.5)) for n in ("v4", "later"))
+    np.testing.assert_array_equal(a.signal, b.signal)
+    assert b.signal.shape == (1250, 12)
+    sig[100:103, 4] = -32.768  # WFDB's missing value in format 16: NaN from both
+    a, b = (read_recording(write_cinc_mat(tmp_path / n, sig, fs=500, matlab=m))
+            for n, m in (("v4", "4"), ("later", matlab)))  # fmt: skip
+    np.testing.assert_array_equal(a.signal, b.signal)
+    assert np.isnan(b.signal[100:103, 4]).all() and np.isnan(b.signal).sum() == 3
+
+
+def test_cinc_mat_files_that_do_not_hold_the_header_s_val_are_one_line_errors(tmp_path):
+    sig = ecg(fs=500)
+    write_cinc_mat(tmp_path / "r", sig, fs=500, matlab="5")
+    hea = (tmp_path / "r.hea").read_text()
+    scipy.io.savemat(tmp_path / "r.mat", {"ecg": np.zeros((12, 5000), np.int16)})
+    with pytest.raises(RecordError, match=r"r.mat holds no 'val' matrix \(has ecg\)"):
+        read_recording(tmp_path / "r.hea")
+    scipy.io.savemat(tmp_path / "r.mat", {"val": np.zeros((12, 4000), np.int16)})
+    with pytest.raises(
+        RecordError, match="r.mat holds 4000 samples per lead, the header says 5000"
+    ):
+        read_recording(tmp_path / "r.hea")
+    scipy.io.savemat(tmp_path / "r.mat", {"val": np.zeros((8, 5000), np.int16)})
+    with pytest.raises(RecordError, match=r"r.mat holds 8 x 5000 values, the header 12 leads"):
+        read_recording(tmp_path / "r.hea")
+    (tmp_path / "r.mat").write_bytes(b"MATLAB 7.3 MAT-file".ljust(128) + b"\x89HDF\r\n" * 100)
+    with pytest.raises(RecordError, match=r"MATLAB v7.3 \(HDF5\)"):
+        read_recording(tmp_path / "r.hea")
+    (tmp_path / "r.mat").write_bytes(b"MATLAB 5.0 MAT-file".ljust(128) + b"\x00" * 50)
+    with pytest.raises(RecordError, match="r.mat: not a readable MATLAB file"):
+        read_recording(tmp_path / "r.hea")
+    assert hea == (tmp_path / "r.hea").read_text()
 
 
 def test_format_212_and_microvolt_headers(tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgcnn.cinc import later_matlab, read_later_matlab
 from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.holter import ISHNE_SUFFIXES, is_ishne, ishne_length, read_ishne
 from ecgcnn.mfer import MFER_SUFFIXES, is_mfer, read_mfer
@@ -395,7 +396,7 @@ def record_length(path: str | Path, fs: float | None = None) -> tuple[int, float
 
         name = record_name(p)
         header = wfdb.rdheader(name)
-        rate = float(header.fs) if _header_gives_rate(name) else fs
+        rate = float(header.fs) if _gives_rate(_header_lines(name)) else fs
     except Exception:  # any damage: the full read reports it
         return None
     if not header.sig_len or not rate or rate <= 0:
@@ -482,14 +483,19 @@ def _read_wfdb(
     import wfdb
 
     sampfrom, sampto = 0, None
-    has_rate = _header_gives_rate(name)
+    lines = _header_lines(name)
+    has_rate = _gives_rate(lines)
     try:
         if segment is not None:
             header = wfdb.rdheader(name)
             rate = header.fs if has_rate else fs
             if rate is not None and header.sig_len:
                 sampfrom, sampto = segment_samples(*segment, header.sig_len, rate, name)
-        signal, fields = wfdb.rdsamp(name, sampfrom=sampfrom, sampto=sampto)
+        mat = later_matlab(name, lines) if lines else None
+        if mat is None:
+            signal, fields = wfdb.rdsamp(name, sampfrom=sampfrom, sampto=sampto)
+        else:  # a CinC .mat re-saved by MATLAB or scipy: its 'val', not the header's byte offset
+            signal, fields = read_later_matlab(name, mat, sampfrom, sampto)
     except FileNotFoundError as exc:
         missing = Path(exc.filename or name)
         if missing.suffix == ".hea":
@@ -517,14 +523,20 @@ def _read_wfdb(
     return signal, rate, [str(n) for n in fields["sig_name"]], units
 
 
-def _header_gives_rate(name: str) -> bool:
+def _gives_rate(lines: list[list[str]] | None) -> bool:
     """Whether a WFDB header's record line has a sampling-rate field (wfdb fills in 250 if not)."""
+    return lines is None or (len(lines) > 0 and len(lines[0]) >= 3)  # None: wfdb read it
+
+
+def _header_lines(name: str) -> list[list[str]] | None:
+    """A WFDB header's lines, split into fields, comments left out; None if it cannot be read."""
     try:
         with open(f"{name}.hea", encoding="latin-1") as f:
-            line = next(line for line in f if line.strip() and not line.lstrip().startswith("#"))
-    except (OSError, StopIteration):
-        return True  # wfdb read it; nothing more to say
-    return len(line.split()) >= 3
+            return [
+                line.split() for line in f if line.strip() and not line.lstrip().startswith("#")
+            ]
+    except OSError:
+        return None
 
 
 # Bytes per sample of the WFDB storage formats (compressed FLAC formats 508/516/524 excluded).
