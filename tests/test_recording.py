@@ -569,6 +569,42 @@ def test_a_wfdb_segment_reads_only_its_samples(tmp_path):
     np.testing.assert_allclose(npy.signal, sig[2500:], atol=1e-6)
 
 
+def test_find_recordings_follows_linked_folders_once_and_names_upper_case_headers(tmp_path):
+    (tmp_path / "in").mkdir()
+    write_wfdb(tmp_path / "in" / "rec1", ecg())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_wfdb(elsewhere / "rec2", ecg())
+    (tmp_path / "in" / "linked").symlink_to(elsewhere)  # a folder linked in, as archives do
+    (tmp_path / "in" / "loop").symlink_to(tmp_path / "in")  # a cycle: walked once
+    write_wfdb(tmp_path / "in" / "upper", ecg())
+    (tmp_path / "in" / "upper.hea").rename(tmp_path / "in" / "UPPER.HEA")  # copied from FAT media
+    found, errors = find_recordings([tmp_path / "in"])
+    assert found == [tmp_path / "in" / "linked" / "rec2.hea", tmp_path / "in" / "rec1.hea"]
+    assert [str(e) for e in errors] == [
+        f"{tmp_path / 'in' / 'UPPER.HEA'}: WFDB headers are read as NAME.hea, in lower case: "
+        "rename it UPPER.hea"
+    ]
+    with pytest.raises(RecordError, match=r"header UPPER.hea not found \(UPPER.HEA is there: "):
+        read_recording(tmp_path / "in" / "UPPER.HEA")
+
+
+def test_a_multi_segment_record_in_a_folder_is_one_record(tmp_path):
+    sig = ecg(fs=500)
+    for seg in ("rec_0001", "rec_0002"):
+        write_wfdb(tmp_path / seg, sig, fs=500)
+    layout = "".join(f"~ 0 1000/mV 16 0 0 0 0 {lead}\n" for lead in LEADS)
+    (tmp_path / "rec_layout.hea").write_text("rec_layout 12 500 0\n" + layout)
+    (tmp_path / "rec.hea").write_text(
+        "rec/3 12 500 10000\nrec_layout 0\nrec_0001 5000\nrec_0002 5000\n"
+    )
+    assert find_recordings([tmp_path]) == ([tmp_path / "rec.hea"], [])
+    rec = read_recording(tmp_path / "rec.hea")
+    np.testing.assert_allclose(rec.signal, np.concatenate([sig, sig]), atol=6e-4)
+    with pytest.raises(RecordError, match="the header says 0 samples"):
+        read_recording(tmp_path / "rec_layout")  # named on its own: says what it is
+
+
 def test_find_recordings(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     write_wfdb(tmp_path / "a" / "b" / "rec1", ecg())

@@ -11,6 +11,7 @@ unless zero-filling is allowed. Every problem with the input is a one-line
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -485,6 +486,17 @@ def _read_wfdb(
     sampfrom, sampto = 0, None
     lines = _header_lines(name)
     has_rate = _gives_rate(lines)
+    if lines and "/" not in lines[0][0]:  # one segment: its signal lines follow
+        declared = lines[0][1] if len(lines[0]) > 1 else ""
+        if declared.isdigit() and int(declared) > len(lines) - 1:
+            raise RecordError(
+                name, f"the header declares {declared} signals and describes {len(lines) - 1}"
+            )
+        if len(lines[0]) > 3 and lines[0][3] == "0":
+            raise RecordError(
+                name, "the header says 0 samples (a multi-segment record's layout header? "
+                "read the record by its own name)"
+            )  # fmt: skip
     try:
         if segment is not None:
             header = wfdb.rdheader(name)
@@ -499,7 +511,11 @@ def _read_wfdb(
     except FileNotFoundError as exc:
         missing = Path(exc.filename or name)
         if missing.suffix == ".hea":
-            raise RecordError(name, f"header {missing.name} not found") from None
+            there = [
+                f.name for f in missing.parent.glob("*") if f.name.lower() == missing.name.lower()
+            ]
+            hint = f" ({there[0]} is there: wfdb reads NAME.hea in lower case)" if there else ""
+            raise RecordError(name, f"header {missing.name} not found{hint}") from None
         raise RecordError(
             name, f"signal file {missing.name} named in the header not found"
         ) from None
@@ -780,9 +796,14 @@ def find_recordings(
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            files = [h for h in p.rglob("*") if h.is_file()]  # one walk of the tree
+            files = _walk(p)
+            upper = [h for h in files if h.suffix.lower() == ".hea" and h.suffix != ".hea"]
+            errors.extend(RecordError(str(h), "WFDB headers are read as NAME.hea, in lower case: "
+                                      f"rename it {h.stem}.hea") for h in upper)  # fmt: skip
             hits = sorted(h for h in files if _is_recording(h, arrays))
-            if not hits:
+            segments = {s for h in hits if h.suffix == ".hea" for s in _segments(h)}
+            hits = [h for h in hits if h not in segments]  # read through their record's header
+            if not hits and not upper:
                 kinds = ".hea, .edf, DICOM, ECG .xml, .scp, .mwf, ISHNE .ecg"
                 kinds += ", .npy, .csv" if arrays else ""
                 problem = f"no recordings ({kinds}) in this directory"
@@ -803,6 +824,36 @@ def find_recordings(
             seen.add(key)
             unique.append(p)
     return unique, errors
+
+
+def _walk(top: Path) -> list[Path]:
+    """Every file under ``top``, in folders linked in too, each real folder once (no cycles)."""
+    files: list[Path] = []
+    seen: set[str] = set()
+    for root, dirs, names in os.walk(top, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        files.extend(p for p in (Path(root, n) for n in names) if p.is_file())
+    return files
+
+
+def _segments(header: Path) -> list[Path]:
+    """The headers of the segments a multi-segment record's header names (none for a record of
+    one segment: only its first line is read)."""
+    try:
+        with open(header, encoding="latin-1") as f:
+            first = next(
+                (line.split() for line in f if line.strip() and line.lstrip()[0] != "#"), []
+            )
+            if not first or "/" not in first[0]:
+                return []
+            names = [line.split()[0] for line in f if line.strip() and line.lstrip()[0] != "#"]
+    except OSError:
+        return []
+    return [header.with_name(f"{n}.hea") for n in names if n != "~"]
 
 
 def _is_recording(path: Path, arrays: bool) -> bool:
