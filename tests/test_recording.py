@@ -54,15 +54,19 @@ def write_cinc_mat(path, signal, names=LEADS, fs=500, matlab="4"):
     return path
 
 
-def write_edf(path, signal, names=LEADS, fs=100, unit="mV"):
-    """A minimal EDF file (one-second data records, 16-bit, 1 µV per step in mV)."""
+def write_edf(path, signal, names=LEADS, fs=100, unit="mV", extra=()):
+    """A minimal EDF file (one-second data records, 16-bit, 1 µV per step in mV); ``extra``:
+    (label, samples per second) channels of zeros after the leads (pacing, respiration)."""
 
     def field(value, width):
         return str(value).ljust(width)[:width].encode("ascii")
 
-    n_sig, n_rec = len(names), signal.shape[0] // fs
+    n_rec = signal.shape[0] // fs
     scale = 1000.0 if unit == "mV" else 1.0
     digital = np.round(signal[: n_rec * fs] * scale).astype("<i2")
+    channels = [(n, fs, digital[:, i]) for i, n in enumerate(names)]
+    channels += [(label, rate, np.zeros(n_rec * rate, "<i2")) for label, rate in extra]
+    n_sig = len(channels)
     phys_max = 32767 / scale
     header = b"".join([
         field("0", 8), field("X X X X", 80), field("Startdate 01-JAN-2020 X X X", 80),
@@ -70,13 +74,15 @@ def write_edf(path, signal, names=LEADS, fs=100, unit="mV"):
         field(n_rec, 8), field(1, 8), field(n_sig, 4),
     ])  # fmt: skip
     per_signal = [
-        [field(n, 16) for n in names], [field("AgAgCl", 80)] * n_sig, [field(unit, 8)] * n_sig,
+        [field(c[0], 16) for c in channels], [field("AgAgCl", 80)] * n_sig, [field(unit, 8)] * n_sig,
         [field(f"{-phys_max - 1 / scale:.3f}", 8)] * n_sig, [field(f"{phys_max:.3f}", 8)] * n_sig,
         [field(-32768, 8)] * n_sig, [field(32767, 8)] * n_sig, [field("", 80)] * n_sig,
-        [field(fs, 8)] * n_sig, [field("", 32)] * n_sig,
+        [field(c[1], 8) for c in channels], [field("", 32)] * n_sig,
     ]  # fmt: skip
     header += b"".join(b"".join(block) for block in per_signal)
-    body = digital.reshape(n_rec, fs, n_sig).transpose(0, 2, 1).tobytes()
+    body = b"".join(
+        c[2][k * c[1] : (k + 1) * c[1]].tobytes() for k in range(n_rec) for c in channels
+    )
     path.write_bytes(header + body)
     return path
 
@@ -226,6 +232,33 @@ def test_format_212_and_microvolt_headers(tmp_path):
     rec = read_recording(tmp_path / "uv")
     np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
     np.testing.assert_allclose(read_record(tmp_path / "uv")[0], rec.signal)  # same unit handling
+
+
+@pytest.mark.parametrize("rate", [200, 25])
+def test_edf_leads_beside_a_channel_at_another_rate(tmp_path, rate):
+    """A pacing channel sampled faster (or respiration slower) than the leads is ignored, said."""
+    sig = ecg()
+    rec = read_recording(write_edf(tmp_path / "rec.edf", sig, extra=[("Pace", rate)]))
+    assert rec.fs == 100 and rec.signal.shape == (1000, 12)
+    np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
+    assert rec.warnings == (f"ignored channel(s) Pace (sampled at {rate} Hz, the leads at 100 Hz)",)
+
+
+def test_wfdb_leads_of_adc_gain_0_are_uncalibrated_and_said_so(tmp_path):
+    sig = np.round(ecg(), 3)
+    write_wfdb(tmp_path / "r", sig)
+    hea = tmp_path / "r.hea"
+    lines = hea.read_text().splitlines()
+    for i in (1, 2):  # WFDB: a gain of 0 means uncalibrated (wfdb then reads 200 units per mV)
+        parts = lines[i].split()
+        parts[2] = "0/mV"
+        lines[i] = " ".join(parts)
+    hea.write_text("\n".join(lines) + "\n")
+    rec = read_recording(tmp_path / "r")
+    assert rec.warnings == (
+        "lead(s) I, II uncalibrated (ADC gain 0 in the header): read at 200 units per mV, "
+        "wfdb's default",
+    )
 
 
 def test_edf(tmp_path):

@@ -447,7 +447,7 @@ def read_recording(
                 "a .mat recording needs its WFDB header (.hea), as in the PhysioNet/CinC releases",
             )
         signal, rate, names, file_units = (
-            _read_wfdb(name, segment, fs) if kind == "wfdb" else _read_edf(p, name)
+            _read_wfdb(name, segment, fs, warn) if kind == "wfdb" else _read_edf(p, name, warn)
         )  # fmt: skip
     where = {"wfdb": "the header", "edf": "the header", "csv": "the time column",
              "dicom": "the file", "xml": "the file", "scp": "the file", "mfer": "the file",
@@ -476,10 +476,12 @@ def _read_wfdb(
     name: str,
     segment: tuple[float | None, float | None] | None = None,
     fs: float | None = None,
+    warn: list[str] | None = None,
 ) -> tuple[np.ndarray, float | None, list[str], list[str]]:
     """Signal (samples, channels), rate (None when the header gives none), names, units.
 
-    With ``segment``, only its samples are read (at the header's rate, else ``fs``).
+    With ``segment``, only its samples are read (at the header's rate, else ``fs``). Leads the
+    header leaves uncalibrated (gain 0) are said in ``warn``.
     """
     import wfdb
 
@@ -497,6 +499,11 @@ def _read_wfdb(
                 name, "the header says 0 samples (a multi-segment record's layout header? "
                 "read the record by its own name)"
             )  # fmt: skip
+        uncalibrated = [parts[8] if len(parts) > 8 else f"signal {i}"
+                        for i, parts in enumerate(lines[1:], 1) if _gain(parts) == 0]  # fmt: skip
+        if uncalibrated and warn is not None:
+            warn.append(f"lead(s) {_some(uncalibrated)} uncalibrated (ADC gain 0 in the header): "
+                        "read at 200 units per mV, wfdb's default")  # fmt: skip
     try:
         if segment is not None:
             header = wfdb.rdheader(name)
@@ -537,6 +544,12 @@ def _read_wfdb(
         i, j = segment_samples(*segment, signal.shape[0], float(rate or fs), name)  # type: ignore[arg-type]
         signal = signal[i:j]
     return signal, rate, [str(n) for n in fields["sig_name"]], units
+
+
+def _gain(parts: list[str]) -> float | None:
+    """The ADC gain of a WFDB signal line (split), None when it gives none."""
+    found = re.match(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", parts[2]) if len(parts) > 2 else None
+    return float(found.group()) if found else None
 
 
 def _gives_rate(lines: list[list[str]] | None) -> bool:
@@ -593,8 +606,11 @@ _EDF_FIELDS = (("label", 16), ("transducer", 80), ("unit", 8), ("phys_min", 8), 
                ("dig_min", 8), ("dig_max", 8), ("prefilter", 80), ("samples", 8), ("reserved", 32))  # fmt: skip
 
 
-def _read_edf(path: Path, name: str) -> tuple[np.ndarray, float, list[str], list[str]]:
-    """EDF / EDF+C, 16-bit: the ECG channels (those at the highest rate; annotations are skipped).
+def _read_edf(
+    path: Path, name: str, warn: list[str] | None = None
+) -> tuple[np.ndarray, float, list[str], list[str]]:
+    """EDF / EDF+C, 16-bit: the channels at the rate of the ECG leads (the highest rate of those
+    named as leads, else of all; annotations are skipped, others said in ``warn``).
 
     Read here rather than with wfdb's EDF reader, whose baseline is one step off for some
     physical ranges (e.g. a gain of exactly 1 per µV).
@@ -635,8 +651,14 @@ def _read_edf(path: Path, name: str) -> tuple[np.ndarray, float, list[str], list
     is_ecg = np.array([label != "EDF Annotations" for label in fields["label"]])
     if not is_ecg.any():
         raise RecordError(name, "the EDF file holds no signals")
-    rate = samples[is_ecg].max()
+    is_lead = is_ecg & np.array([canonical_lead(label) is not None for label in fields["label"]])
+    rate = samples[is_lead if is_lead.any() else is_ecg].max()
     keep = np.flatnonzero(is_ecg & (samples == rate))
+    other = np.flatnonzero(is_ecg & (samples != rate))
+    if len(other) and warn is not None:
+        rates = ", ".join(f"{r / duration:g}" for r in sorted(set(samples[other]), reverse=True))
+        warn.append(f"ignored channel(s) {_some([fields['label'][i] for i in other])} "
+                    f"(sampled at {rates} Hz, the leads at {rate / duration:g} Hz)")  # fmt: skip
     offsets = np.concatenate([[0], np.cumsum(samples)])
     phys_min, phys_max, dig_min, dig_max = (lim[keep] for lim in limits)
     digital = np.stack([data[:, offsets[i] : offsets[i + 1]].reshape(-1) for i in keep], axis=1)
