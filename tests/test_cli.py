@@ -71,6 +71,25 @@ def test_evaluate_checkpoint_on_a_strat_fold(run_dir, synthetic_root, tmp_path):
     assert (tmp_path / "ev" / "predictions_fold9.npz").is_file()
 
 
+def test_evaluate_checkpoint_on_a_root_without_its_rate_s_records(
+    run_dir, synthetic_copy, ecgcnn_here
+):
+    (synthetic_copy / "records100").rename(synthetic_copy / "records500")
+    assert_one_line_error(
+        ecgcnn_here(
+            "evaluate",
+            "--checkpoint",
+            run_dir / "fold_0" / "checkpoint.pt",
+            "--data-root",
+            synthetic_copy,
+            "--out",
+            synthetic_copy / "ev",
+        ),  # fmt: skip
+        "no records100/ folder for this checkpoint's 100 Hz; it has records500/, for a checkpoint "
+        "trained with --fs 500",
+    )
+
+
 def test_only_fold_and_cv_summary(ecgcnn_here, synthetic_root, tmp_path):
     for k in (0, 1):
         proc = ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "r", "--folds", 2,

@@ -115,8 +115,9 @@ def load_signals(
     return signals
 
 
-def check_rate_folder(db: Database, fs: int) -> None:
-    """Refuse a root without the folder its records at ``fs`` live in (records100/ or records500/)."""
+def check_rate_folder(db: Database, fs: int, checkpoint: bool = False) -> None:
+    """Refuse a root without the folder its records at ``fs`` live in (records100/ or records500/);
+    ``checkpoint``: ``fs`` is a checkpoint's rate, which no flag changes."""
     column = "filename_lr" if fs == 100 else "filename_hr"
     blank = db.records[column].isna() | (db.records[column].astype(str).str.strip() == "")
     if blank.any():
@@ -128,12 +129,12 @@ def check_rate_folder(db: Database, fs: int) -> None:
     if not tops or any((db.root / top).is_dir() for top in tops):
         return
     other = {100: 500, 500: 100}[fs]
-    hint = (
-        f"; it has records{other}/: use --fs {other}"
-        if (db.root / f"records{other}").is_dir()
-        else ""
-    )
-    raise EcgcnnError(f"{db.root} has no {'/, '.join(sorted(tops))}/ folder for --fs {fs}{hint}")
+    hint = ""
+    if (db.root / f"records{other}").is_dir():
+        hint = (f"; it has records{other}/, for a checkpoint trained with --fs {other}" if checkpoint
+                else f"; it has records{other}/: use --fs {other}")  # fmt: skip
+    what = f"this checkpoint's {fs} Hz" if checkpoint else f"--fs {fs}"
+    raise EcgcnnError(f"{db.root} has no {'/, '.join(sorted(tops))}/ folder for {what}{hint}")
 
 
 def _open_cache(npy: Path, manifest_path: Path, fp: str) -> Signals | None:

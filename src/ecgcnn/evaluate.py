@@ -195,7 +195,7 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score a checkpoint on a PTB-XL root (one strat_fold, or every record), matching labels by name."""
-    from ecgcnn.cache import load_signals
+    from ecgcnn.cache import check_rate_folder, load_signals
     from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
     from ecgcnn.labels import make_labels
     from ecgcnn.records import load_database, require_strat_folds
@@ -213,6 +213,7 @@ def evaluate_checkpoint(
                 f"strat_fold {test_fold} holds no records in {data_root}; it has {present}"
             )
     warn_if_trained_on(payload.get("config") or {}, test_fold, checkpoint)
+    check_rate_folder(db, payload["fs"], checkpoint=True)
     signals = load_signals(db, payload["fs"], cache_dir, skip_missing, progress)
     ids = labels.ecg_ids[np.isin(labels.ecg_ids, signals.ecg_ids)]
     if test_fold is not None:
