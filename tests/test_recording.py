@@ -486,7 +486,8 @@ def test_nan_inf_and_flat_leads(tmp_path):
     flat[:, 9] = 0.3
     for name, arr, pattern in (("nan", nan, "3 NaN or infinite sample(s) (first in lead V2)"),
                                ("inf", inf, "1 NaN or infinite sample(s) (first in lead I)"),
-                               ("flat", flat, "flat lead(s) V4")):  # fmt: skip
+                               ("flat", flat, "flat lead(s) V4 (peak to peak under 5 µV): disconnected electrode? "
+                                "(--allow-missing-leads fills flat leads with zeros)")):  # fmt: skip
         np.save(tmp_path / f"{name}.npy", arr)
         with pytest.raises(RecordError) as exc:
             read_recording(tmp_path / f"{name}.npy", fs=100).validate()

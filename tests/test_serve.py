@@ -135,6 +135,10 @@ def test_missing_leads_are_filled_only_when_allowed(client, body):
     assert "missing lead(s) V5, V6" in r.json()["error"]["message"]
     r = client.post("/v1/predict", json={**ten, "allow_missing_leads": True})
     assert r.status_code == 200 and r.json()["filled_leads"] == ["V5", "V6"]
+    flat = {**body, "signal": [*body["signal"][:11], [0.2] * len(body["signal"][11])]}
+    message = client.post("/v1/predict", json=flat).json()["error"]["message"]
+    assert "flat lead(s) V6" in message and "(allow_missing_leads fills flat leads" in message
+    assert "--" not in message
 
 
 def test_explanation_is_the_top_class_saliency(client, body):

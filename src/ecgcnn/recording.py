@@ -148,7 +148,7 @@ class Recording:
             raise RecordError(
                 self.name,
                 f"flat lead(s) {', '.join(flat)} (peak to peak under {FLAT_MV * 1000:g} µV): "
-                "disconnected electrode?",
+                "disconnected electrode? (--allow-missing-leads fills flat leads with zeros)",
             )
         return self
 

@@ -709,6 +709,7 @@ CLI_TO_API = {
     "(--fs HZ)": "(form field fs, Hz)",
     "(--allow-missing-leads fills missing leads with zeros)": "(allow_missing_leads fills them "
     "with zeros)",
+    "--allow-missing-leads ": "allow_missing_leads ",
     "--fs ": "fs ",
     "--units ": "units ",
 }
