@@ -261,6 +261,25 @@ def test_wfdb_leads_of_adc_gain_0_are_uncalibrated_and_said_so(tmp_path):
     )
 
 
+def test_wfdb_header_without_lead_names_says_so(tmp_path):
+    write_wfdb(tmp_path / "r", ecg())
+    hea = tmp_path / "r.hea"
+    lines = hea.read_text().splitlines()
+    hea.write_text(
+        "\n".join([lines[0], *(" ".join(line.split()[:2]) for line in lines[1:])]) + "\n"
+    )
+    with pytest.raises(RecordError, match=r"r: the header names no leads \(the description at"):
+        read_recording(tmp_path / "r")
+
+
+def test_wfdb_record_of_a_non_ascii_name_says_why_its_signal_file_is_not_found(tmp_path):
+    write_wfdb(tmp_path / "réc_ü", ecg())  # wfdb's header parser drops the accented letters
+    with pytest.raises(
+        RecordError, match=r"not found \(wfdb reads the header's file names in ASCII"
+    ):
+        read_recording(tmp_path / "réc_ü")
+
+
 def test_edf(tmp_path):
     sig = ecg()
     rec = read_recording(write_edf(tmp_path / "rec.edf", sig))

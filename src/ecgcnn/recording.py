@@ -523,8 +523,10 @@ def _read_wfdb(
             ]
             hint = f" ({there[0]} is there: wfdb reads NAME.hea in lower case)" if there else ""
             raise RecordError(name, f"header {missing.name} not found{hint}") from None
+        ascii_only = "" if all(p[0].isascii() for p in lines or []) else (
+            " (wfdb reads the header's file names in ASCII only: rename the record's files)")  # fmt: skip
         raise RecordError(
-            name, f"signal file {missing.name} named in the header not found"
+            name, f"signal file {missing.name} named in the header not found{ascii_only}"
         ) from None
     except RecordError:
         raise
@@ -543,7 +545,12 @@ def _read_wfdb(
     if segment is not None and sampto is None and (rate or fs):  # a header without a length
         i, j = segment_samples(*segment, signal.shape[0], float(rate or fs), name)  # type: ignore[arg-type]
         signal = signal[i:j]
-    return signal, rate, [str(n) for n in fields["sig_name"]], units
+    names = [f"signal {i}" if n is None else str(n) for i, n in enumerate(fields["sig_name"], 1)]
+    if all(n is None for n in fields["sig_name"]):
+        raise RecordError(
+            name, "the header names no leads (the description at the end of each signal line)"
+        )
+    return signal, rate, names, units
 
 
 def _gain(parts: list[str]) -> float | None:
