@@ -120,6 +120,47 @@ def test_prediction_result(predictor):
     assert p.to_dict()["probabilities"] == p.probabilities
 
 
+def test_an_offset_is_said_and_removed_on_request(predictor, tmp_path):
+    """Device exports are often not centred; the model learnt PTB-XL's centred leads."""
+    sig = ecg(seed=9)
+    centred = sig - np.median(sig, axis=0)
+    shifted = centred + np.linspace(-1.5, 1.5, 12)  # each lead its own offset, up to 1.5 mV
+    kept = predictor.predict(shifted, fs=100)
+    assert kept.warnings == ["lead(s) I, II, V5, V6 more than 1 mV off zero (median): the "
+                             "model learnt centred leads (--baseline median removes an offset)"]  # fmt: skip
+    base = probs(predictor.predict(centred, fs=100))
+    assert np.abs(probs(kept) - base).max() > 1e-3  # the offset changes the prediction
+    median = predictor.predict(shifted, fs=100, baseline="median")
+    np.testing.assert_allclose(probs(median), base, atol=1e-5)
+    assert median.warnings == []
+    high = predictor.predict(shifted, fs=100, baseline="highpass")
+    np.testing.assert_allclose(
+        probs(high), probs(predictor.predict(centred, fs=100, baseline="highpass")), atol=1e-5
+    )
+    np.save(tmp_path / "shifted.npy", shifted)
+    batch = predictor.predict_paths([tmp_path / "shifted.npy"], fs=100, baseline="median")
+    np.testing.assert_allclose(probs(batch.predictions[0]), base, atol=1e-5)
+    with pytest.raises(
+        EcgcnnError, match="--baseline 'mean': expected one of keep, median, highpass"
+    ):
+        predictor.predict(sig, fs=100, baseline="mean")
+
+
+def test_remove_baseline_takes_offset_and_drift_and_keeps_the_ecg():
+    from ecgcnn.recording import remove_baseline
+
+    fs, t = 500, np.arange(5000)[:, None] / 500
+    ecg_like = 0.5 * np.sin(2 * np.pi * 8 * t)  # the band a classifier reads (QRS, T)
+    drift = 0.8 * np.sin(2 * np.pi * 0.1 * t) + np.array([1.0, -2.0])  # breathing, offsets
+    x = (ecg_like + drift).astype(np.float32)
+    median = remove_baseline(x, fs, "median")
+    assert median.dtype == np.float32 and np.abs(np.median(median, axis=0)).max() < 1e-6
+    high = remove_baseline(x, fs, "highpass")
+    error = np.abs(high - ecg_like)
+    assert high.dtype == np.float32 and error.max() < 0.08 and error[500:-500].max() < 0.01
+    assert remove_baseline(x, fs, "keep") is x
+
+
 # --- windows, segments, thresholds ----------------------------------------------------------------
 
 

@@ -247,6 +247,31 @@ def test_csv_upload_needs_its_rate(client, body, tmp_path):
     assert r.status_code == 422 and r.json()["error"]["field"] == "fs"
 
 
+def test_an_offset_is_said_and_removed_on_request_by_json_and_upload(
+    client, predictor, body, tmp_path
+):
+    signal = np.array(body["signal"])
+    shifted = (signal - np.median(signal, axis=1, keepdims=True) + 1.5).tolist()
+    kept = client.post("/v1/predict", json={**body, "signal": shifted}).json()
+    assert any("more than 1 mV off zero" in w and "baseline median" in w for w in kept["warnings"])
+    assert not any("--" in w for w in kept["warnings"])  # the API's field, not the CLI flag
+    centred = np.array(body["signal"]) - np.median(signal, axis=1, keepdims=True)
+    expected = predictor.predict(centred.T, body["fs"], body["leads"])
+    r = client.post("/v1/predict", params={"explain": True},
+                    json={**body, "signal": shifted, "baseline": "median"})  # fmt: skip
+    assert r.status_code == 200 and r.json()["warnings"] == []
+    assert r.json()["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+    lead = r.json()["explanation"]["signal"][0]  # the explained signal is the one scored
+    assert abs(np.median(lead)) < 0.05
+    npy = tmp_path / "shifted.npy"
+    np.save(npy, np.array(shifted).T)
+    up = client.post("/v1/predict", files=upload([npy]), data={"fs": "100", "baseline": "median"})
+    assert up.status_code == 200, up.text
+    assert up.json()["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+    bad = client.post("/v1/predict", files=upload([npy]), data={"fs": "100", "baseline": "mean"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "baseline"
+
+
 def test_upload_errors_name_the_files(client, synthetic_root):
     hea, dat = record_files(synthetic_root)
     r = client.post("/v1/predict", files=upload([hea]))
@@ -295,6 +320,7 @@ BAD = {
     "too long": (lambda b: case(b, signal=[[0.0] * 12_100] * 12), 422, "too_long", "signal"),
     "zero rate": (lambda b: case(b, fs=0), 422, "invalid_field", "fs"),
     "unknown units": (lambda b: case(b, units="mmHg"), 422, "invalid_field", "units"),
+    "unknown baseline": (lambda b: case(b, baseline="mean"), 422, "invalid_field", "baseline"),
     "microvolts as mV": (lambda b: case(b, signal=[[v * 1000 for v in r] for r in b["signal"]]), 422,
                          "invalid_record", "signal"),  # fmt: skip
     "unknown field": (lambda b: case(b, sgnal=[]), 422, "invalid_field", "sgnal"),

@@ -486,6 +486,13 @@ def predict(
     allow_missing_leads: Annotated[
         bool, typer.Option("--allow-missing-leads", help="Fill missing and flat leads with zeros.")
     ] = False,
+    baseline: Annotated[
+        str,
+        typer.Option(
+            help="Each lead's baseline: keep, median (subtract an offset) or highpass (offset and "
+            "drift, below 0.5 Hz)."
+        ),
+    ] = "keep",
     threshold: Annotated[
         float | None, typer.Option(help="One threshold for every class instead of the stored ones.")
     ] = None,
@@ -521,7 +528,7 @@ def predict(
     result = predict_files(
         checkpoint, paths, fs=fs, units=units, allow_missing_leads=allow_missing_leads,
         segment=segment, threshold=threshold, aggregate=aggregate, workers=workers,
-        progress=not no_progress, every=every,
+        progress=not no_progress, every=every, baseline=baseline,
     )  # fmt: skip
     if plot is not None:
         from ecgcnn.timeline import plot_timelines

@@ -28,12 +28,14 @@ import numpy as np
 
 from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.recording import (
+    BASELINES,
     Recording,
     conform,
     find_recordings,
     read_recording,
     record_length,
     record_name,
+    remove_baseline,
     resample,
     segment_samples,
 )
@@ -50,6 +52,9 @@ CHUNK = 16  # records per worker task: amortises inter-process overhead, keeps m
 # With --every, a long recording is read from disk this much at a time (where its format allows:
 # WFDB, ISHNE), so a 24-hour Holter costs minutes' worth of memory, not the day's.
 TIMELINE_CHUNK_S = 300.0
+# A lead whose median is further than this from zero is said in the warnings (with baseline
+# "keep"): no lead of the 1,732 PTB-XL development records sits further than 0.9 mV.
+OFFSET_WARN_MV = 1.0
 
 Segment = tuple[float | None, float | None]
 log = logging.getLogger(__name__)
@@ -138,16 +143,25 @@ class InputSpec:
     units: str = "mV"
     allow_missing_leads: bool = False
     segment: Segment | None = None
+    baseline: str = "keep"  # one of BASELINES
 
     def prepare(self, rec: Recording, cut: bool = True) -> Prepared:
-        """Segment (unless ``cut`` is False: done already), validate, resample, cut into windows."""
+        """Segment (unless ``cut`` is False: done already), validate, remove the baseline if asked,
+        resample, cut into windows."""
         if self.segment is not None and cut:
             rec = rec.segment(*self.segment)
         rec = rec.validate()
         warn = list(rec.warnings)
+        if self.baseline == "keep":
+            off = np.abs(np.median(rec.signal, axis=0))
+            far = [lead for lead, o in zip(self.leads, off, strict=True) if o > OFFSET_WARN_MV]
+            if far:
+                warn.append(f"lead(s) {', '.join(far)} more than {OFFSET_WARN_MV:g} mV off zero "
+                            "(median): the model learnt centred leads (--baseline median "
+                            "removes an offset)")  # fmt: skip
         if rec.fs < self.fs:
             warn.append(f"upsampled from {rec.fs:g} Hz to the model's {self.fs:g} Hz")
-        x = resample(rec.signal, rec.fs, self.fs)
+        x = resample(remove_baseline(rec.signal, rec.fs, self.baseline), rec.fs, self.fs)
         x, padded = pad_near_miss(x, self.window)
         if padded:
             window_s = self.window / self.fs
@@ -550,12 +564,16 @@ class Predictor:
         units: str = "mV",
         allow_missing_leads: bool = False,
         segment: Segment | None = None,
+        baseline: str = "keep",
     ) -> InputSpec:
-        """How recordings are read for this model (``fs`` and ``units`` of .npy / .csv files)."""
+        """How recordings are read for this model (``fs`` and ``units`` of .npy / .csv files,
+        ``baseline`` one of BASELINES)."""
         if unit_scale(units) is None:
             raise EcgcnnError(f"--units {units!r}: expected mV, uV or V")
+        if baseline not in BASELINES:
+            raise EcgcnnError(f"--baseline {baseline!r}: expected one of {', '.join(BASELINES)}")
         return InputSpec(self.leads, self.fs, self.window, self.stride, fs, units,
-                         allow_missing_leads, segment)  # fmt: skip
+                         allow_missing_leads, segment, baseline)  # fmt: skip
 
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (n, classes) for model-ready windows (n, leads, window), in batches."""
@@ -572,12 +590,13 @@ class Predictor:
         allow_missing_leads: bool = False,
         segment: Segment | None = None,
         name: str = "signal",
+        baseline: str = "keep",
     ) -> Prediction:
         """Predict one ECG given as an array: (samples, leads) or (leads, samples).
 
         ``leads`` names the array's channels in order (None: the model's leads, in its order).
         """
-        spec = self.input_spec(fs, units, allow_missing_leads, segment)
+        spec = self.input_spec(fs, units, allow_missing_leads, segment, baseline)
         rec = conform(signal, fs, leads, name, self.leads, units, allow_missing_leads)
         return self._predict_prepared([spec.prepare(rec)])[0]
 
@@ -588,10 +607,11 @@ class Predictor:
         units: str = "mV",
         allow_missing_leads: bool = False,
         segment: Segment | None = None,
+        baseline: str = "keep",
     ) -> Prediction:
         """Predict one recording file (WFDB, EDF, DICOM, ECG XML, SCP-ECG, ISHNE Holter, or .npy/.csv
         with ``fs``)."""
-        spec = self.input_spec(fs, units, allow_missing_leads, segment)
+        spec = self.input_spec(fs, units, allow_missing_leads, segment, baseline)
         return self._predict_prepared([spec.read(path)])[0]
 
     def predict_paths(
@@ -604,6 +624,7 @@ class Predictor:
         workers: int | None = None,
         progress: bool = False,
         every: float | None = None,
+        baseline: str = "keep",
     ) -> BatchResult:
         """Predict files, record names and directories; bad records become failures, not errors.
 
@@ -613,7 +634,7 @@ class Predictor:
         """
         from tqdm.auto import tqdm
 
-        spec = self.input_spec(fs, units, allow_missing_leads, segment)
+        spec = self.input_spec(fs, units, allow_missing_leads, segment, baseline)
         if every is not None and not every >= spec.window_s:
             raise EcgcnnError(
                 f"--every {every:g}: at least the model's window ({spec.window_s:g} s) expected"
@@ -701,6 +722,7 @@ def predict_files(
     batch_size: int = 256,
     progress: bool = True,
     every: float | None = None,
+    baseline: str = "keep",
 ) -> BatchResult:
     """``ecgcnn predict``: a checkpoint or .onnx model applied to files, record names, directories."""
     from ecgcnn.recording import parse_segment
@@ -712,5 +734,5 @@ def predict_files(
         model, threshold=threshold, aggregate=aggregate, batch_size=batch_size
     )
     return predictor.predict_paths(
-        paths, fs, units, allow_missing_leads, seg, workers, progress, every
+        paths, fs, units, allow_missing_leads, seg, workers, progress, every, baseline
     )

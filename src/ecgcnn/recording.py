@@ -169,6 +169,32 @@ def segment_samples(
     return int(round(start * fs)), int(round(end * fs))
 
 
+# How a recording's baseline may be treated before scoring: kept as recorded (PTB-XL's leads sit
+# near zero: the largest median of a development-data lead is 0.9 mV), each lead's median
+# subtracted, or filtered out below HIGHPASS_HZ.
+BASELINES = ("keep", "median", "highpass")
+HIGHPASS_HZ = 0.5
+
+
+def remove_baseline(signal: np.ndarray, fs: float, how: str) -> np.ndarray:
+    """(samples, leads) with each lead's baseline removed: ``median`` subtracts the lead's median
+    (a constant offset), ``highpass`` filters out what is slower than HIGHPASS_HZ (offset and
+    drift; a zero-phase 2nd-order Butterworth, which also flattens slow ST changes a little);
+    ``keep`` returns the signal as it is."""
+    if how == "keep":
+        return signal
+    if how == "median":
+        return (signal - np.median(signal, axis=0)).astype(signal.dtype, copy=False)
+    if how == "highpass":
+        from scipy.signal import butter, sosfiltfilt
+
+        sos = butter(2, HIGHPASS_HZ, btype="highpass", fs=fs, output="sos")
+        centred = signal - np.median(signal, axis=0)  # the filter's edges start from near zero
+        pad = min(len(signal) - 1, round(fs / HIGHPASS_HZ))  # a period of the cut-off: calm edges
+        return sosfiltfilt(sos, centred, axis=0, padlen=pad).astype(signal.dtype, copy=False)
+    raise EcgcnnError(f"--baseline {how!r}: expected one of {', '.join(BASELINES)}")
+
+
 def resample(signal: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     """Resample (samples, leads) from ``fs_in`` to ``fs_out`` Hz with an anti-aliasing polyphase FIR.
 

@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ecgcnn import __version__
 from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.predict import Prediction, Predictor
-from ecgcnn.recording import canonical_lead, conform, resample
+from ecgcnn.recording import BASELINES, canonical_lead, conform, remove_baseline, resample
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,11 @@ class EcgIn(BaseModel):
     units: Literal["mV", "uV", "V"] = "mV"
     allow_missing_leads: bool = Field(
         default=False, description="Fill leads the model needs but the ECG lacks with zeros."
+    )
+    baseline: Literal["keep", "median", "highpass"] = Field(
+        default="keep",
+        description="Each lead's baseline: kept, its median subtracted (an offset), or filtered "
+        "out below 0.5 Hz (offset and drift). The model learnt PTB-XL's centred leads.",
     )
     name: str | None = Field(default=None, max_length=128, description="A name for the record.")
 
@@ -187,6 +192,7 @@ PREDICT_BODY = {
                         "fs": {"type": "number", "description": "Rate of a .csv/.npy file"},
                         "units": {"type": "string", "enum": ["mV", "uV", "V"]},
                         "allow_missing_leads": {"type": "boolean"},
+                        "baseline": {"type": "string", "enum": list(BASELINES)},
                     },
                     "required": ["files"],
                 }
@@ -535,6 +541,7 @@ class Upload:
     fs: float | None
     units: str
     allow_missing_leads: bool
+    baseline: str
 
     def cleanup(self) -> None:
         self.folder.cleanup()
@@ -574,6 +581,10 @@ async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
     if units not in ("mV", "uV", "V"):
         raise ApiError(422, "invalid_field", f"units: expected mV, uV or V, got {units!r}", "units")
     allow = str(form.get("allow_missing_leads") or "false").lower() in ("1", "true", "yes", "on")
+    baseline = str(form.get("baseline") or "keep")
+    if baseline not in BASELINES:
+        raise ApiError(422, "invalid_field", f"baseline: expected one of {', '.join(BASELINES)}, "
+                       f"got {baseline!r}", "baseline")  # fmt: skip
     uploads = [v for k, v in form.multi_items() if k == "files" and not isinstance(v, str)]
     if not uploads:
         raise ApiError(422, "missing_field", "files: expected one or more uploaded files (a WFDB "
@@ -602,7 +613,9 @@ async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
         for (key, items), stem in zip(groups.items(), stems, strict=True):
             folder = tempfile.TemporaryDirectory(prefix="ecgcnn-upload-")
             paths = []
-            out[stem if stems.count(stem) == 1 else key] = Upload(folder, paths, fs, units, allow)
+            out[stem if stems.count(stem) == 1 else key] = Upload(
+                folder, paths, fs, units, allow, baseline
+            )
             for name, up in items:
                 path = Path(folder.name) / name
                 path.write_bytes(await up.read())
@@ -670,11 +683,12 @@ def _predict_json(
                        f"{settings.max_duration_s:g} s per record", "signal")  # fmt: skip
     try:
         rec = conform(arr.T, body.fs, leads, name, p.leads, body.units, body.allow_missing_leads)
-        prepared = p.input_spec(body.fs, body.units, body.allow_missing_leads).prepare(rec)
+        spec = p.input_spec(body.fs, body.units, body.allow_missing_leads, baseline=body.baseline)
+        prepared = spec.prepare(rec)
     except RecordError as exc:
         raise _record_error(exc, "signal") from None
     pred = p._predict_prepared([prepared])[0]
-    return _prediction_out(p, pred, mid, rec if explain else None)
+    return _prediction_out(p, pred, mid, rec if explain else None, body.baseline)
 
 
 def _predict_upload(
@@ -682,7 +696,8 @@ def _predict_upload(
 ) -> dict[str, Any]:
     from ecgcnn.recording import read_recording
 
-    spec = p.input_spec(upload.fs, upload.units, upload.allow_missing_leads)
+    spec = p.input_spec(upload.fs, upload.units, upload.allow_missing_leads,
+                        baseline=upload.baseline)  # fmt: skip
     try:
         rec = read_recording(upload.record_path(), p.leads, upload.fs, upload.units,
                              upload.allow_missing_leads)  # fmt: skip
@@ -693,7 +708,7 @@ def _predict_upload(
     except EcgcnnError as exc:
         raise _record_error(exc, "files", upload.folder.name) from None
     pred = replace(p._predict_prepared([prepared])[0], record=name)
-    return _prediction_out(p, pred, mid, rec if explain else None)
+    return _prediction_out(p, pred, mid, rec if explain else None, upload.baseline)
 
 
 # How conform() words problems with the lead names (the JSON field ``leads``).
@@ -710,9 +725,17 @@ CLI_TO_API = {
     "(--allow-missing-leads fills missing leads with zeros)": "(allow_missing_leads fills them "
     "with zeros)",
     "--allow-missing-leads ": "allow_missing_leads ",
+    "--baseline ": "baseline ",
     "--fs ": "fs ",
     "--units ": "units ",
 }
+
+
+def _api_words(text: str) -> str:
+    """A library message with its command-line wording as the API's fields say it."""
+    for cli, api in CLI_TO_API.items():
+        text = text.replace(cli, api)
+    return text
 
 
 def _record_error(exc: EcgcnnError, where: str, folder: str | None = None) -> ApiError:
@@ -720,8 +743,7 @@ def _record_error(exc: EcgcnnError, where: str, folder: str | None = None) -> Ap
     problem = exc.problem if isinstance(exc, RecordError) else message  # without the record's name
     if folder:  # name the uploaded file, not the server's temporary folder
         message = message.replace(folder.rstrip("/") + "/", "")
-    for cli, api in CLI_TO_API.items():
-        message = message.replace(cli, api)
+    message = _api_words(message)
     field_name = where
     lowered = problem.lower()
     if where == "signal" and lowered.startswith(LEAD_PROBLEMS):
@@ -730,24 +752,28 @@ def _record_error(exc: EcgcnnError, where: str, folder: str | None = None) -> Ap
     return ApiError(422, code, f"{field_name}: {message}", field_name)
 
 
-def _prediction_out(p: Predictor, pred: Prediction, mid: str, rec: Any) -> dict[str, Any]:
+def _prediction_out(
+    p: Predictor, pred: Prediction, mid: str, rec: Any, baseline: str = "keep"
+) -> dict[str, Any]:
     out = {
         "record": pred.record,
         "probabilities": pred.probabilities,
         "labels": pred.labels,
         "thresholds": dict(zip(p.classes, map(float, p.thresholds), strict=True)),
-        "warnings": pred.warnings,
+        "warnings": [_api_words(w) for w in pred.warnings],
         "filled_leads": pred.filled_leads,
         "duration_s": pred.duration_s,
         "windows": pred.windows,
         "model_id": mid,
     }
     if rec is not None:
-        out["explanation"] = explain_prediction(p, rec, pred)
+        out["explanation"] = explain_prediction(p, rec, pred, baseline)
     return out
 
 
-def explain_prediction(p: Predictor, rec: Any, pred: Prediction) -> dict[str, Any]:
+def explain_prediction(
+    p: Predictor, rec: Any, pred: Prediction, baseline: str = "keep"
+) -> dict[str, Any]:
     """Saliency of the most probable class's score as predict reports it (the aggregated window
     probability) over the whole record, scaled to 0-1, with the signal as the model saw it."""
     from ecgcnn.explain import explain_signal
@@ -755,7 +781,8 @@ def explain_prediction(p: Predictor, rec: Any, pred: Prediction) -> dict[str, An
 
     target = max(pred.probabilities, key=pred.probabilities.__getitem__)
     rec = rec.validate()  # as predict scored it: a flat lead zero-filled where allowed
-    x, _ = pad_near_miss(resample(rec.signal, rec.fs, p.fs), p.window)
+    signal = remove_baseline(rec.signal, rec.fs, baseline)
+    x, _ = pad_near_miss(resample(signal, rec.fs, p.fs), p.window)
     x = np.ascontiguousarray(x.T, dtype=np.float32)
     ex = explain_signal(p.model, x, p.classes.index(target), "saliency", p.window, p.stride,
                         p.aggregate)  # fmt: skip
