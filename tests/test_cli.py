@@ -275,6 +275,17 @@ def test_evaluate_checks_the_fold_before_reading_records_and_warns_of_training_r
                   "--out", tmp_path / "ev", "--no-progress")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "strat_fold 9 was in this checkpoint's training data" in proc.stderr
+    # trained by cross-validation on a root without fold 10 (the development data's shape), then
+    # scored on fold 10 of another root: a fair test, no warning
+    proc = ecgcnn_here("train", "--data-root", synthetic_copy, "--out", tmp_path / "no10", "--folds", 2,
+                       "--only-fold", 0, "--epochs", 1, "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    ckpt = tmp_path / "no10" / "fold_0" / "checkpoint.pt"
+    for fold, warned in ((10, False), (9, True)):
+        proc = ecgcnn_here("evaluate", "--checkpoint", ckpt, "--data-root", synthetic_root, "--test-fold",
+                           fold, "--out", tmp_path / f"ev{fold}", "--no-progress")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert ("was in this checkpoint's training data" in proc.stderr) == warned, proc.stderr
 
 
 def test_usage_errors_are_one_line_like_every_other_error(ecgcnn_here):

@@ -164,10 +164,16 @@ def evaluate_run(
     return results
 
 
-def warn_if_trained_on(config: dict[str, Any], test_fold: int | None, checkpoint: object) -> None:
+def warn_if_trained_on(
+    config: dict[str, Any], test_fold: int | None, checkpoint: object, seen: list[int] | None = None
+) -> None:
     """Warn when the scored strat_fold(s) trained the checkpoint (PTB-XL's folds are the same in
-    every copy): such figures are optimistic, not a test."""
-    if config.get("protocol") == "benchmark":
+    every copy): such figures are optimistic, not a test. ``seen``: the strat_folds of its training
+    and validation records, as checkpoints store them; older ones are judged by their settings."""
+    if seen is not None:
+        trained = set(seen)
+        how = f"strat_folds {', '.join(map(str, sorted(trained)))}"
+    elif config.get("protocol") == "benchmark":
         trained = set(config.get("train_folds") or [])
         how = f"strat_folds {', '.join(map(str, sorted(trained)))}"
     elif config.get("protocol") == "cv":
@@ -212,7 +218,8 @@ def evaluate_checkpoint(
             raise EcgcnnError(
                 f"strat_fold {test_fold} holds no records in {data_root}; it has {present}"
             )
-    warn_if_trained_on(payload.get("config") or {}, test_fold, checkpoint)
+    warn_if_trained_on(payload.get("config") or {}, test_fold, checkpoint,
+                       payload.get("strat_folds_seen"))  # fmt: skip
     check_rate_folder(db, payload["fs"], checkpoint=True)
     signals = load_signals(db, payload["fs"], cache_dir, skip_missing, progress)
     ids = labels.ecg_ids[np.isin(labels.ecg_ids, signals.ecg_ids)]

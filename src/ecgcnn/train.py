@@ -680,6 +680,9 @@ def finish_fold(
         "epoch": best["epoch"],
         **({"member_epochs": best["epochs"]} if "epochs" in best else {}),
         "fold": split.name,
+        "strat_folds_seen": seen_strat_folds(
+            data.strat_fold[np.concatenate([split.train, split.val])]
+        ),
         "config": json.loads(json.dumps(cfg.to_dict())),
     }
     save_checkpoint(fold_dir / "checkpoint.pt", model.cpu(), meta)
@@ -723,6 +726,12 @@ def make_schedule(
             steps_per_epoch=max(steps_per_epoch, 1),
         )
     return None
+
+
+def seen_strat_folds(folds: np.ndarray) -> list[int]:
+    """The strat_folds of the records a model trained and chose its epoch and thresholds on."""
+    values = np.asarray(folds, dtype=np.float64)
+    return sorted({int(f) for f in values[np.isfinite(values)]})
 
 
 class TaskAndAuxLoss(nn.Module):
