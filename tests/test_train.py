@@ -12,7 +12,7 @@ from ecgcnn.checkpoint import load_checkpoint
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.recipes import get_recipe
 from ecgcnn.splits import patients_overlap
-from ecgcnn.train import TrainConfig, cv_summary, prepare, train
+from ecgcnn.train import TrainConfig, cv_summary, prepare, resume_config, train
 
 pytestmark = pytest.mark.slow
 
@@ -156,6 +156,19 @@ def test_data_without_strat_folds_trains_with_cross_validation_only(synthetic_co
         )
     every = evaluate_checkpoint(checkpoint, synthetic_copy, tmp_path / "ev", progress=False)
     assert every["records"] == len(df)
+
+
+def test_a_relative_cache_dir_is_kept_absolute_for_a_resume_elsewhere(
+    synthetic_root, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    train(config(synthetic_root, "run", only_fold=0, epochs=1, cache_dir="mycache"))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["cache_dir"] == str(tmp_path / "mycache") and saved["out"] == str(tmp_path / "run")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    train(resume_config(tmp_path / "run", progress=False))  # finished: nothing retrained
+    assert not (tmp_path / "elsewhere" / "mycache").exists()
 
 
 def test_bad_settings_fail_before_any_work(synthetic_root, tmp_path):

@@ -212,6 +212,7 @@ def _train(cfg: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
         # absolute, so that the run resumes from any working directory
         "data_root": str(Path(cfg.data_root).resolve()),
         "out": str(out.resolve()),
+        "cache_dir": str(Path(cfg.cache_dir).resolve()) if cfg.cache_dir else None,
         "classes": list(data.labels.classes),
         "leads": list(LEADS),
         "version": __version__,
