@@ -288,6 +288,22 @@ def test_evaluate_checks_the_fold_before_reading_records_and_warns_of_training_r
         assert ("was in this checkpoint's training data" in proc.stderr) == warned, proc.stderr
 
 
+def test_evaluate_on_a_fold_without_labels_of_the_task_says_so(
+    ecgcnn_here, synthetic_copy, tmp_path
+):
+    proc = ecgcnn_here("train", "--data-root", synthetic_copy, "--out", tmp_path / "r", "--protocol",
+                       "benchmark", "--task", "superdiagnostic", "--epochs", 1, "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    csv = synthetic_copy / "ptbxl_database.csv"
+    df = pd.read_csv(csv)
+    df.loc[df.strat_fold == 10, "scp_codes"] = "{'SR': 0.0}"  # a rhythm statement only
+    df.to_csv(csv, index=False)
+    proc = ecgcnn_here("evaluate", "--checkpoint", tmp_path / "r" / "benchmark" / "checkpoint.pt",
+                       "--data-root", synthetic_copy, "--test-fold", 10, "--out", tmp_path / "ev")  # fmt: skip
+    assert_one_line_error(proc, "no record of strat_fold 10 in")
+    assert "has a label of task 'superdiagnostic'" in proc.stderr
+
+
 def test_usage_errors_are_one_line_like_every_other_error(ecgcnn_here):
     """A mistyped option or command is `error: ...` with where to look, as our own errors are;
     exit code 2 as click gives it, and help still prints where it should."""

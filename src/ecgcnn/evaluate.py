@@ -214,9 +214,14 @@ def evaluate_checkpoint(
     if test_fold is not None:  # before reading any record: a full cache build is minutes
         require_strat_folds(db, db.records.index.to_numpy(), "--test-fold")
         present = sorted(set(db.records["strat_fold"].tolist()))
-        if test_fold not in db.records.loc[labels.ecg_ids, "strat_fold"].to_numpy():
+        if test_fold not in present:
             raise EcgcnnError(
                 f"strat_fold {test_fold} holds no records in {data_root}; it has {present}"
+            )
+        if test_fold not in db.records.loc[labels.ecg_ids, "strat_fold"].to_numpy():
+            raise EcgcnnError(
+                f"no record of strat_fold {test_fold} in {data_root} has a label of task "
+                f"{payload['task']!r} ({', '.join(classes)})"
             )
     warn_if_trained_on(payload.get("config") or {}, test_fold, checkpoint,
                        payload.get("strat_folds_seen"))  # fmt: skip
