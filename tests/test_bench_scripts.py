@@ -123,6 +123,31 @@ def test_window_aggregation_rescores_finished_runs(sweep):
     assert usage.returncode == 2 and "Re-score finished" in usage.stderr
 
 
+def test_robustness_scores_a_fold_perturbed_under_each_baseline(sweep, synthetic_root, tmp_path):
+    out, _ = sweep
+    checkpoint = out / "base" / "benchmark" / "checkpoint.pt"
+    proc = script("robustness.py", "--data-root", synthetic_root, "--fold", 9, "--checkpoint", checkpoint,
+                  "--out", tmp_path / "r.json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["perturbation"]: r for r in json.loads((tmp_path / "r.json").read_text())["rows"]}
+    assert list(rows) == ["as recorded", "offsets up to 0.5 mV", "offsets up to 1 mV",
+                          "offsets up to 2 mV", "drift of 0.5 mV", "drift of 1 mV"]  # fmt: skip
+    clean = rows["as recorded"]
+    assert all(0 <= r[b] <= 1 for r in rows.values() for b in ("keep", "median", "highpass"))
+    for name in ("offsets up to 1 mV", "offsets up to 2 mV"):  # an offset is all a median removes
+        assert (
+            rows[name]["median"] == clean["median"]
+            and rows[name]["median_f1"] == clean["median_f1"]
+        )
+        assert abs(rows[name]["highpass"] - clean["highpass"]) <= 2e-4
+    assert rows["offsets up to 2 mV"]["keep"] != clean["keep"]
+    assert len(table_rows(proc.stdout)) == 1 + 6  # its header, then a row per perturbation
+    none = script(
+        "robustness.py", "--data-root", synthetic_root, "--fold", 11, "--checkpoint", checkpoint
+    )
+    assert none.returncode == 1 and "strat_fold 11 holds no labelled records" in none.stderr
+
+
 def test_paired_runs_compares_each_run_with_its_reference(sweep):
     out, _ = sweep
     proc = script("paired_runs.py", "--runs", out / "mix", out / "base",

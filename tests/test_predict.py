@@ -120,22 +120,27 @@ def test_prediction_result(predictor):
     assert p.to_dict()["probabilities"] == p.probabilities
 
 
-def test_an_offset_is_said_and_removed_on_request(predictor, tmp_path):
+def test_the_baseline_is_filtered_by_default_and_kept_on_request_with_a_warning(
+    predictor, tmp_path
+):
     """Device exports are often not centred; the model learnt PTB-XL's centred leads."""
     sig = ecg(seed=9)
     centred = sig - np.median(sig, axis=0)
     shifted = centred + np.linspace(-1.5, 1.5, 12)  # each lead its own offset, up to 1.5 mV
-    kept = predictor.predict(shifted, fs=100)
-    assert kept.warnings == ["lead(s) I, II, V5, V6 more than 1 mV off zero (median): the "
-                             "model learnt centred leads (--baseline median removes an offset)"]  # fmt: skip
-    base = probs(predictor.predict(centred, fs=100))
+    kept = predictor.predict(shifted, fs=100, baseline="keep")
+    assert kept.warnings == ["lead(s) I, II, V5, V6 more than 1 mV off zero (median), kept: the model "
+                             "learnt centred leads (--baseline highpass, the default, removes it)"]  # fmt: skip
+    assert predictor.predict(centred, fs=100, baseline="keep").warnings == []
+    base = probs(predictor.predict(centred, fs=100, baseline="keep"))
     assert np.abs(probs(kept) - base).max() > 1e-3  # the offset changes the prediction
     median = predictor.predict(shifted, fs=100, baseline="median")
     np.testing.assert_allclose(probs(median), base, atol=1e-5)
     assert median.warnings == []
-    high = predictor.predict(shifted, fs=100, baseline="highpass")
+    default = predictor.predict(shifted, fs=100)
+    assert default.warnings == []
+    np.testing.assert_allclose(probs(default), probs(predictor.predict(centred, fs=100)), atol=1e-5)
     np.testing.assert_allclose(
-        probs(high), probs(predictor.predict(centred, fs=100, baseline="highpass")), atol=1e-5
+        probs(default), probs(predictor.predict(shifted, fs=100, baseline="highpass"))
     )
     np.save(tmp_path / "shifted.npy", shifted)
     batch = predictor.predict_paths([tmp_path / "shifted.npy"], fs=100, baseline="median")
@@ -165,17 +170,23 @@ def test_remove_baseline_takes_offset_and_drift_and_keeps_the_ecg():
 
 
 def test_long_records_are_windowed_and_aggregated(predictor, checkpoint):
-    sig = ecg(seconds=25, seed=10, statements=["ASMI"])
+    sig = ecg(
+        seconds=25, seed=10, statements=["ASMI"]
+    )  # as recorded: each window filtered alone differs
     starts = [0, 500, 1000, 1500]
-    each = np.stack([probs(predictor.predict(sig[s : s + 1000], fs=100)) for s in starts])
-    got = predictor.predict(sig, fs=100)
+    each = np.stack(
+        [probs(predictor.predict(sig[s : s + 1000], fs=100, baseline="keep")) for s in starts]
+    )
+    got = predictor.predict(sig, fs=100, baseline="keep")
     assert got.windows == 4 and got.duration_s == 25
     np.testing.assert_allclose(probs(got), each.max(axis=0), atol=1e-6)
-    mean = Predictor.from_checkpoint(checkpoint, aggregate="mean").predict(sig, fs=100)
+    mean = Predictor.from_checkpoint(checkpoint, aggregate="mean").predict(
+        sig, fs=100, baseline="keep"
+    )
     np.testing.assert_allclose(probs(mean), each.mean(axis=0), atol=1e-6)
-    part = predictor.predict(sig, fs=100, segment=(5.0, 15.0))
+    part = predictor.predict(sig, fs=100, segment=(5.0, 15.0), baseline="keep")
     np.testing.assert_allclose(
-        probs(part), probs(predictor.predict(sig[500:1500], fs=100)), atol=1e-6
+        probs(part), probs(predictor.predict(sig[500:1500], fs=100, baseline="keep")), atol=1e-6
     )
     with pytest.raises(
         RecordError,
@@ -184,9 +195,10 @@ def test_long_records_are_windowed_and_aggregated(predictor, checkpoint):
         predictor.predict(sig[:500], fs=100)
     # a record a little short of the window (9.95 s for 10 s; devices cut at 9.98 s) is padded
     # with its last value, with a warning; beyond 1% short it is too short
-    nearly = predictor.predict(sig[:995], fs=100)
+    nearly = predictor.predict(sig[:995], fs=100, baseline="keep")
     padded = np.concatenate([sig[:995], np.repeat(sig[994:995], 5, axis=0)])
-    np.testing.assert_allclose(probs(nearly), probs(predictor.predict(padded, fs=100)), atol=1e-6)
+    again = predictor.predict(padded, fs=100, baseline="keep")
+    np.testing.assert_allclose(probs(nearly), probs(again), atol=1e-6)
     assert any(
         "9.95 s, 0.05 s short of the model's 10 s window: padded" in w for w in nearly.warnings
     )

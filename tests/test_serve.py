@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ecgcnn.cli import app as cli_app
 from ecgcnn.predict import Predictor
+from ecgcnn.recording import remove_baseline
 from ecgcnn.serve import EXAMPLES, MiB, Settings, create_app, example_body
 
 pytestmark = pytest.mark.slow
@@ -150,7 +151,8 @@ def test_explanation_is_the_top_class_saliency(client, body):
     saliency, signal = np.array(e["saliency"]), np.array(e["signal"])
     assert saliency.shape == signal.shape == (12, 1000) and e["fs"] == 100
     assert saliency.min() >= 0 and saliency.max() == pytest.approx(1.0)
-    assert np.abs(signal - np.array(body["signal"])).max() < 1e-3  # same rate: the input itself
+    filtered = remove_baseline(np.array(body["signal"]).T, 100, "highpass").T  # as scored
+    assert np.abs(signal - filtered).max() < 1e-3  # same rate: the input itself
 
 
 def test_explanation_is_of_the_score_predict_reports(client, predictor, body):
@@ -161,7 +163,7 @@ def test_explanation_is_of_the_score_predict_reports(client, predictor, body):
     out = client.post("/v1/predict", params={"explain": "true"}, json=body).json()
     e = out["explanation"]
     index = predictor.classes.index(e["target"])
-    x = np.array(body["signal"], dtype=np.float32)
+    x = remove_baseline(np.array(body["signal"], dtype=np.float32).T, 100, "highpass").T
     ref = explain_signal(predictor.model, x, index, "saliency", predictor.window,
                          predictor.stride, predictor.aggregate)  # fmt: skip
     assert ref.probability == pytest.approx(out["probabilities"][e["target"]], abs=1e-4)
@@ -247,18 +249,17 @@ def test_csv_upload_needs_its_rate(client, body, tmp_path):
     assert r.status_code == 422 and r.json()["error"]["field"] == "fs"
 
 
-def test_an_offset_is_said_and_removed_on_request_by_json_and_upload(
-    client, predictor, body, tmp_path
-):
+def test_the_baseline_is_filtered_unless_kept_by_json_and_upload(client, predictor, body, tmp_path):
     signal = np.array(body["signal"])
-    shifted = (signal - np.median(signal, axis=1, keepdims=True) + 1.5).tolist()
-    kept = client.post("/v1/predict", json={**body, "signal": shifted}).json()
-    assert any("more than 1 mV off zero" in w and "baseline median" in w for w in kept["warnings"])
+    centred = signal - np.median(signal, axis=1, keepdims=True)
+    shifted = (centred + 1.5).tolist()
+    kept = client.post("/v1/predict", json={**body, "signal": shifted, "baseline": "keep"}).json()
+    assert any(
+        "more than 1 mV off zero" in w and "baseline highpass" in w for w in kept["warnings"]
+    )
     assert not any("--" in w for w in kept["warnings"])  # the API's field, not the CLI flag
-    centred = np.array(body["signal"]) - np.median(signal, axis=1, keepdims=True)
-    expected = predictor.predict(centred.T, body["fs"], body["leads"])
-    r = client.post("/v1/predict", params={"explain": True},
-                    json={**body, "signal": shifted, "baseline": "median"})  # fmt: skip
+    expected = predictor.predict(centred.T, body["fs"], body["leads"])  # filtered: the default
+    r = client.post("/v1/predict", params={"explain": True}, json={**body, "signal": shifted})
     assert r.status_code == 200 and r.json()["warnings"] == []
     assert r.json()["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
     lead = r.json()["explanation"]["signal"][0]  # the explained signal is the one scored
@@ -267,7 +268,8 @@ def test_an_offset_is_said_and_removed_on_request_by_json_and_upload(
     np.save(npy, np.array(shifted).T)
     up = client.post("/v1/predict", files=upload([npy]), data={"fs": "100", "baseline": "median"})
     assert up.status_code == 200, up.text
-    assert up.json()["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+    median = predictor.predict(centred.T, body["fs"], body["leads"], baseline="keep")
+    assert up.json()["probabilities"] == pytest.approx(median.probabilities, abs=1e-5)
     bad = client.post("/v1/predict", files=upload([npy]), data={"fs": "100", "baseline": "mean"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "baseline"
 

@@ -39,6 +39,13 @@ SkipMissing = Annotated[
         "--skip-missing", help="Leave out missing or unreadable records (with a warning)."
     ),
 ]
+Baseline = Annotated[
+    str,
+    typer.Option(
+        help="Each lead's baseline: highpass (offset and drift, below 0.5 Hz, filtered out), "
+        "median (an offset subtracted) or keep (as recorded, as evaluate scores PTB-XL)."
+    ),
+]
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -452,12 +459,19 @@ def synth(
     out: Annotated[Path, typer.Option(help="Folder to write a synthetic PTB-XL root into.")],
     patients: Annotated[int, typer.Option(help="Number of patients.")] = 150,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    rate: Annotated[list[int], typer.Option(help="Sampling rate(s) to write: 100, 500.")] = [100],  # noqa: B006
+    rate: Annotated[
+        list[int],
+        typer.Option(help="Sampling rate(s) to write: 100 (always, as in PTB-XL), 500 (also)."),
+    ] = [100],  # noqa: B006
 ) -> None:
     """Write a synthetic dataset in the PTB-XL on-disk layout (for trying the tools without PTB-XL)."""
     from ecgcnn.synthetic import write_synthetic_ptbxl
 
-    write_synthetic_ptbxl(out, n_patients=patients, seed=seed, rates=tuple(rate), progress=True)
+    other = sorted(set(rate) - {100, 500})
+    if other:
+        raise EcgcnnError(f"--rate {other[0]}: expected 100 or 500 (records100/, records500/)")
+    rates = tuple(sorted({100, *rate}))
+    write_synthetic_ptbxl(out, n_patients=patients, seed=seed, rates=rates, progress=True)
     console.print(f"wrote synthetic PTB-XL to {out}")
 
 
@@ -486,13 +500,7 @@ def predict(
     allow_missing_leads: Annotated[
         bool, typer.Option("--allow-missing-leads", help="Fill missing and flat leads with zeros.")
     ] = False,
-    baseline: Annotated[
-        str,
-        typer.Option(
-            help="Each lead's baseline: keep, median (subtract an offset) or highpass (offset and "
-            "drift, below 0.5 Hz)."
-        ),
-    ] = "keep",
+    baseline: Baseline = "highpass",
     threshold: Annotated[
         float | None, typer.Option(help="One threshold for every class instead of the stored ones.")
     ] = None,
@@ -784,6 +792,7 @@ def explain(
             help="Only this part of --record, START:END in seconds (e.g. a Holter's episode)."
         ),
     ] = None,
+    baseline: Baseline = "highpass",
 ) -> None:
     """Where the model looks: attribution of one record drawn on ECG paper (PNG per class)."""
     from ecgcnn.explain import explain_record
@@ -791,7 +800,8 @@ def explain(
 
     results = explain_record(checkpoint, out, record=record, data_root=data_root, ecg_id=ecg_id,
                              method=method, class_name=class_name, top=top, fs=fs,
-                             units=units, segment=parse_segment(segment))  # fmt: skip
+                             units=units, segment=parse_segment(segment),
+                             baseline=baseline)  # fmt: skip
     table = Table(title=f"explained with {method}")
     for column in ("class", "probability", "threshold", "call"):
         table.add_column(column, justify="left" if column == "class" else "right")

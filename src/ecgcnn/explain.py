@@ -368,10 +368,12 @@ def _read_file(
     model_fs: float,
     units: str = "mV",
     segment: tuple[float | None, float | None] | None = None,
+    baseline: str = "highpass",
 ) -> tuple[np.ndarray, str]:
-    """A recording file (WFDB, EDF, .npy, CSV...) in the model's leads, resampled to its rate;
-    with ``segment`` only that part (named after it: 'holter 20-30s')."""
-    from ecgcnn.recording import FILE_SUFFIXES, read_recording, resample
+    """A recording file (WFDB, EDF, .npy, CSV...) in the model's leads, its baseline treated as
+    ``predict`` does, resampled to its rate; with ``segment`` only that part (named after it:
+    'holter 20-30s')."""
+    from ecgcnn.recording import FILE_SUFFIXES, read_recording, remove_baseline, resample
 
     rec = read_recording(path, leads, fs=fs, units=units, segment=segment).validate()
     name = Path(rec.name).name
@@ -383,7 +385,7 @@ def _read_file(
         name += f" {start:g}-{end:g}s"
     for warning in rec.warnings:
         log.warning("%s: %s", name, warning)
-    signal = rec.signal
+    signal = remove_baseline(rec.signal, rec.fs, baseline)
     if abs(rec.fs - model_fs) > 1e-6:
         log.warning("%s: resampled from %g Hz to the model's %g Hz", name, rec.fs, model_fs)
         signal = resample(signal, rec.fs, model_fs)
@@ -398,8 +400,10 @@ def _record_signal(
     fs: float | None = None,
     units: str = "mV",
     segment: tuple[float | None, float | None] | None = None,
+    baseline: str = "highpass",
 ) -> tuple[np.ndarray, str, list[str] | None]:
-    """(signal (leads, T), display id, true labels or None) from a recording file or a PTB-XL root."""
+    """(signal (leads, T), display id, true labels or None) from a recording file (its baseline
+    treated as ``predict`` does) or a PTB-XL root (as recorded, as ``evaluate`` scores it)."""
     from ecgcnn.labels import make_labels
     from ecgcnn.records import load_database, read_record
 
@@ -408,7 +412,7 @@ def _record_signal(
         raise EcgcnnError("give either --record PATH or --data-root DIR --ecg-id N")
     truth = None
     if record is not None:
-        signal, name = _read_file(record, leads, fs, model_fs, units, segment)
+        signal, name = _read_file(record, leads, fs, model_fs, units, segment, baseline)
     elif segment is not None:
         raise EcgcnnError("--segment needs --record (a PTB-XL record is 10 s)")
     else:
@@ -475,6 +479,7 @@ def explain_record(
     fs: float | None = None,
     units: str = "mV",
     segment: tuple[float | None, float | None] | None = None,
+    baseline: str = "highpass",
 ) -> list[ExplainedClass]:
     """Explain one record (a recording file, or an ecg_id of a PTB-XL root): PNGs on ECG paper in ``out``.
 
@@ -493,7 +498,8 @@ def explain_record(
     payload = load_checkpoint(checkpoint)
     model = model_from_checkpoint(payload, str(checkpoint))
     meta = model.meta
-    signal, name, truth = _record_signal(meta, record, data_root, ecg_id, fs, units, segment)
+    signal, name, truth = _record_signal(meta, record, data_root, ecg_id, fs, units, segment,
+                                         baseline)  # fmt: skip
     windows = checkpoint_windows(meta)
     scorer = record_scorer(model, signal.shape[1], **windows)
     with torch.no_grad():

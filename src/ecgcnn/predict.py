@@ -143,7 +143,7 @@ class InputSpec:
     units: str = "mV"
     allow_missing_leads: bool = False
     segment: Segment | None = None
-    baseline: str = "keep"  # one of BASELINES
+    baseline: str = "highpass"  # one of BASELINES
 
     def prepare(self, rec: Recording, cut: bool = True) -> Prepared:
         """Segment (unless ``cut`` is False: done already), validate, remove the baseline if asked,
@@ -157,8 +157,8 @@ class InputSpec:
             far = [lead for lead, o in zip(self.leads, off, strict=True) if o > OFFSET_WARN_MV]
             if far:
                 warn.append(f"lead(s) {', '.join(far)} more than {OFFSET_WARN_MV:g} mV off zero "
-                            "(median): the model learnt centred leads (--baseline median "
-                            "removes an offset)")  # fmt: skip
+                            "(median), kept: the model learnt centred leads (--baseline "
+                            "highpass, the default, removes it)")  # fmt: skip
         if rec.fs < self.fs:
             warn.append(f"upsampled from {rec.fs:g} Hz to the model's {self.fs:g} Hz")
         x = resample(remove_baseline(rec.signal, rec.fs, self.baseline), rec.fs, self.fs)
@@ -564,7 +564,7 @@ class Predictor:
         units: str = "mV",
         allow_missing_leads: bool = False,
         segment: Segment | None = None,
-        baseline: str = "keep",
+        baseline: str = "highpass",
     ) -> InputSpec:
         """How recordings are read for this model (``fs`` and ``units`` of .npy / .csv files,
         ``baseline`` one of BASELINES)."""
@@ -590,7 +590,7 @@ class Predictor:
         allow_missing_leads: bool = False,
         segment: Segment | None = None,
         name: str = "signal",
-        baseline: str = "keep",
+        baseline: str = "highpass",
     ) -> Prediction:
         """Predict one ECG given as an array: (samples, leads) or (leads, samples).
 
@@ -607,7 +607,7 @@ class Predictor:
         units: str = "mV",
         allow_missing_leads: bool = False,
         segment: Segment | None = None,
-        baseline: str = "keep",
+        baseline: str = "highpass",
     ) -> Prediction:
         """Predict one recording file (WFDB, EDF, DICOM, ECG XML, SCP-ECG, ISHNE Holter, or .npy/.csv
         with ``fs``)."""
@@ -624,7 +624,7 @@ class Predictor:
         workers: int | None = None,
         progress: bool = False,
         every: float | None = None,
-        baseline: str = "keep",
+        baseline: str = "highpass",
     ) -> BatchResult:
         """Predict files, record names and directories; bad records become failures, not errors.
 
@@ -722,7 +722,7 @@ def predict_files(
     batch_size: int = 256,
     progress: bool = True,
     every: float | None = None,
-    baseline: str = "keep",
+    baseline: str = "highpass",
 ) -> BatchResult:
     """``ecgcnn predict``: a checkpoint or .onnx model applied to files, record names, directories."""
     from ecgcnn.recording import parse_segment

@@ -117,9 +117,10 @@ class EcgIn(BaseModel):
         default=False, description="Fill leads the model needs but the ECG lacks with zeros."
     )
     baseline: Literal["keep", "median", "highpass"] = Field(
-        default="keep",
-        description="Each lead's baseline: kept, its median subtracted (an offset), or filtered "
-        "out below 0.5 Hz (offset and drift). The model learnt PTB-XL's centred leads.",
+        default="highpass",
+        description="Each lead's baseline: filtered out below 0.5 Hz (offset and drift; the "
+        "default), its median subtracted (an offset), or kept as recorded. The model learnt "
+        "PTB-XL's centred leads.",
     )
     name: str | None = Field(default=None, max_length=128, description="A name for the record.")
 
@@ -581,7 +582,7 @@ async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
     if units not in ("mV", "uV", "V"):
         raise ApiError(422, "invalid_field", f"units: expected mV, uV or V, got {units!r}", "units")
     allow = str(form.get("allow_missing_leads") or "false").lower() in ("1", "true", "yes", "on")
-    baseline = str(form.get("baseline") or "keep")
+    baseline = str(form.get("baseline") or "highpass")
     if baseline not in BASELINES:
         raise ApiError(422, "invalid_field", f"baseline: expected one of {', '.join(BASELINES)}, "
                        f"got {baseline!r}", "baseline")  # fmt: skip
@@ -753,7 +754,7 @@ def _record_error(exc: EcgcnnError, where: str, folder: str | None = None) -> Ap
 
 
 def _prediction_out(
-    p: Predictor, pred: Prediction, mid: str, rec: Any, baseline: str = "keep"
+    p: Predictor, pred: Prediction, mid: str, rec: Any, baseline: str = "highpass"
 ) -> dict[str, Any]:
     out = {
         "record": pred.record,
@@ -772,7 +773,7 @@ def _prediction_out(
 
 
 def explain_prediction(
-    p: Predictor, rec: Any, pred: Prediction, baseline: str = "keep"
+    p: Predictor, rec: Any, pred: Prediction, baseline: str = "highpass"
 ) -> dict[str, Any]:
     """Saliency of the most probable class's score as predict reports it (the aggregated window
     probability) over the whole record, scaled to 0-1, with the signal as the model saw it."""
