@@ -109,6 +109,15 @@ def test_models_and_synth(tmp_path):
     assert (tmp_path / "s" / "ptbxl_database.csv").is_file()
 
 
+def test_synth_writes_records500_beside_records100_and_refuses_other_rates(ecgcnn_here, tmp_path):
+    proc = ecgcnn_here("synth", "--out", tmp_path / "s", "--patients", 4, "--rate", 500)
+    assert proc.returncode == 0, proc.stderr
+    assert list((tmp_path / "s" / "records500").rglob("*_hr.hea"))
+    assert list((tmp_path / "s" / "records100").rglob("*_lr.hea"))  # PTB-XL always has both
+    assert_one_line_error(ecgcnn_here("synth", "--out", tmp_path / "t", "--rate", 250),
+                          "--rate 250: expected 100 or 500")  # fmt: skip
+
+
 def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_path, ecgcnn_here):
     assert_one_line_error(ecgcnn("train", "--data-root", tmp_path / "none", "--out", tmp_path / "o"),
                           "does not exist")  # fmt: skip
@@ -286,6 +295,27 @@ def test_evaluate_checks_the_fold_before_reading_records_and_warns_of_training_r
                            fold, "--out", tmp_path / f"ev{fold}", "--no-progress")  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         assert ("was in this checkpoint's training data" in proc.stderr) == warned, proc.stderr
+
+
+def test_evaluate_on_a_fold_reads_that_fold_s_records_alone(ecgcnn_here, run_dir, synthetic_root,
+                                                            synthetic_copy, tmp_path):  # fmt: skip
+    df = pd.read_csv(synthetic_copy / "ptbxl_database.csv")
+    for name in df.loc[df.strat_fold != 10, "filename_lr"]:  # the other folds' files are not here
+        for suffix in (".hea", ".dat"):
+            (synthetic_copy / f"{name}{suffix}").unlink()
+    ckpt = run_dir / "fold_0" / "checkpoint.pt"
+    proc = ecgcnn_here("evaluate", "--checkpoint", ckpt, "--data-root", synthetic_copy, "--test-fold", 10,
+                       "--out", tmp_path / "part", "--cache-dir", tmp_path / "c", "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert not list((tmp_path / "c").glob("signals_*.npy"))  # a part of a root is not cached
+    proc = ecgcnn_here("evaluate", "--checkpoint", ckpt, "--data-root", synthetic_root, "--test-fold", 10,
+                       "--out", tmp_path / "whole", "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    part, whole = (
+        json.loads((tmp_path / d / "metrics_fold10.json").read_text()) for d in ("part", "whole")
+    )
+    assert part["records"] == whole["records"] == (df.strat_fold == 10).sum()
+    assert part["roc_auc_macro"] == whole["roc_auc_macro"]
 
 
 def test_evaluate_on_a_fold_without_labels_of_the_task_says_so(

@@ -544,6 +544,15 @@ def test_verify_accepts_a_listing_written_with_dot_slash_paths(tree: Path, tmp_p
     assert report.succeeded and len(report.ok) == len(listed(dest))
 
 
+def test_verify_reads_records_kept_elsewhere_through_a_link(tree: Path, tmp_path: Path):
+    """Only download refuses links leading out of the copy (it writes); verify only reads."""
+    dest = local_copy(tree, tmp_path)
+    (dest / "records100").rename(tmp_path / "big-disk")
+    (dest / "records100").symlink_to(tmp_path / "big-disk", target_is_directory=True)
+    report = verify_ptbxl(dest)
+    assert report.succeeded and len(report.ok) == len(listed(dest))
+
+
 def test_verify_of_a_rate_the_listing_does_not_hold_is_an_error(tree: Path, tmp_path: Path):
     dest = local_copy(tree, tmp_path)
     with pytest.raises(EcgcnnError, match=r"lists no files under records500/.*rate 500"):

@@ -54,5 +54,13 @@ def test_benchmark_split_by_strat_fold():
         EcgcnnError, match="test strat_fold.*hold no records.*--val-fold 8 --test-fold 9"
     ):
         benchmark_split(np.array([1, 2, 9]), [1], 9, 10)
+    # fold 9 relabelled 10: advice to pass fold 9 as the test fold would fail again
+    with pytest.raises(
+        EcgcnnError, match=r"validation strat_fold\(s\) \[9\] hold no records"
+    ) as info:
+        benchmark_split(np.array([1, 2, 8, 10]), [1, 2], 9, 10)
+    assert "--test-fold 9" not in str(info.value) and "choose the folds among those" in str(
+        info.value
+    )
     with pytest.raises(EcgcnnError, match="must not overlap"):
         benchmark_split(strat, [1, 9], 9, 10)

@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -128,7 +129,6 @@ def test_benchmark_protocol_uses_strat_folds(synthetic_root, tmp_path):
 
 def test_data_without_strat_folds_trains_with_cross_validation_only(synthetic_copy, tmp_path):
     """A user's own data in PTB-XL layout may have no strat_fold: patient-wise CV needs none."""
-    import pandas as pd
 
     csv = synthetic_copy / "ptbxl_database.csv"
     df = pd.read_csv(csv)
@@ -169,6 +169,20 @@ def test_a_relative_cache_dir_is_kept_absolute_for_a_resume_elsewhere(
     monkeypatch.chdir(tmp_path / "elsewhere")
     train(resume_config(tmp_path / "run", progress=False))  # finished: nothing retrained
     assert not (tmp_path / "elsewhere" / "mycache").exists()
+
+
+def test_benchmark_folds_without_records_are_refused_before_any_record_is_read(
+    synthetic_copy, tmp_path
+):
+    csv = synthetic_copy / "ptbxl_database.csv"
+    df = pd.read_csv(csv)
+    df.loc[df.strat_fold == 9, "strat_fold"] = 10
+    df.to_csv(csv, index=False)
+    cfg = config(synthetic_copy, tmp_path / "x", protocol="benchmark", train_folds=list(range(1, 9)),
+                 val_fold=9, test_fold=10, cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    with pytest.raises(EcgcnnError, match=r"validation strat_fold\(s\) \[9\] hold no records"):
+        prepare(cfg)
+    assert not list((tmp_path / "cache").glob("signals_*.npy"))
 
 
 def test_bad_settings_fail_before_any_work(synthetic_root, tmp_path):

@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,7 @@ def fingerprint(db: Database, fs: int) -> str:
     return h.hexdigest()
 
 
-_WARNED_SKIPS: set[tuple[str, str]] = set()
+_WARNED_SKIPS: set[tuple] = set()
 
 
 def load_signals(
@@ -100,19 +100,64 @@ def load_signals(
         if manifest_path.exists():
             log.info("record cache %s is stale or damaged: rebuilding", cache)
         signals = _build_cache(db, fs, npy, manifest_path, fp, progress)
-    if signals.failed:
-        listing = "; ".join(f"ecg_id {k}: {v}" for k, v in list(signals.failed.items())[:3])
-        n = len(signals.failed)
-        if not skip_missing:
-            raise EcgcnnError(
-                f"{n} record(s) missing or unreadable under {db.root} (first: {listing}); "
-                "pass --skip-missing to leave them out"
-            )
-        key = (str(npy.resolve()), fp)
-        if key not in _WARNED_SKIPS:  # said once per process, not per load of the same cache
-            _WARNED_SKIPS.add(key)
-            log.warning("skipping %d missing or unreadable record(s) (first: %s)", n, listing)
+    _report_failed(signals.failed, db, skip_missing, (str(npy.resolve()), fp))
     return signals
+
+
+def load_some_signals(
+    db: Database,
+    ecg_ids: np.ndarray,
+    fs: int = 100,
+    cache_dir: str | Path | None = None,
+    skip_missing: bool = False,
+    progress: bool = True,
+) -> Signals:
+    """The records ``ecg_ids`` of ``db`` at ``fs`` Hz: from the root's record cache when it is
+    current, else read from their files alone (a part of a root is not cached: a cache is the
+    whole root's). Only these records need to be readable (``skip_missing`` as for load_signals).
+    """
+    check_rate(fs)
+    check_rate_folder(db, fs)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir(db.root)
+    npy, manifest_path = cache / f"signals_{fs}hz.npy", cache / f"manifest_{fs}hz.json"
+    fp = fingerprint(db, fs)
+    wanted = np.sort(np.asarray(ecg_ids, dtype=np.int64))
+    signals = _open_cache(npy, manifest_path, fp)
+    if signals is None:
+        length = fs * 10
+        paths = [str(db.record_path(int(eid), fs)) for eid in wanted]
+        data = np.zeros((len(wanted), 12, length), dtype=np.float32)
+        failed: dict[int, str] = {}
+        reads = _read_all(paths, fs, length)
+        for i, result in enumerate(tqdm(reads, total=len(paths), desc=f"reading {fs} Hz records",
+                                        disable=not progress)):  # fmt: skip
+            if isinstance(result, str):
+                failed[int(wanted[i])] = result
+            else:
+                data[i] = result
+        ok = ~np.isin(wanted, list(failed))
+        signals = Signals(data[ok], wanted[ok], fs, LEADS, failed)
+    else:
+        signals = replace(signals, failed={k: v for k, v in signals.failed.items()
+                                           if k in set(wanted.tolist())})  # fmt: skip
+    _report_failed(signals.failed, db, skip_missing, (str(npy.resolve()), fp, len(wanted)))
+    return signals
+
+
+def _report_failed(failed: dict[int, str], db: Database, skip_missing: bool, key: tuple) -> None:
+    """Unreadable records are an error naming the first few, or with ``skip_missing`` a warning,
+    said once per process for one set of records."""
+    if not failed:
+        return
+    listing = "; ".join(f"ecg_id {k}: {v}" for k, v in list(failed.items())[:3])
+    if not skip_missing:
+        raise EcgcnnError(
+            f"{len(failed)} record(s) missing or unreadable under {db.root} (first: {listing}); "
+            "pass --skip-missing to leave them out"
+        )
+    if key not in _WARNED_SKIPS:  # said once per process, not per load of the same cache
+        _WARNED_SKIPS.add(key)
+        log.warning("skipping %d missing or unreadable record(s) (first: %s)", len(failed), listing)
 
 
 def check_rate_folder(db: Database, fs: int, checkpoint: bool = False) -> None:

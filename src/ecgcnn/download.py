@@ -244,14 +244,17 @@ def select_files(
     }
 
 
-def _targets(root: Path, entries: Iterable[str], source: str) -> dict[str, Path]:
-    """Local paths of the entries, refusing any that resolves outside ``root`` (a symlink under
-    root pointing elsewhere, for one): every entry is checked before anything is written."""
+def _targets(
+    root: Path, entries: Iterable[str], source: str, writing: bool = True
+) -> dict[str, Path]:
+    """Local paths of the entries (their names were checked: no '..', not absolute). For
+    ``writing``, any that resolves outside ``root`` (a symlink under root pointing elsewhere, for
+    one) is refused, every entry before anything is written; reading follows such links."""
     base = root.resolve()
     targets = {}
     for entry in entries:
         target = base.joinpath(*entry.split("/"))
-        if not target.resolve().is_relative_to(base):
+        if writing and not target.resolve().is_relative_to(base):
             raise EcgcnnError(f"{source}: refusing entry {entry!r}: it resolves outside {root}")
         targets[entry] = target
     return targets
@@ -638,7 +641,7 @@ def verify_ptbxl(
         raise EcgcnnError(f"need jobs >= 1, got {jobs}")
     entries = parse_checksums(_read_listing(listing), str(listing))
     selected = select_files(entries, folders, str(listing))
-    targets = _targets(root, selected, str(listing))
+    targets = _targets(root, selected, str(listing), writing=False)  # verify only reads
     reasons: dict[str, str] = {}
 
     def check(entry: str) -> str:

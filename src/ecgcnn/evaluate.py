@@ -201,7 +201,7 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score a checkpoint on a PTB-XL root (one strat_fold, or every record), matching labels by name."""
-    from ecgcnn.cache import check_rate_folder, load_signals
+    from ecgcnn.cache import check_rate_folder, load_signals, load_some_signals
     from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
     from ecgcnn.labels import make_labels
     from ecgcnn.records import load_database, require_strat_folds
@@ -226,7 +226,11 @@ def evaluate_checkpoint(
     warn_if_trained_on(payload.get("config") or {}, test_fold, checkpoint,
                        payload.get("strat_folds_seen"))  # fmt: skip
     check_rate_folder(db, payload["fs"], checkpoint=True)
-    signals = load_signals(db, payload["fs"], cache_dir, skip_missing, progress)
+    if test_fold is None:
+        signals = load_signals(db, payload["fs"], cache_dir, skip_missing, progress)
+    else:  # the fold's records alone need to be there and readable
+        fold = labels.ecg_ids[db.records.loc[labels.ecg_ids, "strat_fold"].to_numpy() == test_fold]
+        signals = load_some_signals(db, fold, payload["fs"], cache_dir, skip_missing, progress)
     ids = labels.ecg_ids[np.isin(labels.ecg_ids, signals.ecg_ids)]
     if test_fold is not None:
         ids = ids[db.records.loc[ids, "strat_fold"].to_numpy() == test_fold]

@@ -76,7 +76,11 @@ def benchmark_split(
         if len(rows) == 0:
             raise EcgcnnError(
                 f"the {part} strat_fold(s) {folds} hold no records; this root has strat_folds {present}"
-                " (on data without fold 10, pass e.g. --val-fold 8 --test-fold 9)"
+                + (
+                    " (on data without fold 10, pass e.g. --val-fold 8 --test-fold 9)"
+                    if 10 not in present
+                    else " (choose the folds among those: --train-folds, --val-fold, --test-fold)"
+                )
             )
     return split
 

@@ -138,6 +138,9 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if cfg.protocol == "benchmark" or cfg.holdout_fold is not None:  # before the records are read
         why = "--protocol benchmark" if cfg.protocol == "benchmark" else "--holdout-fold"
         require_strat_folds(db, db.records.index.to_numpy(), why)
+    if cfg.protocol == "benchmark":  # a fold without any record: said before the records are read
+        benchmark_split(db.records["strat_fold"].to_numpy(), cfg.train_folds, cfg.val_fold,
+                        cfg.test_fold)  # fmt: skip
     signals = load_signals(db, cfg.fs, cfg.cache_dir, cfg.skip_missing, cfg.progress)
     labels = make_labels(db, cfg.task)
     keep = np.isin(labels.ecg_ids, signals.ecg_ids)
