@@ -122,3 +122,24 @@ def test_modified_or_foreign_cache_file_of_the_same_size_is_rebuilt(
     assert "stale or damaged: rebuilding" in caplog.text
     np.testing.assert_array_equal(again.data[:3], first)
     assert np.abs(np.asarray(again.data[-1])).sum() > 0
+
+
+def test_reader_workers_leave_ctrl_c_to_the_parent(synthetic_root, monkeypatch):
+    """Ctrl-C reaches the whole process group: workers that are still starting would each print a
+    traceback. They ignore it; the parent stops the pool."""
+    import multiprocessing
+    import signal
+
+    db = load_database(synthetic_root)
+    paths = [str(db.record_path(int(i), 100)) for i in db.records.index[:20]] * 40  # 25 chunks
+    monkeypatch.setattr(cache_module, "PARALLEL_MIN_RECORDS", 2)
+    monkeypatch.setattr(cache_module.os, "cpu_count", lambda: 2)
+    reads = cache_module._read_all(paths, 100, 1000)
+    first = next(reads)
+    workers = multiprocessing.active_children()
+    assert workers and isinstance(first, np.ndarray)
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGINT)
+    rest = list(reads)  # no worker died of it
+    assert len(rest) == len(paths) - 1 and all(isinstance(r, np.ndarray) for r in rest)
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the parent's handler is back

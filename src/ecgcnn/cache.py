@@ -8,13 +8,16 @@ cache that is trusted later.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import logging
 import multiprocessing
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -223,15 +226,33 @@ def _read_all(paths: list[str], fs: int, length: int) -> Iterator[np.ndarray | s
     if len(paths) < PARALLEL_MIN_RECORDS or workers < 2:
         return (_read_one(p, fs, length) for p in paths)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    results = pool.map(
-        _read_one, paths, itertools.repeat(fs), itertools.repeat(length), chunksize=32
-    )
+    with workers_leave_ctrl_c():  # the workers start as the chunks are submitted
+        results = pool.map(
+            _read_one, paths, itertools.repeat(fs), itertools.repeat(length), chunksize=32
+        )
 
     def drain() -> Iterator[np.ndarray | str]:
-        with pool:
+        try:
             yield from results
+        finally:  # done, or stopped (Ctrl-C): the chunks not started are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
 
     return drain()
+
+
+@contextlib.contextmanager
+def workers_leave_ctrl_c() -> Iterator[None]:
+    """Processes started inside ignore SIGINT (an ignored signal stays ignored across exec): Ctrl-C
+    reaches the whole process group, and a worker still importing would print a traceback of its
+    own; the parent alone stops, and stops its pool."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _build_cache(

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ecgcnn.cache import workers_leave_ctrl_c
 from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.recording import (
     BASELINES,
@@ -325,7 +326,10 @@ def prepared_stream(
     try:
         # spawn, not fork: forking a process that runs torch's thread pool can deadlock.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            in_flight = deque(pool.submit(_prepare_chunk, spec, c) for c in chunks[: 4 * workers])
+            with workers_leave_ctrl_c():  # the workers start with the first submissions
+                in_flight = deque(
+                    pool.submit(_prepare_chunk, spec, c) for c in chunks[: 4 * workers]
+                )
             while in_flight:
                 result = in_flight.popleft().result()
                 if done + len(in_flight) + 1 < len(chunks):
