@@ -189,9 +189,13 @@ def remove_baseline(signal: np.ndarray, fs: float, how: str) -> np.ndarray:
         from scipy.signal import butter, sosfiltfilt
 
         sos = butter(2, HIGHPASS_HZ, btype="highpass", fs=fs, output="sos")
-        centred = signal - np.median(signal, axis=0)  # the filter's edges start from near zero
         pad = min(len(signal) - 1, round(fs / HIGHPASS_HZ))  # a period of the cut-off: calm edges
-        return sosfiltfilt(sos, centred, axis=0, padlen=pad).astype(signal.dtype, copy=False)
+        out = np.empty_like(signal)
+        for j in range(signal.shape[1]):  # a lead at a time: hours of signal filter in bounded memory
+            lead = signal[:, j]
+            centred = lead - np.median(lead)  # the filter's edges start from near zero
+            out[:, j] = sosfiltfilt(sos, centred, padlen=pad)
+        return out
     raise EcgcnnError(f"--baseline {how!r}: expected one of {', '.join(BASELINES)}")
 
 
