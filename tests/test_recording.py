@@ -407,27 +407,19 @@ def test_csv_time_column_gives_the_rate(tmp_path):
         read_recording(tmp_path / "samples.csv")
 
 
-def test_physionet_exported_csv_with_a_units_row(tmp_path):
-    # what PhysioNet's tools export (rdsamp -c -H -v, LightWAVE): quoted names, then a units row
-    sig = ecg(fs=500, seed=5)
-    lines = ["'Elapsed time'," + ",".join(f"'{lead}'" for lead in LEADS),
-             "'seconds'," + ",".join(["'uV'"] * 12)]  # fmt: skip
-    lines += [f"{k / 500:.3f}," + ",".join(f"{v * 1000:.0f}" for v in row)
-              for k, row in enumerate(sig)]  # fmt: skip
-    (tmp_path / "export.csv").write_text("\n".join(lines) + "\n")
-    rec = read_recording(tmp_path / "export.csv")
-    assert rec.fs == 500 and rec.warnings == ()
-    np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
-
-
-@pytest.mark.parametrize("units_row", [True, False])
-def test_physionet_exported_csv_with_elapsed_clock_time(tmp_path, units_row):
-    """PhysioNet's exports can give 'Elapsed time' as m:ss.mmm (units row 'hh:mm:ss.mmm')."""
+@pytest.mark.parametrize(
+    ("time_unit", "clock"), [("seconds", False), ("hh:mm:ss.mmm", True), (None, True)]
+)
+def test_physionet_exported_csv(tmp_path, time_unit, clock):
+    """What PhysioNet's tools export (rdsamp -c -H -v, LightWAVE): quoted names, then a units row
+    (here microvolts); 'Elapsed time' in seconds or as m:ss.mmm, with or without that row."""
     sig = ecg(fs=500, seed=5)
     lines = ["'Elapsed time'," + ",".join(f"'{lead}'" for lead in LEADS)]
-    lines += ["'hh:mm:ss.mmm'," + ",".join(["'mV'"] * 12)] if units_row else []
-    lines += [f"'{k // 30000}:{k / 500 % 60:06.3f}'," + ",".join(f"{v:.4f}" for v in row)
-              for k, row in enumerate(sig)]  # fmt: skip
+    lines += [f"'{time_unit}'," + ",".join(["'uV'"] * 12)] if time_unit else []
+    scale = 1000 if time_unit else 1  # microvolts where the units row says so, else millivolts
+    for k, row in enumerate(sig):
+        time = f"'{k // 30000}:{k / 500 % 60:06.3f}'" if clock else f"{k / 500:.3f}"
+        lines.append(time + "," + ",".join(f"{v * scale:.4f}" for v in row))
     (tmp_path / "export.csv").write_text("\n".join(lines) + "\n")
     rec = read_recording(tmp_path / "export.csv")
     assert rec.fs == 500 and rec.warnings == ()
