@@ -191,7 +191,7 @@ def remove_baseline(signal: np.ndarray, fs: float, how: str) -> np.ndarray:
         sos = butter(2, HIGHPASS_HZ, btype="highpass", fs=fs, output="sos")
         pad = min(len(signal) - 1, round(fs / HIGHPASS_HZ))  # a period of the cut-off: calm edges
         out = np.empty_like(signal)
-        for j in range(signal.shape[1]):  # a lead at a time: hours of signal filter in bounded memory
+        for j in range(signal.shape[1]):  # a lead at a time: bounded memory for hours of signal
             lead = signal[:, j]
             centred = lead - np.median(lead)  # the filter's edges start from near zero
             out[:, j] = sosfiltfilt(sos, centred, padlen=pad)
