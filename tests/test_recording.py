@@ -224,6 +224,51 @@ def test_cinc_mat_files_that_do_not_hold_the_header_s_val_are_one_line_errors(tm
     assert hea == (tmp_path / "r.hea").read_text()
 
 
+def _mat_v5_bomb(path, inflated):
+    """A MATLAB v5 file whose compressed 'val' (int16, 12 x 5000 as its header says) inflates to
+    ``inflated`` bytes of zeros: a few hundred KiB on disk."""
+    import struct
+    import zlib
+
+    def element(kind, data):
+        return struct.pack("<II", kind, len(data)) + data + b"\0" * (-len(data) % 8)
+
+    head = (element(6, struct.pack("<II", 10, 0)) + element(5, struct.pack("<ii", 12, 5000))
+            + element(1, b"val") + struct.pack("<II", 3, inflated))  # fmt: skip
+    packer = zlib.compressobj(9)
+    parts = [packer.compress(struct.pack("<II", 14, len(head) + inflated) + head)]
+    parts += [packer.compress(b"\0" * (1 << 24)) for _ in range(inflated >> 24)]
+    parts.append(packer.flush())
+    body = b"".join(parts)
+    header = b"MATLAB 5.0 MAT-file".ljust(116) + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
+    path.write_bytes(header + struct.pack("<II", 15, len(body)) + body)
+
+
+def test_cinc_mat_that_inflates_beyond_its_matrix_or_holds_no_numbers_is_refused_unread(tmp_path):
+    import tracemalloc
+
+    write_cinc_mat(tmp_path / "r", ecg(fs=500), fs=500, matlab="5z")
+    _mat_v5_bomb(tmp_path / "r.mat", 1 << 28)  # 256 MiB of zeros behind a 12 x 5000 header
+    tracemalloc.start()
+    with pytest.raises(RecordError, match="r.mat inflates to more than"):
+        read_recording(tmp_path / "r.hea")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB while refusing it"
+    scipy.io.savemat(tmp_path / "r.mat", {"val": np.array([[np.zeros((12, 5000))]], dtype=object)})
+    with pytest.raises(RecordError, match="'val' is cell, not numbers"):
+        read_recording(tmp_path / "r.hea")
+
+
+def test_cinc_v4_matrix_stored_transposed_is_not_read_as_format_16(tmp_path):
+    sig = ecg(fs=500)
+    write_cinc_mat(tmp_path / "r", sig, fs=500)
+    digital = np.round(sig * 1000).astype(np.int16)  # samples x leads: rows are not the leads
+    scipy.io.savemat(tmp_path / "r.mat", {"val": digital}, format="4")
+    with pytest.raises(RecordError, match="holds 5000 x 12 values, the header 12 leads"):
+        read_recording(tmp_path / "r.hea")
+
+
 def test_format_212_and_microvolt_headers(tmp_path):
     sig = np.round(ecg(), 3)
     write_wfdb(tmp_path / "f212", sig, fmt="212")
@@ -624,8 +669,11 @@ def test_find_recordings_follows_linked_folders_once_and_names_upper_case_header
     (tmp_path / "in" / "loop").symlink_to(tmp_path / "in")  # a cycle: walked once
     write_wfdb(tmp_path / "in" / "upper", ecg())
     (tmp_path / "in" / "upper.hea").rename(tmp_path / "in" / "UPPER.HEA")  # copied from FAT media
-    found, errors = find_recordings([tmp_path / "in"])
-    assert found == [tmp_path / "in" / "linked" / "rec2.hea", tmp_path / "in" / "rec1.hea"]
+    write_wfdb(tmp_path / "in" / "twin", ecg())
+    (tmp_path / "in" / "twin.HEA").write_bytes((tmp_path / "in" / "twin.hea").read_bytes())
+    found, errors = find_recordings([tmp_path / "in"])  # twin.HEA beside twin.hea: no error
+    assert found == [tmp_path / "in" / "linked" / "rec2.hea", tmp_path / "in" / "rec1.hea",
+                     tmp_path / "in" / "twin.hea"]  # fmt: skip
     assert [str(e) for e in errors] == [
         f"{tmp_path / 'in' / 'UPPER.HEA'}: WFDB headers are read as NAME.hea, in lower case: "
         "rename it UPPER.hea"

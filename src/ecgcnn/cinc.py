@@ -43,11 +43,14 @@ def later_matlab(name: str, lines: list[list[str]]) -> Path | None:
         return None  # not MATLAB: read as the header says
     fmt = _FMT.match(mats[0][1])
     offset = int(fmt.group(2) or 0) if fmt else -1
-    return None if v4 == (_V4_INT16, offset) else path
+    n_sig = lines[0][1] if len(lines[0]) > 1 else ""
+    rows = int(n_sig) if n_sig.isdigit() else -1  # a matrix stored samples x leads is not format 16
+    return None if v4 == (_V4_INT16, offset, rows) else path
 
 
-def _v4_header(head: bytes) -> tuple[int, int] | None:
-    """(type code, bytes before the data) of a MATLAB v4 matrix header, little- or big-endian."""
+def _v4_header(head: bytes) -> tuple[int, int, int] | None:
+    """(type code, bytes before the data, rows) of a MATLAB v4 matrix header, little- or
+    big-endian."""
     for order in "<>":
         if len(head) < 20:
             return None
@@ -56,8 +59,40 @@ def _v4_header(head: bytes) -> tuple[int, int] | None:
         named = 0 < namlen <= 64 and len(head) >= 20 + namlen and head[19 + namlen] == 0
         if (0 <= mopt < 5000 and m <= 4 and o == 0 and p <= 5 and t <= 2 and rows >= 0
                 and cols >= 0 and imagf in (0, 1) and named):  # fmt: skip
-            return (mopt if order == "<" else -mopt), 20 + namlen
+            return (mopt if order == "<" else -mopt), 20 + namlen, rows
     return None
+
+
+NUMERIC_CLASSES = {"double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+                   "int64", "uint64"}  # fmt: skip
+
+
+def _check_inflation(path: Path, name: str, limit: int) -> None:
+    """Refuse a MATLAB v5/v7 file whose compressed elements inflate to more than ``limit`` bytes
+    in all (its matrix header can declare a small 'val' over gigabytes of data), counting the
+    output a MiB at a time without keeping it."""
+    import zlib
+
+    data = path.read_bytes()  # bounded: a record file (and an upload) is size-checked
+    if not data.startswith(b"MATLAB") or data.startswith(b"MATLAB 7.3") or len(data) < 128:
+        return
+    order = "<" if data[126:128] == b"IM" else ">"
+    pos, total = 128, 0
+    while pos + 8 <= len(data):
+        kind, size = struct.unpack_from(f"{order}II", data, pos)
+        pos += 8
+        if kind == 15:  # miCOMPRESSED
+            inflate = zlib.decompressobj()
+            chunk = data[pos : pos + size]
+            while chunk and not inflate.eof:
+                total += len(inflate.decompress(chunk, 2**20))
+                chunk = inflate.unconsumed_tail
+                if total > limit:
+                    raise RecordError(
+                        name, f"{path.name} inflates to more than {limit:,} bytes (a CinC "
+                        "record holds a few hundred KiB)"
+                    )  # fmt: skip
+        pos += size + (-size % 8 if kind != 15 else 0)
 
 
 def read_later_matlab(
@@ -78,12 +113,15 @@ def read_later_matlab(
     n_sig = header.n_sig or 0
     if any(not str(f).lower().endswith(".mat") for f in header.file_name or []):
         raise RecordError(name, "signals split between a .mat file and other files")
+    _check_inflation(path, name, MAX_MAT_BYTES)  # before scipy, which inflates to look inside
     try:
         found = {v[0]: (v[1], v[2]) for v in scipy.io.whosmat(path)}
         if "val" not in found:
             has = ", ".join(found) or "nothing"
             raise RecordError(name, f"{path.name} holds no 'val' matrix (has {has})")
         shape, kind = found["val"]
+        if kind not in NUMERIC_CLASSES:
+            raise RecordError(name, f"{path.name}: 'val' is {kind}, not numbers")
         if len(shape) != 2 or int(np.prod(shape)) * 8 > MAX_MAT_BYTES:
             raise RecordError(name, f"{path.name}: 'val' is {' x '.join(map(str, shape))}")
         val = scipy.io.loadmat(path, variable_names=["val"])["val"]

@@ -856,7 +856,8 @@ def find_recordings(
         p = Path(raw)
         if p.is_dir():
             files = _walk(p)
-            upper = [h for h in files if h.suffix.lower() == ".hea" and h.suffix != ".hea"]
+            upper = [h for h in files if h.suffix.lower() == ".hea" and h.suffix != ".hea"
+                     and not h.with_suffix(".hea").is_file()]  # fmt: skip
             errors.extend(RecordError(str(h), "WFDB headers are read as NAME.hea, in lower case: "
                                       f"rename it {h.stem}.hea") for h in upper)  # fmt: skip
             hits = sorted(h for h in files if _is_recording(h, arrays))
