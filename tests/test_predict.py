@@ -336,3 +336,10 @@ def test_cli_predict_bad_options_are_one_line_errors(checkpoint, tmp_path):
     assert (
         proc.returncode == 1 and "error: checkpoint" in proc.stderr and "not found" in proc.stderr
     )
+    np.save(tmp_path / "a.npy", ecg())
+    proc = run_cli("predict", "--checkpoint", checkpoint, tmp_path / "a.npy", "--fs", 100,
+                   "--baseline", "mean")  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and lines == [
+        "error: --baseline 'mean': expected one of keep, median, highpass"
+    ]
