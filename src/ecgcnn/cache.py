@@ -18,6 +18,7 @@ import os
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ecgcnn import atomic
 from ecgcnn.errors import EcgcnnError, RecordError
+from ecgcnn.recording import remove_baseline_records
 from ecgcnn.records import DATABASE_CSV, LEADS, STATEMENTS_CSV, Database, check_rate, read_record
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,19 @@ class Signals:
             missing = np.setdiff1d(ecg_ids, self.ecg_ids)
             raise EcgcnnError(f"ecg_id(s) {missing[:5].tolist()} are not in the record cache")
         return pos
+
+
+def baseline_removed(signals: Signals, how: str) -> Signals:
+    """``signals`` with each lead's baseline treated as ``how`` says (``ecgcnn.recording.BASELINES``;
+    ``keep`` returns them as they are): an in-memory copy, made once per run (the cache on disk
+    always holds the records as recorded)."""
+    if how == "keep":
+        return signals
+    start = time.perf_counter()
+    data = remove_baseline_records(signals.data, signals.fs, how)
+    log.info("baseline (%s) removed from %d records in %.1f s", how, len(data),
+             time.perf_counter() - start)  # fmt: skip
+    return replace(signals, data=data)
 
 
 def default_cache_dir(root: Path) -> Path:

@@ -40,10 +40,11 @@ SkipMissing = Annotated[
     ),
 ]
 Baseline = Annotated[
-    str,
+    str | None,
     typer.Option(
         help="Each lead's baseline: highpass (offset and drift, below 0.5 Hz, filtered out), "
-        "median (an offset subtracted) or keep (as recorded, as evaluate scores PTB-XL)."
+        "median (an offset subtracted) or keep (as recorded). Default: as the model learnt its "
+        "records; highpass for a model that learnt them as recorded (the recipes' default)."
     ),
 ]
 
@@ -206,6 +207,14 @@ def train_cmd(
             "probabilities (an ensemble: K times the training time)."
         ),
     ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Each lead's baseline in the records learnt from and scored: keep (as recorded, "
+            "the recipes' default), median (an offset subtracted) or highpass (below 0.5 Hz "
+            "filtered out, as predict does by default). Stored in the checkpoint."
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Random seed (splits, initialisation, shuffling).")
     ] = 42,
@@ -286,6 +295,7 @@ def train_cmd(
             ema_decay=ema,
             aux_task=aux_task,
             members=members,
+            baseline=baseline,
         ),  # fmt: skip
         holdout_fold=holdout_fold,
         only_fold=only_fold,
@@ -500,7 +510,7 @@ def predict(
     allow_missing_leads: Annotated[
         bool, typer.Option("--allow-missing-leads", help="Fill missing and flat leads with zeros.")
     ] = False,
-    baseline: Baseline = "highpass",
+    baseline: Baseline = None,
     threshold: Annotated[
         float | None, typer.Option(help="One threshold for every class instead of the stored ones.")
     ] = None,
@@ -792,7 +802,7 @@ def explain(
             help="Only this part of --record, START:END in seconds (e.g. a Holter's episode)."
         ),
     ] = None,
-    baseline: Baseline = "highpass",
+    baseline: Baseline = None,
 ) -> None:
     """Where the model looks: attribution of one record drawn on ECG paper (PNG per class)."""
     from ecgcnn.explain import explain_record

@@ -400,11 +400,13 @@ def _record_signal(
     fs: float | None = None,
     units: str = "mV",
     segment: tuple[float | None, float | None] | None = None,
-    baseline: str = "highpass",
+    baseline: str | None = None,
 ) -> tuple[np.ndarray, str, list[str] | None]:
     """(signal (leads, T), display id, true labels or None) from a recording file (its baseline
-    treated as ``predict`` does) or a PTB-XL root (as recorded, as ``evaluate`` scores it)."""
+    treated as ``predict`` does) or a PTB-XL root (as ``evaluate`` scores it: the baseline as in the
+    records the model learnt from)."""
     from ecgcnn.labels import make_labels
+    from ecgcnn.recording import checkpoint_baseline, default_baseline, remove_baseline
     from ecgcnn.records import load_database, read_record
 
     leads, model_fs = tuple(meta["leads"]), meta["fs"]
@@ -412,6 +414,7 @@ def _record_signal(
         raise EcgcnnError("give either --record PATH or --data-root DIR --ecg-id N")
     truth = None
     if record is not None:
+        baseline = baseline or default_baseline(checkpoint_baseline(meta))
         signal, name = _read_file(record, leads, fs, model_fs, units, segment, baseline)
     elif segment is not None:
         raise EcgcnnError("--segment needs --record (a PTB-XL record is 10 s)")
@@ -422,6 +425,8 @@ def _record_signal(
         if ecg_id not in db.records.index:
             raise EcgcnnError(f"ecg_id {ecg_id} is not in {Path(data_root) / 'ptbxl_database.csv'}")
         signal, _ = read_record(db.record_path(ecg_id, model_fs), leads)
+        # as evaluate scores it: the baseline treated as in the records the model learnt from
+        signal = remove_baseline(signal, model_fs, checkpoint_baseline(meta))
         name = f"ecg_id {ecg_id}"
         labels = make_labels(db, meta["task"], tuple(meta["classes"]))
         row = np.flatnonzero(labels.ecg_ids == ecg_id)
@@ -479,7 +484,7 @@ def explain_record(
     fs: float | None = None,
     units: str = "mV",
     segment: tuple[float | None, float | None] | None = None,
-    baseline: str = "highpass",
+    baseline: str | None = None,
 ) -> list[ExplainedClass]:
     """Explain one record (a recording file, or an ecg_id of a PTB-XL root): PNGs on ECG paper in ``out``.
 

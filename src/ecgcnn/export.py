@@ -22,6 +22,7 @@ from torch import nn
 
 from ecgcnn import __version__, atomic
 from ecgcnn.errors import EcgcnnError
+from ecgcnn.recording import checkpoint_baseline
 from ecgcnn.records import LEADS
 
 ONNX_FORMAT = "ecgcnn-onnx/1"
@@ -61,6 +62,8 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, Any]:
         "window": window,
         "stride": int(meta.get("stride") or max(1, window // 2)),
         "aggregate": meta.get("aggregate") or "max",
+        # how the records the model learnt from had their baseline treated (outside the graph)
+        "baseline": checkpoint_baseline(meta),
         "preprocess": {"mean": list(pre["mean"]), "std": list(pre["std"]), "in_graph": True},
         "thresholds": [float(t) for t in meta["thresholds"]],
         "threshold_source": meta.get("threshold_source"),

@@ -31,7 +31,9 @@ from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.recording import (
     BASELINES,
     Recording,
+    checkpoint_baseline,
     conform,
+    default_baseline,
     find_recordings,
     read_recording,
     record_length,
@@ -480,6 +482,12 @@ class Predictor:
         except (KeyError, TypeError, ValueError) as exc:
             raise EcgcnnError(f"model metadata incomplete or malformed ({exc!r})") from None
         self.aggregate = aggregate or str(meta.get("aggregate") or "max")
+        # how the records the model learnt from had their baseline treated (keep: as recorded),
+        # and so how recordings are treated unless the caller says otherwise (keep: highpass)
+        self.trained_baseline = checkpoint_baseline(meta)
+        if self.trained_baseline not in BASELINES:
+            raise EcgcnnError(f"model metadata has an unknown baseline {self.trained_baseline!r}")
+        self.default_baseline = default_baseline(self.trained_baseline)
         if self.aggregate not in AGGREGATIONS:
             raise EcgcnnError(
                 f"unknown aggregate {self.aggregate!r}; expected one of {', '.join(AGGREGATIONS)}"
@@ -568,14 +576,18 @@ class Predictor:
         units: str = "mV",
         allow_missing_leads: bool = False,
         segment: Segment | None = None,
-        baseline: str = "highpass",
+        baseline: str | None = None,
     ) -> InputSpec:
         """How recordings are read for this model (``fs`` and ``units`` of .npy / .csv files,
         ``baseline`` one of BASELINES)."""
         if unit_scale(units) is None:
             raise EcgcnnError(f"--units {units!r}: expected mV, uV or V")
+        baseline = baseline or self.default_baseline
         if baseline not in BASELINES:
             raise EcgcnnError(f"--baseline {baseline!r}: expected one of {', '.join(BASELINES)}")
+        if self.trained_baseline != "keep" and baseline != self.trained_baseline:
+            log.warning("the model learnt records with the baseline treated as %r; --baseline %s "
+                        "treats recordings otherwise", self.trained_baseline, baseline)  # fmt: skip
         return InputSpec(self.leads, self.fs, self.window, self.stride, fs, units,
                          allow_missing_leads, segment, baseline)  # fmt: skip
 
@@ -594,7 +606,7 @@ class Predictor:
         allow_missing_leads: bool = False,
         segment: Segment | None = None,
         name: str = "signal",
-        baseline: str = "highpass",
+        baseline: str | None = None,
     ) -> Prediction:
         """Predict one ECG given as an array: (samples, leads) or (leads, samples).
 
@@ -611,7 +623,7 @@ class Predictor:
         units: str = "mV",
         allow_missing_leads: bool = False,
         segment: Segment | None = None,
-        baseline: str = "highpass",
+        baseline: str | None = None,
     ) -> Prediction:
         """Predict one recording file (WFDB, EDF, DICOM, ECG XML, SCP-ECG, ISHNE Holter, or .npy/.csv
         with ``fs``)."""
@@ -628,7 +640,7 @@ class Predictor:
         workers: int | None = None,
         progress: bool = False,
         every: float | None = None,
-        baseline: str = "highpass",
+        baseline: str | None = None,
     ) -> BatchResult:
         """Predict files, record names and directories; bad records become failures, not errors.
 
@@ -726,7 +738,7 @@ def predict_files(
     batch_size: int = 256,
     progress: bool = True,
     every: float | None = None,
-    baseline: str = "highpass",
+    baseline: str | None = None,
 ) -> BatchResult:
     """``ecgcnn predict``: a checkpoint or .onnx model applied to files, record names, directories."""
     from ecgcnn.recording import parse_segment

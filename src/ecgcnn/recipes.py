@@ -8,6 +8,7 @@ from ecgcnn.augment import Augment
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.labels import check_task
 from ecgcnn.models import check_members
+from ecgcnn.recording import BASELINES
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Recipe:
     # train this many networks one after another, each from its own seed, and average their
     # probabilities (an ensemble: K times the training time and parameters); 1 is a single network
     members: int = 1
+    # each lead's baseline in the records the model learns from (and is scored on): as recorded
+    # (keep, the published recipe), median subtracted, or high-pass filtered (ecgcnn.recording)
+    baseline: str = "keep"
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "the recipe") -> Recipe:
@@ -77,6 +81,10 @@ class Recipe:
         if self.aux_task is not None:
             check_task(self.aux_task)
         check_members(self.members)
+        if self.baseline not in BASELINES:
+            raise EcgcnnError(
+                f"unknown baseline {self.baseline!r}; expected one of {', '.join(BASELINES)}"
+            )
         if not 0 <= self.ema_decay < 1:
             raise EcgcnnError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         for name in ("window_s", "stride_s"):

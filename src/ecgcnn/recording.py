@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -176,6 +177,19 @@ BASELINES = ("keep", "median", "highpass")
 HIGHPASS_HZ = 0.5
 
 
+def checkpoint_baseline(meta: Mapping[str, Any]) -> str:
+    """How the records a model learnt from had their baseline treated (its checkpoint's or ONNX
+    file's ``baseline``; ``keep``, as recorded, for models saved before the setting existed)."""
+    return str(meta.get("baseline") or "keep")
+
+
+def default_baseline(trained: str) -> str:
+    """How a recording from elsewhere is treated for a model that learnt ``trained`` baselines:
+    as the model learnt, and high-pass filtered for a model that learnt them as recorded (PTB-XL's
+    leads sit near zero; other devices' exports need not)."""
+    return "highpass" if trained == "keep" else trained
+
+
 def remove_baseline(signal: np.ndarray, fs: float, how: str) -> np.ndarray:
     """(samples, leads) with each lead's baseline removed: ``median`` subtracts the lead's median
     (a constant offset), ``highpass`` filters out what is slower than HIGHPASS_HZ (offset and
@@ -186,17 +200,39 @@ def remove_baseline(signal: np.ndarray, fs: float, how: str) -> np.ndarray:
     if how == "median":
         return (signal - np.median(signal, axis=0)).astype(signal.dtype, copy=False)
     if how == "highpass":
-        from scipy.signal import butter, sosfiltfilt
-
-        sos = butter(2, HIGHPASS_HZ, btype="highpass", fs=fs, output="sos")
-        pad = min(len(signal) - 1, round(fs / HIGHPASS_HZ))  # a period of the cut-off: calm edges
         out = np.empty_like(signal)
         for j in range(signal.shape[1]):  # a lead at a time: bounded memory for hours of signal
-            lead = signal[:, j]
-            centred = lead - np.median(lead)  # the filter's edges start from near zero
-            out[:, j] = sosfiltfilt(sos, centred, padlen=pad)
+            out[:, j] = _highpass(signal[:, j], fs, axis=0)
         return out
     raise EcgcnnError(f"--baseline {how!r}: expected one of {', '.join(BASELINES)}")
+
+
+def remove_baseline_records(data: np.ndarray, fs: float, how: str, chunk: int = 256) -> np.ndarray:
+    """``remove_baseline`` for a stack of records (records, leads, samples), as float32, a chunk of
+    records at a time (``data`` may be a memory-mapped cache); ``keep`` returns ``data`` itself."""
+    if how == "keep":
+        return data
+    if how not in BASELINES:
+        raise EcgcnnError(f"baseline {how!r}: expected one of {', '.join(BASELINES)}")
+    out = np.empty(data.shape, dtype=np.float32)
+    for start in range(0, len(data), chunk):
+        x = np.asarray(data[start : start + chunk])
+        if how == "median":
+            out[start : start + chunk] = x - np.median(x, axis=2, keepdims=True)
+        else:
+            out[start : start + chunk] = _highpass(x, fs, axis=2)
+    return out
+
+
+def _highpass(x: np.ndarray, fs: float, axis: int) -> np.ndarray:
+    """Zero-phase Butterworth high-pass at HIGHPASS_HZ along ``axis``, each trace first centred on
+    its median so that the filter's edges start from near zero."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(2, HIGHPASS_HZ, btype="highpass", fs=fs, output="sos")
+    pad = min(x.shape[axis] - 1, round(fs / HIGHPASS_HZ))  # a period of the cut-off: calm edges
+    centred = x - np.median(x, axis=axis, keepdims=True)
+    return sosfiltfilt(sos, centred, axis=axis, padlen=pad)
 
 
 def resample(signal: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:

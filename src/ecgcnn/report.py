@@ -558,6 +558,7 @@ def section_examples(
     from ecgcnn.evaluate import checkpoint_windows
     from ecgcnn.explain import explain_signal
     from ecgcnn.paper import paper_figure
+    from ecgcnn.recording import checkpoint_baseline, remove_baseline_records
     from ecgcnn.records import load_database
 
     fold = next((f for f in run.folds if (f.path / "checkpoint.pt").is_file()), None)
@@ -589,6 +590,7 @@ def section_examples(
         )
     ]
     available = set(signals.ecg_ids.tolist())
+    baseline = checkpoint_baseline(payload)
     for j in classes:
         items = [e for e in examples if e.class_index == j]
         parts.append(f'<h3>{_esc(run.classes[j])}</h3><div class="examples">')
@@ -599,7 +601,9 @@ def section_examples(
             if ecg_id not in available:
                 parts.append(_note(f"{e.kind}: ecg_id {ecg_id} is not readable in {_esc(root)}."))
                 continue
-            signal = np.asarray(signals.data[signals.rows(np.array([ecg_id]))[0]])
+            signal = remove_baseline_records(  # as the model learnt its records
+                signals.data[signals.rows(np.array([ecg_id]))], signals.fs, baseline
+            )[0]
             ex = explain_signal(model, signal, j, method, **checkpoint_windows(payload))
             truth = [c for c, v in zip(run.classes, fold.y_true[e.row], strict=True) if v]
             fig = paper_figure(

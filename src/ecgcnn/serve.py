@@ -116,11 +116,11 @@ class EcgIn(BaseModel):
     allow_missing_leads: bool = Field(
         default=False, description="Fill leads the model needs but the ECG lacks with zeros."
     )
-    baseline: Literal["keep", "median", "highpass"] = Field(
-        default="highpass",
-        description="Each lead's baseline: filtered out below 0.5 Hz (offset and drift; the "
-        "default), its median subtracted (an offset), or kept as recorded. The model learnt "
-        "PTB-XL's centred leads.",
+    baseline: Literal["keep", "median", "highpass"] | None = Field(
+        default=None,
+        description="Each lead's baseline: filtered out below 0.5 Hz (offset and drift), its "
+        "median subtracted (an offset), or kept as recorded. Default: as the model learnt its "
+        "records, and highpass for a model that learnt them as recorded (PTB-XL's centred leads).",
     )
     name: str | None = Field(default=None, max_length=128, description="A name for the record.")
 
@@ -542,7 +542,7 @@ class Upload:
     fs: float | None
     units: str
     allow_missing_leads: bool
-    baseline: str
+    baseline: str | None
 
     def cleanup(self) -> None:
         self.folder.cleanup()
@@ -582,8 +582,8 @@ async def _uploads(request: Request, settings: Settings) -> dict[str, Upload]:
     if units not in ("mV", "uV", "V"):
         raise ApiError(422, "invalid_field", f"units: expected mV, uV or V, got {units!r}", "units")
     allow = str(form.get("allow_missing_leads") or "false").lower() in ("1", "true", "yes", "on")
-    baseline = str(form.get("baseline") or "highpass")
-    if baseline not in BASELINES:
+    baseline = str(form.get("baseline") or "") or None  # None: the model's default
+    if baseline is not None and baseline not in BASELINES:
         raise ApiError(422, "invalid_field", f"baseline: expected one of {', '.join(BASELINES)}, "
                        f"got {baseline!r}", "baseline")  # fmt: skip
     uploads = [v for k, v in form.multi_items() if k == "files" and not isinstance(v, str)]
@@ -689,7 +689,7 @@ def _predict_json(
     except RecordError as exc:
         raise _record_error(exc, "signal") from None
     pred = p._predict_prepared([prepared])[0]
-    return _prediction_out(p, pred, mid, rec if explain else None, body.baseline)
+    return _prediction_out(p, pred, mid, rec if explain else None, spec.baseline)
 
 
 def _predict_upload(
@@ -709,7 +709,7 @@ def _predict_upload(
     except EcgcnnError as exc:
         raise _record_error(exc, "files", upload.folder.name) from None
     pred = replace(p._predict_prepared([prepared])[0], record=name)
-    return _prediction_out(p, pred, mid, rec if explain else None, upload.baseline)
+    return _prediction_out(p, pred, mid, rec if explain else None, spec.baseline)
 
 
 # How conform() words problems with the lead names (the JSON field ``leads``).
@@ -754,7 +754,7 @@ def _record_error(exc: EcgcnnError, where: str, folder: str | None = None) -> Ap
 
 
 def _prediction_out(
-    p: Predictor, pred: Prediction, mid: str, rec: Any, baseline: str = "highpass"
+    p: Predictor, pred: Prediction, mid: str, rec: Any, baseline: str | None = None
 ) -> dict[str, Any]:
     out = {
         "record": pred.record,
@@ -773,7 +773,7 @@ def _prediction_out(
 
 
 def explain_prediction(
-    p: Predictor, rec: Any, pred: Prediction, baseline: str = "highpass"
+    p: Predictor, rec: Any, pred: Prediction, baseline: str | None = None
 ) -> dict[str, Any]:
     """Saliency of the most probable class's score as predict reports it (the aggregated window
     probability) over the whole record, scaled to 0-1, with the signal as the model saw it."""
@@ -782,7 +782,7 @@ def explain_prediction(
 
     target = max(pred.probabilities, key=pred.probabilities.__getitem__)
     rec = rec.validate()  # as predict scored it: a flat lead zero-filled where allowed
-    signal = remove_baseline(rec.signal, rec.fs, baseline)
+    signal = remove_baseline(rec.signal, rec.fs, baseline or p.default_baseline)
     x, _ = pad_near_miss(resample(signal, rec.fs, p.fs), p.window)
     x = np.ascontiguousarray(x.T, dtype=np.float32)
     ex = explain_signal(p.model, x, p.classes.index(target), "saliency", p.window, p.stride,

@@ -1,0 +1,134 @@
+"""A recipe's baseline (``--baseline`` on train): the records learnt from, scored by evaluate, explained
+and predicted on are all treated the same way, and the checkpoint says which way."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from ecgcnn.errors import EcgcnnError
+from ecgcnn.recipes import get_recipe
+from ecgcnn.recording import (
+    checkpoint_baseline,
+    default_baseline,
+    remove_baseline,
+    remove_baseline_records,
+)
+
+
+def _records(n: int = 7, samples: int = 1000) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    t = np.arange(samples) / 100
+    drift = 0.4 * np.sin(2 * np.pi * 0.1 * t)  # slower than 0.5 Hz: the filter's to remove
+    return (rng.normal(0, 0.1, (n, 12, samples)) + rng.normal(0, 1, (n, 12, 1)) + drift).astype(
+        np.float32
+    )
+
+
+@pytest.mark.parametrize("how", ["median", "highpass"])
+def test_a_stack_of_records_is_filtered_as_each_recording_would_be(how, tmp_path):
+    data = _records()
+    np.save(tmp_path / "cache.npy", data)
+    mapped = np.load(tmp_path / "cache.npy", mmap_mode="r")  # as the record cache is read
+    stacked = remove_baseline_records(mapped, 100, how, chunk=3)  # chunks not dividing 7
+    one_by_one = np.stack([remove_baseline(r.T, 100, how).T for r in data])
+    assert stacked.dtype == np.float32 and stacked.shape == data.shape
+    np.testing.assert_allclose(stacked, one_by_one, atol=1e-5)
+    assert np.abs(np.median(stacked, axis=2)).max() < 0.05  # offsets gone
+    assert np.abs(stacked - data).max() > 0.5  # and something was done
+
+
+def test_keep_returns_the_records_themselves_and_an_unknown_baseline_is_refused():
+    data = _records(2)
+    assert remove_baseline_records(data, 100, "keep") is data
+    with pytest.raises(
+        EcgcnnError, match="baseline 'mean': expected one of keep, median, highpass"
+    ):
+        remove_baseline_records(data, 100, "mean")
+    recipe = get_recipe("benchmark").with_overrides(baseline="detrend")
+    with pytest.raises(EcgcnnError, match="unknown baseline 'detrend'; expected one of keep"):
+        recipe.validate()
+
+
+def test_models_saved_before_the_setting_learnt_records_as_recorded():
+    assert checkpoint_baseline({}) == "keep" and checkpoint_baseline({"baseline": None}) == "keep"
+    # recordings from elsewhere: as the model learnt, highpass for a model that kept baselines
+    assert default_baseline("keep") == "highpass"
+    assert default_baseline("median") == "median" and default_baseline("highpass") == "highpass"
+
+
+@pytest.mark.slow
+def test_a_highpass_model_is_scored_the_same_by_evaluate_explain_and_predict(
+    synthetic_root, tmp_path, caplog
+):
+    from ecgcnn import load_model
+    from ecgcnn.evaluate import evaluate_checkpoint
+    from ecgcnn.explain import _record_signal
+    from ecgcnn.export import onnx_metadata
+    from ecgcnn.predict import Predictor
+    from ecgcnn.records import load_database, read_record
+    from ecgcnn.train import TrainConfig, train
+
+    recipe = get_recipe("benchmark").with_overrides(epochs=1, batch_size=32, baseline="highpass")
+    cfg = TrainConfig(data_root=str(synthetic_root), out=str(tmp_path / "run"), model="cnn1d",
+                      task="superdiagnostic", protocol="benchmark", train_folds=list(range(1, 8)),
+                      val_fold=8, test_fold=9, recipe=recipe, progress=False)  # fmt: skip
+    train(cfg)
+    fold = tmp_path / "run" / "benchmark"
+    meta = load_model(fold / "checkpoint.pt").meta
+    assert meta["baseline"] == "highpass" and meta["config"]["recipe"]["baseline"] == "highpass"
+    assert onnx_metadata(meta)["baseline"] == "highpass"
+    saved = np.load(fold / "predictions_test.npz")
+
+    # evaluate reads the same records from the cache and filters them as training did
+    evaluate_checkpoint(fold / "checkpoint.pt", synthetic_root, tmp_path / "ev", test_fold=9,
+                        progress=False)  # fmt: skip
+    scored = np.load(tmp_path / "ev" / "predictions_fold9.npz")
+    np.testing.assert_array_equal(scored["ecg_ids"], saved["ecg_ids"])
+    np.testing.assert_allclose(scored["y_prob"], saved["y_prob"], atol=1e-5)
+
+    # predict on the record's file: the model's own baseline by default, no warning
+    ecg_id = int(saved["ecg_ids"][0])
+    db = load_database(synthetic_root)
+    predictor = Predictor.from_checkpoint(fold / "checkpoint.pt")
+    assert predictor.default_baseline == "highpass"
+    with caplog.at_level(logging.WARNING):
+        pred = predictor.predict_record(db.record_path(ecg_id, 100))
+    assert not [r for r in caplog.records if "the model learnt" in r.getMessage()]
+    np.testing.assert_allclose(
+        [pred.probabilities[c] for c in predictor.classes], saved["y_prob"][0], atol=1e-5
+    )
+    kept = predictor.predict_record(db.record_path(ecg_id, 100), baseline="keep")
+    assert "the model learnt records with the baseline treated as 'highpass'" in caplog.text
+    assert not np.allclose(
+        [kept.probabilities[c] for c in predictor.classes], saved["y_prob"][0], atol=1e-5
+    )
+
+    # explain --data-root --ecg-id shows the record as the model learnt such records
+    signal, _, _ = _record_signal(meta, None, synthetic_root, ecg_id)
+    raw, _ = read_record(db.record_path(ecg_id, 100), tuple(meta["leads"]))
+    np.testing.assert_allclose(signal, remove_baseline(raw, 100, "highpass").T, atol=1e-6)
+
+
+def test_a_median_model_predicts_with_its_own_baseline_unless_told(caplog):
+    from ecgcnn.predict import Predictor
+
+    meta = {"classes": ["A"], "fs": 100, "input_length": 1000, "thresholds": [0.5],
+            "baseline": "median"}  # fmt: skip
+    predictor = Predictor(lambda x: np.full((len(x), 1), 0.5, np.float32), meta, "test")
+    assert predictor.input_spec().baseline == "median"
+    with caplog.at_level(logging.WARNING):
+        assert predictor.input_spec(baseline="highpass").baseline == "highpass"
+    assert "the model learnt records with the baseline treated as 'median'" in caplog.text
+    old = Predictor(predictor._infer, {k: v for k, v in meta.items() if k != "baseline"}, "test")
+    assert old.input_spec().baseline == "highpass"
+    with pytest.raises(EcgcnnError, match="unknown baseline 'bandpass'"):
+        Predictor(predictor._infer, meta | {"baseline": "bandpass"}, "test")
+
+
+def test_train_refuses_an_unknown_baseline_in_one_line(ecgcnn_here, synthetic_root, tmp_path):
+    result = ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "run",
+                         "--baseline", "mean", "--no-progress")  # fmt: skip
+    assert result.returncode != 0
+    assert "unknown baseline 'mean'; expected one of keep, median, highpass" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run" / "fold_0").exists()
