@@ -6,6 +6,7 @@ import logging
 import pytest
 
 from ecgcnn.benchmark import NAIVE, leaderboard, parse_entry, run_benchmark
+from ecgcnn.checkpoint import load_checkpoint
 from ecgcnn.errors import EcgcnnError
 
 pytestmark = pytest.mark.slow
@@ -159,3 +160,20 @@ def test_one_benchmark_holds_a_network_and_its_ensemble(synthetic_root, tmp_path
 
     assert entry_label("cnn1d-x2", rows["cnn1d-x2"]) == "cnn1d-x2"  # its size once, not twice
     assert entry_label("cnn1d", rows["cnn1d"]) == "cnn1d (3 members)"
+
+
+def test_baseline_applies_to_the_benchmark_recipe_entries_alone(synthetic_root, tmp_path):
+    """``--baseline`` is a setting of the benchmark's recipe, like ``--batch-size``: an entry with
+    its own recipe (the original cnn1d@seed) is trained as that recipe says."""
+    run_benchmark(synthetic_root, tmp_path / "b", ["superdiagnostic"], ["cnn1d", "cnn1d@seed"],
+                  epochs=1, batch_size=32, baseline="median", val_fold=9, test_fold=10,
+                  progress=False)  # fmt: skip
+    recipes = {
+        spec: json.loads((tmp_path / "b" / "superdiagnostic" / spec / "config.json").read_text())[
+            "recipe"
+        ]
+        for spec in ("cnn1d", "cnn1d@seed")
+    }
+    assert recipes["cnn1d"]["baseline"] == "median" and recipes["cnn1d@seed"]["baseline"] == "keep"
+    checkpoint = tmp_path / "b" / "superdiagnostic" / "cnn1d" / "benchmark" / "checkpoint.pt"
+    assert load_checkpoint(checkpoint)["baseline"] == "median"

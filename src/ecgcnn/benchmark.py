@@ -9,8 +9,8 @@
 
 A model may name its own recipe as ``MODEL@RECIPE`` (``cnn1d@seed``: the original repository's cnn1d
 with its own training, 10 epochs of whole records); such an entry keeps that recipe's settings, while
-``--epochs``, ``--batch-size``, ``--aggregate`` and ``--members`` apply to the entries trained with the
-benchmark's recipe. An entry may also name its own ensemble size as ``MODEL[@RECIPE]-xK``
+``--epochs``, ``--batch-size``, ``--aggregate``, ``--baseline`` and ``--members`` apply to the entries
+trained with the benchmark's recipe. An entry may also name its own ensemble size as ``MODEL[@RECIPE]-xK``
 (``fcn_wang-x2``: two networks), so one benchmark holds a network and its ensemble side by side;
 ``--members`` sizes the benchmark-recipe entries that do not.
 
@@ -54,6 +54,7 @@ def run_benchmark(
     aggregate: str | None = None,
     batch_size: int | None = None,
     members: int | None = None,
+    baseline: str | None = None,
     fs: int = 100,
     seed: int = 42,
     reference: str = "cnn1d",
@@ -72,8 +73,9 @@ def run_benchmark(
         for spec, model, entry_recipe, own, size in entries:
             if not own:
                 entry_recipe = entry_recipe.with_overrides(
-                    epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members
-                )
+                    epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members,
+                    baseline=baseline,
+                )  # fmt: skip
             if size is not None:
                 entry_recipe = entry_recipe.with_overrides(members=size)
             cfg = TrainConfig(

@@ -658,6 +658,14 @@ def benchmark_cmd(
             "many networks (own seeds)."
         ),
     ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Each lead's baseline in the records the benchmark-recipe models learn from and "
+            "are scored on: keep (as recorded, the default), median or highpass (below 0.5 Hz "
+            "filtered out)."
+        ),
+    ] = None,
     train_folds: Annotated[str, typer.Option(help="Training strat_folds, e.g. 1-8.")] = "1-8",
     val_fold: Annotated[int, typer.Option(help="Validation strat_fold.")] = 9,
     test_fold: Annotated[int, typer.Option(help="Test strat_fold.")] = 10,
@@ -678,7 +686,8 @@ def benchmark_cmd(
             data_root, out, [t.strip() for t in tasks.split(",") if t.strip()],
             [m.strip() for m in models.split(",") if m.strip()], recipe=recipe,
             train_folds=parse_folds(train_folds), val_fold=val_fold, test_fold=test_fold,
-            epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members, fs=fs, seed=seed,
+            epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members,
+            baseline=baseline, fs=fs, seed=seed,
             reference=reference, cache_dir=str(cache_dir) if cache_dir else None, device=device,
             progress=not no_progress, skip_missing=skip_missing,
         )  # fmt: skip
