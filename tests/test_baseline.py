@@ -92,6 +92,7 @@ def test_a_highpass_model_is_scored_the_same_by_evaluate_explain_and_predict(
     db = load_database(synthetic_root)
     predictor = Predictor.from_checkpoint(fold / "checkpoint.pt")
     assert predictor.default_baseline == "highpass"
+    assert predictor.describe()["trained_baseline"] == "highpass"
     with caplog.at_level(logging.WARNING):
         pred = predictor.predict_record(db.record_path(ecg_id, 100))
     assert not [r for r in caplog.records if "the model learnt" in r.getMessage()]

@@ -68,6 +68,8 @@ def test_health_readiness_and_model(client, predictor):
         125,
         "max",
     )
+    # learnt as recorded (the recipes' default), so requests are high-pass filtered unless they say
+    assert (model["trained_baseline"], model["default_baseline"]) == ("keep", "highpass")
     assert model["limits"] == {"max_body_bytes": 2 * MiB, "max_duration_s": 120.0, "max_batch": 4}
     assert model["metrics"]["val"]["records"] > 0
 

@@ -695,6 +695,8 @@ class Predictor:
             "window": self.window,
             "stride": self.stride,
             "aggregate": self.aggregate,
+            "trained_baseline": self.trained_baseline,
+            "default_baseline": self.default_baseline,
             "version": self.meta.get("version"),
         }
 

@@ -345,6 +345,9 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             "window": p.window,
             "stride": p.stride,
             "aggregate": p.aggregate,
+            # the baseline of the records it learnt from, and the one a request gets by default
+            "trained_baseline": p.trained_baseline,
+            "default_baseline": p.default_baseline,
             "version": meta.get("version"),
             "epoch": meta.get("epoch"),
             "metrics": meta.get("metrics"),
