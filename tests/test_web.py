@@ -252,6 +252,62 @@ def test_wfdb_upload_is_predicted(live_server, driver, synthetic_root, tmp_path)
 
 
 @pytest.mark.slow
+def test_the_baseline_control_scores_the_record_again_as_asked(
+    live_server, driver, synthetic_root, tmp_path
+):
+    """A record 1.5 mV off zero: by default (the model learnt records as recorded) filtered, as the
+    API scores it without a baseline field; 'as recorded' posts baseline=keep and shows its warning."""
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from ecgcnn.records import read_record
+
+    signal, fs = read_record(
+        sorted((synthetic_root / "records100").rglob("*.hea"))[0].with_suffix("")
+    )
+    offset = tmp_path / "offset.npy"
+    np.save(offset, signal + 1.5)
+    status, default = post_files(live_server + "/v1/predict", [offset], {"fs": str(fs)})
+    assert status == 200, default
+    status, kept = post_files(
+        live_server + "/v1/predict", [offset], {"fs": str(fs), "baseline": "keep"}
+    )
+    assert status == 200, kept
+    assert any("more than 1 mV off zero" in w for w in kept["warnings"])
+    assert kept["probabilities"] != default["probabilities"]
+
+    open_page(driver, live_server)
+    choice = Select(driver.find_element(By.ID, "baseline-select"))
+    assert choice.first_selected_option.text == "the model's default: filtered below 0.5 Hz"
+    rate = driver.find_element(By.ID, "fs-input")
+    rate.clear()
+    rate.send_keys(str(fs))
+    driver.find_element(By.ID, "file-input").send_keys(str(offset))
+    assert wait_for(driver, "done", "error") == "done", error_text(driver)
+    assert_matches(shown_probabilities(driver), default)
+
+    # the same file again, scored as recorded. This chromedriver (Chromium 150) leaves a <select>
+    # unchanged on Select.select_by_value (option clicks are not delivered; the element is enabled,
+    # shown and on top): the option is chosen as the browser does it, with the change event it fires.
+    driver.execute_script(
+        "const s = document.getElementById('baseline-select'); s.value = 'keep';"
+        "s.dispatchEvent(new Event('change', {bubbles: true}));"
+    )
+
+    def shows_kept(d) -> bool:
+        try:
+            assert_matches(shown_probabilities(d), kept)
+        except AssertionError:
+            return False
+        return page_state(d) == "done"
+
+    WebDriverWait(driver, 60, poll_frequency=0.1).until(shows_kept)
+    assert "more than 1 mV off zero" in driver.find_element(By.ID, "warnings").text
+    assert not js_errors(driver)
+
+
+@pytest.mark.slow
 def test_broken_upload_shows_the_servers_message(live_server, driver, tmp_path):
     from selenium.webdriver.common.by import By
 

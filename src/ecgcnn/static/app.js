@@ -25,7 +25,8 @@ const leadName = (l) => (/^AV[RLF]$/i.test(l) ? "a" + l.slice(1).toUpperCase() :
 const pct = (x) => `${(100 * Math.min(1, Math.max(0, x))).toFixed(1)}%`;
 const setState = (s) => { document.body.dataset.state = s; };
 let model = null;
-let lastFiles = null;
+let lastFiles = null; // the files of the last upload (null after an example)
+let repeat = null; // predicts the last ECG again (another baseline)
 
 class ApiError extends Error {
   constructor(message, code, status) {
@@ -68,6 +69,10 @@ async function init() {
     `<code>${esc(model.id)}</code>`,
     auc ? `validation ROC-AUC ${auc.toFixed(3)}` : "",
   ].filter(Boolean).join('<span class="sep">·</span>');
+  const names = { highpass: "filtered below 0.5 Hz", median: "median subtracted", keep: "as recorded" };
+  if (model.default_baseline in names) {
+    $("baseline-select").options[0].textContent = `the model's default: ${names[model.default_baseline]}`;
+  }
   try {
     const examples = await api("/v1/examples");
     $("example-select").innerHTML = examples
@@ -84,6 +89,7 @@ function busy(on) {
   $("predict-button").disabled = on || !$("example-select").options.length;
   $("example-select").disabled = on;
   $("file-input").disabled = on;
+  $("baseline-select").disabled = on;
   $("drop-zone").classList.toggle("disabled", on);
 }
 
@@ -115,8 +121,11 @@ async function predict(init, fallback) {
 
 function predictExample() {
   const name = $("example-select").value;
+  lastFiles = null;
+  repeat = predictExample;
   run(async () => {
     const body = await api(`/v1/examples/${encodeURIComponent(name)}`);
+    if ($("baseline-select").value) body.baseline = $("baseline-select").value;
     const init = { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) };
     const scale = UNITS_PER_MV[body.units || "mV"];
     const signal = body.signal.map((row) => row.map((v) => v / scale));
@@ -128,9 +137,11 @@ function upload(files) {
   files = Array.from(files || []);
   if (!files.length) return;
   lastFiles = files;
+  repeat = () => upload(files);
   const form = new FormData();
   for (const f of files) form.append("files", f, f.name);
   if (files.some((f) => /\.(csv|npy)$/i.test(f.name))) form.append("fs", $("fs-input").value);
+  if ($("baseline-select").value) form.append("baseline", $("baseline-select").value);
   run(() => predict({ method: "POST", body: form }, null));
 }
 
@@ -305,6 +316,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("fs-input").addEventListener("change", () => {
     if (lastFiles && lastFiles.some((f) => /\.(csv|npy)$/i.test(f.name))) upload(lastFiles);
   });
+  $("baseline-select").addEventListener("change", () => { if (repeat) repeat(); });
   const zone = $("drop-zone");
   for (const type of ["dragenter", "dragover"]) {
     zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("over"); });
