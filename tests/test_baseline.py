@@ -121,6 +121,8 @@ def test_a_median_model_predicts_with_its_own_baseline_unless_told(caplog):
     with caplog.at_level(logging.WARNING):
         assert predictor.input_spec(baseline="highpass").baseline == "highpass"
     assert "the model learnt records with the baseline treated as 'median'" in caplog.text
+    predictor.input_spec(baseline="highpass")  # told once, not for every record
+    assert caplog.text.count("the model learnt records") == 1
     old = Predictor(predictor._infer, {k: v for k, v in meta.items() if k != "baseline"}, "test")
     assert old.input_spec().baseline == "highpass"
     with pytest.raises(EcgcnnError, match="unknown baseline 'bandpass'"):

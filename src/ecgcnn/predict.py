@@ -488,6 +488,7 @@ class Predictor:
         if self.trained_baseline not in BASELINES:
             raise EcgcnnError(f"model metadata has an unknown baseline {self.trained_baseline!r}")
         self.default_baseline = default_baseline(self.trained_baseline)
+        self._warned: set[str] = set()  # baselines told to differ from the trained one
         if self.aggregate not in AGGREGATIONS:
             raise EcgcnnError(
                 f"unknown aggregate {self.aggregate!r}; expected one of {', '.join(AGGREGATIONS)}"
@@ -585,7 +586,8 @@ class Predictor:
         baseline = baseline or self.default_baseline
         if baseline not in BASELINES:
             raise EcgcnnError(f"--baseline {baseline!r}: expected one of {', '.join(BASELINES)}")
-        if self.trained_baseline != "keep" and baseline != self.trained_baseline:
+        if self.trained_baseline not in ("keep", baseline) and baseline not in self._warned:
+            self._warned.add(baseline)  # once per Predictor: predict() may be called per record
             log.warning("the model learnt records with the baseline treated as %r; --baseline %s "
                         "treats recordings otherwise", self.trained_baseline, baseline)  # fmt: skip
         return InputSpec(self.leads, self.fs, self.window, self.stride, fs, units,
