@@ -28,14 +28,16 @@ def main(runs: list[str]) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     torch.set_num_threads(1)
-    data = None
+    data, cfg0 = None, None
+    prepared = {}  # baseline -> the split's records treated that way (runs may differ in it)
     heads = [f"{a} / {s} s" if s else "whole record" for a, s in SETTINGS]
     print("| run | " + " | ".join(f"{h} (val, test)" for h in heads) + " |")
     print("|---" * (len(SETTINGS) + 1) + "|")
     for run in map(Path, runs):
         cfg = resume_config(run, progress=False)
-        if data is None:
-            data, cfg0 = prepare(cfg), cfg
+        if cfg.recipe.baseline not in prepared:
+            prepared[cfg.recipe.baseline] = prepare(cfg)
+        data, cfg0 = prepared[cfg.recipe.baseline], cfg0 or cfg
         split = data.splits[0]
         model = load_model(run / "benchmark" / "checkpoint.pt")
         window, fs = model.meta["window"], model.meta["fs"]

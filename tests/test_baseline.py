@@ -109,6 +109,11 @@ def test_a_highpass_model_is_scored_the_same_by_evaluate_explain_and_predict(
     signal, _, _ = _record_signal(meta, None, synthetic_root, ecg_id)
     raw, _ = read_record(db.record_path(ecg_id, 100), tuple(meta["leads"]))
     np.testing.assert_allclose(signal, remove_baseline(raw, 100, "highpass").T, atol=1e-6)
+    # unless told otherwise: --baseline applies there too, checked like everywhere else
+    kept_signal, _, _ = _record_signal(meta, None, synthetic_root, ecg_id, baseline="keep")
+    np.testing.assert_allclose(kept_signal, raw.T)
+    with pytest.raises(EcgcnnError, match="--baseline 'foo': expected one of keep"):
+        _record_signal(meta, None, synthetic_root, ecg_id, baseline="foo")
 
 
 def test_a_median_model_predicts_with_its_own_baseline_unless_told(caplog):

@@ -44,7 +44,7 @@ def sweep(synthetic_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     proc = script("sweep_recipe.py", "--data-root", synthetic_root, "--out", out, "--model", "fcn_wang",
                   "--epochs", 1, *SPLIT, "--variant", "base", "{}",
-                  "--variant", "mix", '{"mixup_alpha": 0.2, "aggregate": "mean"}')  # fmt: skip
+                  "--variant", "mix", '{"mixup_alpha": 0.2, "aggregate": "mean", "baseline": "highpass"}')  # fmt: skip
     return out, proc
 
 
@@ -65,6 +65,7 @@ def test_sweep_trains_each_variant_and_ranks_by_validation(sweep):
     assert val == sorted(val, reverse=True)  # ranked by the validation column
     recipe = json.loads((out / "mix" / "config.json").read_text())["recipe"]
     assert recipe["mixup_alpha"] == 0.2 and recipe["aggregate"] == "mean" and recipe["epochs"] == 1
+    assert recipe["baseline"] == "highpass"
     assert json.loads((out / "base" / "config.json").read_text())["recipe"]["mixup_alpha"] == 0.0
 
 
@@ -119,6 +120,10 @@ def test_window_aggregation_rescores_finished_runs(sweep):
         cells = row.strip("|").split("|")[1:]
         assert len(cells) == 5
         assert all(re.fullmatch(r"\s*0\.\d{4}, 0\.\d{4}\s*", c) for c in cells), row
+    # mix was trained with mean / 1.25 s on filtered records: re-scored so, on its own records
+    mix = next(r for r in rows if r.startswith(f"| {out / 'mix'} "))
+    val = json.loads((out / "mix" / "benchmark" / "metrics.json").read_text())["roc_auc_macro"]
+    assert mix.strip("|").split("|")[2].strip().startswith(f"{val:.4f},")
     usage = script("window_aggregation.py")
     assert usage.returncode == 2 and "Re-score finished" in usage.stderr
 

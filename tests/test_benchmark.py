@@ -177,3 +177,7 @@ def test_baseline_applies_to_the_benchmark_recipe_entries_alone(synthetic_root, 
     assert recipes["cnn1d"]["baseline"] == "median" and recipes["cnn1d@seed"]["baseline"] == "keep"
     checkpoint = tmp_path / "b" / "superdiagnostic" / "cnn1d" / "benchmark" / "checkpoint.pt"
     assert load_checkpoint(checkpoint)["baseline"] == "median"
+    rows = json.loads((tmp_path / "b" / "leaderboard.json").read_text())["tasks"]["superdiagnostic"]
+    assert rows["cnn1d"]["baseline"] == "median" and rows["cnn1d@seed"]["baseline"] == "keep"
+    markdown = (tmp_path / "b" / "leaderboard.md").read_text()
+    assert "cnn1d, median baseline" in markdown and "cnn1d@seed, " not in markdown

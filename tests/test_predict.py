@@ -129,7 +129,7 @@ def test_the_baseline_is_filtered_by_default_and_kept_on_request_with_a_warning(
     shifted = centred + np.linspace(-1.5, 1.5, 12)  # each lead its own offset, up to 1.5 mV
     kept = predictor.predict(shifted, fs=100, baseline="keep")
     assert kept.warnings == ["lead(s) I, II, V5, V6 more than 1 mV off zero (median), kept: the model "
-                             "learnt centred leads (--baseline highpass, the default, removes it)"]  # fmt: skip
+                             "learnt centred leads (--baseline highpass removes it)"]  # fmt: skip
     assert predictor.predict(centred, fs=100, baseline="keep").warnings == []
     base = probs(predictor.predict(centred, fs=100, baseline="keep"))
     assert np.abs(probs(kept) - base).max() > 1e-3  # the offset changes the prediction

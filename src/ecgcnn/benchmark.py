@@ -139,6 +139,7 @@ def _entry(run: Path) -> dict[str, Any] | None:
         "train_seconds": float(sum(h["seconds"] for h in history)),  # every member's
         "epochs": max((h["epoch"] for h in history), default=0),
         "members": members,
+        "baseline": str(config["recipe"].get("baseline") or "keep"),
         "parameters": count_parameters(build_network(config["model"], len(config["classes"]), members)),
     }  # fmt: skip
 
@@ -184,6 +185,7 @@ def leaderboard(
                 "train_seconds": e["train_seconds"],
                 "epochs": e["epochs"],
                 "members": e["members"],
+                "baseline": e["baseline"],
             }
             ref = entries.get(reference)
             if ref is not None and name != reference:
@@ -233,9 +235,12 @@ def _ci(interval: dict[str, float]) -> str:
 
 def entry_label(model: str, row: dict[str, Any]) -> str:
     """A leaderboard entry's name for people: ``fcn_wang (2 members)`` for an ensemble; an entry
-    that names its size (``fcn_wang-x2``) says it once."""
+    that names its size (``fcn_wang-x2``) says it once; one trained on filtered records says how
+    (``fcn_wang, highpass baseline``)."""
     members = row.get("members", 1)
-    return model if model.endswith(f"-x{members}") else model_label(model, members)
+    label = model if model.endswith(f"-x{members}") else model_label(model, members)
+    baseline = row.get("baseline", "keep")
+    return label if baseline == "keep" else f"{label}, {baseline} baseline"
 
 
 def leaderboard_markdown(board: dict[str, Any]) -> str:

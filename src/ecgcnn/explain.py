@@ -425,8 +425,8 @@ def _record_signal(
         if ecg_id not in db.records.index:
             raise EcgcnnError(f"ecg_id {ecg_id} is not in {Path(data_root) / 'ptbxl_database.csv'}")
         signal, _ = read_record(db.record_path(ecg_id, model_fs), leads)
-        # as evaluate scores it: the baseline treated as in the records the model learnt from
-        signal = remove_baseline(signal, model_fs, checkpoint_baseline(meta))
+        # as evaluate scores it (the baseline as in the records the model learnt from), unless asked
+        signal = remove_baseline(signal, model_fs, baseline or checkpoint_baseline(meta))
         name = f"ecg_id {ecg_id}"
         labels = make_labels(db, meta["task"], tuple(meta["classes"]))
         row = np.flatnonzero(labels.ecg_ids == ecg_id)

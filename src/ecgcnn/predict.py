@@ -161,7 +161,7 @@ class InputSpec:
             if far:
                 warn.append(f"lead(s) {', '.join(far)} more than {OFFSET_WARN_MV:g} mV off zero "
                             "(median), kept: the model learnt centred leads (--baseline "
-                            "highpass, the default, removes it)")  # fmt: skip
+                            "highpass removes it)")  # fmt: skip
         if rec.fs < self.fs:
             warn.append(f"upsampled from {rec.fs:g} Hz to the model's {self.fs:g} Hz")
         x = resample(remove_baseline(rec.signal, rec.fs, self.baseline), rec.fs, self.fs)
