@@ -140,3 +140,14 @@ def test_train_refuses_an_unknown_baseline_in_one_line(ecgcnn_here, synthetic_ro
     assert result.returncode != 0
     assert "unknown baseline 'mean'; expected one of keep, median, highpass" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "run" / "fold_0").exists()
+
+
+def test_benchmark_refuses_an_unknown_baseline_before_training(
+    ecgcnn_here, synthetic_root, tmp_path
+):
+    result = ecgcnn_here("benchmark", "--data-root", synthetic_root, "--out", tmp_path / "b",
+                         "--tasks", "superdiagnostic", "--models", "cnn1d", "--baseline", "Highpass",
+                         "--no-progress")  # fmt: skip
+    assert result.returncode != 0
+    assert "unknown baseline 'Highpass'; expected one of keep, median, highpass" in result.stderr
+    assert "Traceback" not in result.stderr and not list(tmp_path.glob("b/*/*"))

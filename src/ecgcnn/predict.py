@@ -31,6 +31,7 @@ from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.recording import (
     BASELINES,
     Recording,
+    check_baseline,
     checkpoint_baseline,
     conform,
     default_baseline,
@@ -583,9 +584,7 @@ class Predictor:
         ``baseline`` one of BASELINES)."""
         if unit_scale(units) is None:
             raise EcgcnnError(f"--units {units!r}: expected mV, uV or V")
-        baseline = baseline or self.default_baseline
-        if baseline not in BASELINES:
-            raise EcgcnnError(f"--baseline {baseline!r}: expected one of {', '.join(BASELINES)}")
+        baseline = check_baseline(baseline or self.default_baseline)
         if self.trained_baseline not in ("keep", baseline) and baseline not in self._warned:
             self._warned.add(baseline)  # once per Predictor: predict() may be called per record
             log.warning("the model learnt records with the baseline treated as %r; --baseline %s "

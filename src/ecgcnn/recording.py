@@ -177,6 +177,13 @@ BASELINES = ("keep", "median", "highpass")
 HIGHPASS_HZ = 0.5
 
 
+def check_baseline(how: str) -> str:
+    """``how`` if it is one of BASELINES, else the one-line error every command gives."""
+    if how not in BASELINES:
+        raise EcgcnnError(f"--baseline {how!r}: expected one of {', '.join(BASELINES)}")
+    return how
+
+
 def checkpoint_baseline(meta: Mapping[str, Any]) -> str:
     """How the records a model learnt from had their baseline treated (its checkpoint's or ONNX
     file's ``baseline``; ``keep``, as recorded, for models saved before the setting existed)."""
@@ -195,25 +202,21 @@ def remove_baseline(signal: np.ndarray, fs: float, how: str) -> np.ndarray:
     (a constant offset), ``highpass`` filters out what is slower than HIGHPASS_HZ (offset and
     drift; a zero-phase 2nd-order Butterworth, which also flattens slow ST changes a little);
     ``keep`` returns the signal as it is."""
-    if how == "keep":
+    if check_baseline(how) == "keep":
         return signal
     if how == "median":
         return (signal - np.median(signal, axis=0)).astype(signal.dtype, copy=False)
-    if how == "highpass":
-        out = np.empty_like(signal)
-        for j in range(signal.shape[1]):  # a lead at a time: bounded memory for hours of signal
-            out[:, j] = _highpass(signal[:, j], fs, axis=0)
-        return out
-    raise EcgcnnError(f"--baseline {how!r}: expected one of {', '.join(BASELINES)}")
+    out = np.empty_like(signal)
+    for j in range(signal.shape[1]):  # a lead at a time: bounded memory for hours of signal
+        out[:, j] = _highpass(signal[:, j], fs, axis=0)
+    return out
 
 
 def remove_baseline_records(data: np.ndarray, fs: float, how: str, chunk: int = 256) -> np.ndarray:
     """``remove_baseline`` for a stack of records (records, leads, samples), as float32, a chunk of
     records at a time (``data`` may be a memory-mapped cache); ``keep`` returns ``data`` itself."""
-    if how == "keep":
+    if check_baseline(how) == "keep":
         return data
-    if how not in BASELINES:
-        raise EcgcnnError(f"baseline {how!r}: expected one of {', '.join(BASELINES)}")
     out = np.empty(data.shape, dtype=np.float32)
     for start in range(0, len(data), chunk):
         x = np.asarray(data[start : start + chunk])
