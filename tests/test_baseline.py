@@ -2,6 +2,7 @@
 and predicted on are all treated the same way, and the checkpoint says which way."""
 
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -99,8 +100,26 @@ def test_a_highpass_model_is_scored_the_same_by_evaluate_explain_and_predict(
     np.testing.assert_allclose(
         [pred.probabilities[c] for c in predictor.classes], saved["y_prob"][0], atol=1e-5
     )
+    assert not [w for w in pred.warnings if "the model learnt" in w]
     kept = predictor.predict_record(db.record_path(ecg_id, 100), baseline="keep")
     assert "the model learnt records with the baseline treated as 'highpass'" in caplog.text
+    # and in the record's own warnings, which reach the CSV, the table and the API's responses
+    mismatch = "baseline treated as 'keep', but the model learnt records treated as 'highpass'"
+    assert mismatch in kept.warnings
+    from fastapi.testclient import TestClient
+
+    from ecgcnn.serve import Settings, create_app, example_body
+
+    with TestClient(create_app(Settings(str(fold / "checkpoint.pt")))) as client:
+        body = example_body("inferior-mi")
+        for _ in range(600):
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        served = client.post("/v1/predict", json=body).json()
+        assert not [w for w in served["warnings"] if "the model learnt" in w]
+        served = client.post("/v1/predict", json={**body, "baseline": "keep"}).json()
+        assert mismatch in served["warnings"]
     assert not np.allclose(
         [kept.probabilities[c] for c in predictor.classes], saved["y_prob"][0], atol=1e-5
     )

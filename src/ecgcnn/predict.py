@@ -148,6 +148,7 @@ class InputSpec:
     allow_missing_leads: bool = False
     segment: Segment | None = None
     baseline: str = "highpass"  # one of BASELINES
+    trained_baseline: str = "keep"  # how the model's training records were treated
 
     def prepare(self, rec: Recording, cut: bool = True) -> Prepared:
         """Segment (unless ``cut`` is False: done already), validate, remove the baseline if asked,
@@ -156,6 +157,9 @@ class InputSpec:
             rec = rec.segment(*self.segment)
         rec = rec.validate()
         warn = list(rec.warnings)
+        if self.trained_baseline not in ("keep", self.baseline):
+            warn.append(f"baseline treated as {self.baseline!r}, but the model learnt records "
+                        f"treated as {self.trained_baseline!r}")  # fmt: skip
         if self.baseline == "keep":
             off = np.abs(np.median(rec.signal, axis=0))
             far = [lead for lead, o in zip(self.leads, off, strict=True) if o > OFFSET_WARN_MV]
@@ -590,7 +594,7 @@ class Predictor:
             log.warning("the model learnt records with the baseline treated as %r; --baseline %s "
                         "treats recordings otherwise", self.trained_baseline, baseline)  # fmt: skip
         return InputSpec(self.leads, self.fs, self.window, self.stride, fs, units,
-                         allow_missing_leads, segment, baseline)  # fmt: skip
+                         allow_missing_leads, segment, baseline, self.trained_baseline)  # fmt: skip
 
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (n, classes) for model-ready windows (n, leads, window), in batches."""
