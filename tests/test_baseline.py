@@ -63,6 +63,7 @@ def test_a_highpass_model_is_scored_the_same_by_evaluate_explain_and_predict(
     synthetic_root, tmp_path, caplog
 ):
     from ecgcnn import load_model
+    from ecgcnn.checkpoint import checkpoint_format, load_checkpoint
     from ecgcnn.evaluate import evaluate_checkpoint
     from ecgcnn.explain import _record_signal
     from ecgcnn.export import onnx_metadata
@@ -79,6 +80,12 @@ def test_a_highpass_model_is_scored_the_same_by_evaluate_explain_and_predict(
     meta = load_model(fold / "checkpoint.pt").meta
     assert meta["baseline"] == "highpass" and meta["config"]["recipe"]["baseline"] == "highpass"
     assert onnx_metadata(meta)["baseline"] == "highpass"
+    # a format an ecgcnn from before the setting refuses, rather than scoring unfiltered records
+    assert load_checkpoint(fold / "checkpoint.pt")["format"] == "ecgcnn-checkpoint/2"
+    assert onnx_metadata(meta)["format"] == "ecgcnn-onnx/2"
+    keep_meta = {k: v for k, v in meta.items() if k != "baseline"}
+    assert checkpoint_format(keep_meta) == "ecgcnn-checkpoint/1"
+    assert onnx_metadata(keep_meta)["format"] == "ecgcnn-onnx/1"
     saved = np.load(fold / "predictions_test.npz")
 
     # evaluate reads the same records from the cache and filters them as training did
@@ -106,6 +113,16 @@ def test_a_highpass_model_is_scored_the_same_by_evaluate_explain_and_predict(
     # and in the record's own warnings, which reach the CSV, the table and the API's responses
     mismatch = "baseline treated as 'keep', but the model learnt records treated as 'highpass'"
     assert mismatch in kept.warnings
+    # its ONNX export (format /2) reads back with the same baseline and probabilities
+    from ecgcnn.export import export_onnx
+
+    export_onnx(fold / "checkpoint.pt", tmp_path / "model.onnx")
+    onnx = Predictor.from_onnx(tmp_path / "model.onnx")
+    assert onnx.default_baseline == "highpass"
+    by_onnx = onnx.predict_record(db.record_path(ecg_id, 100))
+    np.testing.assert_allclose(
+        [by_onnx.probabilities[c] for c in predictor.classes], saved["y_prob"][0], atol=1e-5
+    )
     from fastapi.testclient import TestClient
 
     from ecgcnn.serve import Settings, create_app, example_body
@@ -170,3 +187,22 @@ def test_benchmark_refuses_an_unknown_baseline_before_training(
     assert result.returncode != 0
     assert "unknown baseline 'Highpass'; expected one of keep, median, highpass" in result.stderr
     assert "Traceback" not in result.stderr and not list(tmp_path.glob("b/*/*"))
+
+
+def test_a_format_newer_than_this_ecgcnn_asks_for_an_upgrade(tmp_path):
+    import torch
+
+    from ecgcnn.checkpoint import load_checkpoint
+    from ecgcnn.export import decode_metadata
+
+    path = tmp_path / "future.pt"
+    torch.save({"format": "ecgcnn-checkpoint/9", "state_dict": {}}, path)
+    with pytest.raises(EcgcnnError, match=r"format 'ecgcnn-checkpoint/9' is newer .* upgrade"):
+        load_checkpoint(path)
+    torch.save({"format": "something else"}, path)
+    with pytest.raises(EcgcnnError, match="not an ecgcnn checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(EcgcnnError, match=r"'ecgcnn-onnx/3' is newer .* upgrade"):
+        decode_metadata({"format": '"ecgcnn-onnx/3"'}, "m.onnx")
+    with pytest.raises(EcgcnnError, match="not an ecgcnn ONNX export"):
+        decode_metadata({"format": '"other"'}, "m.onnx")

@@ -16,13 +16,26 @@ from torch import nn
 from ecgcnn import __version__, atomic
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.models import Classifier, build_network, check_members
+from ecgcnn.recording import checkpoint_baseline
 
 FORMAT = "ecgcnn-checkpoint/1"
+# /2: the model learnt records whose baseline was treated (meta["baseline"] other than "keep"), which
+# the records it scores need too. An ecgcnn older than the setting reads /1 only, so it refuses such a
+# checkpoint instead of scoring unfiltered records with it; a model that learnt records as recorded
+# stays /1, readable by every version.
+FORMAT_TREATED_BASELINE = "ecgcnn-checkpoint/2"
+FORMATS = (FORMAT, FORMAT_TREATED_BASELINE)
+
+
+def checkpoint_format(meta: dict[str, Any]) -> str:
+    """The format a checkpoint with this metadata is written in (see FORMAT_TREATED_BASELINE)."""
+    return FORMAT if checkpoint_baseline(meta) == "keep" else FORMAT_TREATED_BASELINE
 
 
 def save_checkpoint(path: str | Path, model: Classifier, meta: dict[str, Any]) -> None:
     """Write ``model`` and its metadata (see ``build_meta`` in train) atomically."""
-    payload = {"format": FORMAT, "version": __version__, **meta, "state_dict": model.state_dict()}
+    payload = {"format": checkpoint_format(meta), "version": __version__, **meta,
+               "state_dict": model.state_dict()}  # fmt: skip
     atomic.write_with(path, lambda f: torch.save(payload, f))
 
 
@@ -46,7 +59,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise EcgcnnError(
             f"{path}: not a loadable ecgcnn checkpoint ({type(exc).__name__}: {first})"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if isinstance(found, str) and found.startswith("ecgcnn-checkpoint/") and found not in FORMATS:
+        raise EcgcnnError(f"{path}: checkpoint format {found!r} is newer than this ecgcnn "
+                          f"({__version__}) reads ({', '.join(FORMATS)}); upgrade ecgcnn")  # fmt: skip
+    if found not in FORMATS:
         raise EcgcnnError(f"{path}: not an ecgcnn checkpoint (expected format {FORMAT})")
     return payload
 

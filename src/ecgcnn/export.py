@@ -26,6 +26,10 @@ from ecgcnn.recording import checkpoint_baseline
 from ecgcnn.records import LEADS
 
 ONNX_FORMAT = "ecgcnn-onnx/1"
+# /2: the records need their baseline treated before the graph ("baseline" other than "keep"); an
+# ecgcnn older than that setting reads /1 only and so refuses such a file instead of ignoring it.
+ONNX_FORMAT_TREATED_BASELINE = "ecgcnn-onnx/2"
+ONNX_FORMATS = (ONNX_FORMAT, ONNX_FORMAT_TREATED_BASELINE)
 INPUT_NAME = "ecg"
 LOGITS, PROBABILITIES = "logits", "probabilities"
 DEFAULT_OPSET = 17
@@ -46,8 +50,9 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     window = int(meta.get("window") or meta["input_length"])  # None: the whole input
     leads = list(meta.get("leads") or LEADS)
     pre = meta["preprocess"]
+    baseline = checkpoint_baseline(meta)
     return {
-        "format": ONNX_FORMAT,
+        "format": ONNX_FORMAT if baseline == "keep" else ONNX_FORMAT_TREATED_BASELINE,
         "model": {
             "name": meta["model"]["name"],
             "kwargs": meta["model"].get("kwargs", {}),
@@ -63,7 +68,7 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, Any]:
         "stride": int(meta.get("stride") or max(1, window // 2)),
         "aggregate": meta.get("aggregate") or "max",
         # how the records the model learnt from had their baseline treated (outside the graph)
-        "baseline": checkpoint_baseline(meta),
+        "baseline": baseline,
         "preprocess": {"mean": list(pre["mean"]), "std": list(pre["std"]), "in_graph": True},
         "thresholds": [float(t) for t in meta["thresholds"]],
         "threshold_source": meta.get("threshold_source"),
@@ -82,7 +87,11 @@ def decode_metadata(props: dict[str, str], where: str) -> dict[str, Any]:
         meta = {k: json.loads(v) for k, v in props.items()}
     except json.JSONDecodeError as exc:
         raise EcgcnnError(f"{where}: metadata is not ecgcnn's JSON ({exc})") from None
-    if meta.get("format") != ONNX_FORMAT:
+    found = meta.get("format")
+    if isinstance(found, str) and found.startswith("ecgcnn-onnx/") and found not in ONNX_FORMATS:
+        raise EcgcnnError(f"{where}: ONNX metadata format {found!r} is newer than this ecgcnn "
+                          f"({__version__}) reads ({', '.join(ONNX_FORMATS)}); upgrade ecgcnn")  # fmt: skip
+    if found not in ONNX_FORMATS:
         raise EcgcnnError(
             f"{where}: not an ecgcnn ONNX export (metadata format {meta.get('format')!r}, "
             f"expected {ONNX_FORMAT!r}); export one with `ecgcnn export`"
