@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from ecgcnn.serve import Settings, create_app
 
-PAGE_IDS = ("example-select", "predict-button", "file-input", "fs-input", "results", "probabilities",
+PAGE_IDS = ("example-select", "predict-button", "file-input", "fs-input", "units-select", "results", "probabilities",
             "ecg", "error", "warnings", "model")  # fmt: skip
 MIN_SCREENSHOT_BYTES = 20_000
 
@@ -149,6 +149,18 @@ def js_errors(driver, allow: str | None = None) -> list[dict[str, Any]]:
         e for e in browser_log(driver)
         if e.get("level") == "SEVERE" and not (allow and allow in e.get("message", ""))
     ]  # fmt: skip
+
+
+def choose(driver, select_id: str, value: str) -> None:
+    """Choose an option of a <select> as the browser does it, with the change event it fires. This
+    chromedriver (Chromium 150) leaves a <select> unchanged on Select.select_by_value (option clicks
+    are not delivered; the element is enabled, shown and on top)."""
+    driver.execute_script(
+        "const s = document.getElementById(arguments[0]); s.value = arguments[1];"
+        "s.dispatchEvent(new Event('change', {bubbles: true}));",
+        select_id,
+        value,
+    )
 
 
 def shown_probabilities(driver) -> dict[str, str]:
@@ -287,13 +299,8 @@ def test_the_baseline_control_scores_the_record_again_as_asked(
     assert wait_for(driver, "done", "error") == "done", error_text(driver)
     assert_matches(shown_probabilities(driver), default)
 
-    # the same file again, scored as recorded. This chromedriver (Chromium 150) leaves a <select>
-    # unchanged on Select.select_by_value (option clicks are not delivered; the element is enabled,
-    # shown and on top): the option is chosen as the browser does it, with the change event it fires.
-    driver.execute_script(
-        "const s = document.getElementById('baseline-select'); s.value = 'keep';"
-        "s.dispatchEvent(new Event('change', {bubbles: true}));"
-    )
+    # the same file again, scored as recorded
+    choose(driver, "baseline-select", "keep")
 
     def shows_kept(d) -> bool:
         try:
@@ -305,6 +312,42 @@ def test_the_baseline_control_scores_the_record_again_as_asked(
     WebDriverWait(driver, 60, poll_frequency=0.1).until(shows_kept)
     assert "more than 1 mV off zero" in driver.find_element(By.ID, "warnings").text
     assert not js_errors(driver)
+
+
+@pytest.mark.slow
+def test_the_units_control_says_what_a_npy_file_cannot(
+    live_server, driver, synthetic_root, tmp_path
+):
+    """A .npy in volts: chosen as V it is the same ECG as the millivolt file; switched back to mV
+    the page uploads it again and shows the server's refusal (every lead flat)."""
+    import numpy as np
+    from selenium.webdriver.common.by import By
+
+    from ecgcnn.records import read_record
+
+    signal, fs = read_record(
+        sorted((synthetic_root / "records100").rglob("*.hea"))[0].with_suffix("")
+    )
+    volts = tmp_path / "volts.npy"
+    np.save(volts, signal / 1000.0)
+    status, millivolts = post_files(
+        live_server + "/v1/predict", [volts], {"fs": str(fs), "units": "V"}
+    )
+    assert status == 200, millivolts
+
+    open_page(driver, live_server)
+    rate = driver.find_element(By.ID, "fs-input")
+    rate.clear()
+    rate.send_keys(str(fs))
+    choose(driver, "units-select", "V")  # before any upload: nothing to score again
+    driver.find_element(By.ID, "file-input").send_keys(str(volts))
+    assert wait_for(driver, "done", "error") == "done", error_text(driver)
+    assert_matches(shown_probabilities(driver), millivolts)
+
+    choose(driver, "units-select", "mV")
+    assert wait_for(driver, "error") == "error"
+    assert "every lead is flat" in error_text(driver) and "--units V" not in error_text(driver)
+    assert not js_errors(driver, allow="422")
 
 
 @pytest.mark.slow

@@ -140,7 +140,10 @@ function upload(files) {
   repeat = () => upload(files);
   const form = new FormData();
   for (const f of files) form.append("files", f, f.name);
-  if (files.some((f) => /\.(csv|npy)$/i.test(f.name))) form.append("fs", $("fs-input").value);
+  if (files.some((f) => /\.(csv|npy)$/i.test(f.name))) {
+    form.append("fs", $("fs-input").value);
+    form.append("units", $("units-select").value);
+  }
   if ($("baseline-select").value) form.append("baseline", $("baseline-select").value);
   run(() => predict({ method: "POST", body: form }, null));
 }
@@ -313,9 +316,11 @@ document.addEventListener("DOMContentLoaded", () => {
     upload(e.target.files);
     e.target.value = ""; // choosing the same files again predicts again
   });
-  $("fs-input").addEventListener("change", () => {
-    if (lastFiles && lastFiles.some((f) => /\.(csv|npy)$/i.test(f.name))) upload(lastFiles);
-  });
+  for (const id of ["fs-input", "units-select"]) { // what a .csv/.npy cannot say for itself
+    $(id).addEventListener("change", () => {
+      if (lastFiles && lastFiles.some((f) => /\.(csv|npy)$/i.test(f.name))) upload(lastFiles);
+    });
+  }
   $("baseline-select").addEventListener("change", () => { if (repeat) repeat(); });
   const zone = $("drop-zone");
   for (const type of ["dragenter", "dragover"]) {
