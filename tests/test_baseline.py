@@ -3,6 +3,7 @@ and predicted on are all treated the same way, and the checkpoint says which way
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,3 +207,66 @@ def test_a_format_newer_than_this_ecgcnn_asks_for_an_upgrade(tmp_path):
         decode_metadata({"format": '"ecgcnn-onnx/3"'}, "m.onnx")
     with pytest.raises(EcgcnnError, match="not an ecgcnn ONNX export"):
         decode_metadata({"format": '"other"'}, "m.onnx")
+
+
+def test_a_roots_treated_records_are_cached_once_and_rebuilt_when_their_source_changes(
+    synthetic_root, tmp_path, monkeypatch, caplog
+):
+    from ecgcnn import cache as cache_module
+    from ecgcnn.cache import load_signals
+    from ecgcnn.records import load_database
+
+    db = load_database(synthetic_root)
+    where = tmp_path / "cache"
+    raw = load_signals(db, 100, where, progress=False)
+    with caplog.at_level(logging.INFO, logger="ecgcnn"):
+        treated = load_signals(db, 100, where, progress=False, baseline="highpass")
+    assert "cached in" in caplog.text
+    npy = where / "signals_100hz_highpass.npy"
+    assert isinstance(treated.data, np.memmap)
+    assert Path(treated.data.filename).resolve() == npy.resolve()
+    np.testing.assert_array_equal(treated.ecg_ids, raw.ecg_ids)
+    np.testing.assert_allclose(treated.data, remove_baseline_records(raw.data, 100, "highpass"))
+    built = npy.stat().st_mtime_ns
+    expected = np.array(treated.data)  # a copy: the file is damaged below
+    del treated
+
+    # a second run opens it (torchrun's other ranks too): nothing filtered again
+    again = load_signals(db, 100, where, progress=False, baseline="highpass")
+    assert npy.stat().st_mtime_ns == built
+    np.testing.assert_array_equal(again.data, expected)
+    del again
+    median = load_signals(db, 100, where, progress=False, baseline="median")  # a file of its own
+    assert (where / "signals_100hz_median.npy").is_file()
+    assert not np.allclose(median.data, expected)
+
+    # damaged, or made from records cached anew: built again
+    with open(npy, "r+b") as f:
+        f.truncate(npy.stat().st_size - 4)
+    np.testing.assert_allclose(
+        load_signals(db, 100, where, progress=False, baseline="highpass").data, expected
+    )
+    (where / "signals_100hz.npy").touch()  # the source cache changed: rebuilt, then this too
+    rebuilt = npy.stat().st_mtime_ns
+    load_signals(db, 100, where, progress=False, baseline="highpass")
+    assert npy.stat().st_mtime_ns != rebuilt
+
+    # no room for the file: the run goes on with the records treated in memory, and says so
+    real = cache_module.remove_baseline_records
+
+    def full_disk(data, fs, how, chunk=256, out=None):
+        if out is not None:
+            raise OSError(28, "No space left on device")
+        return real(data, fs, how, chunk)
+
+    monkeypatch.setattr(cache_module, "remove_baseline_records", full_disk)
+    caplog.clear()
+    (where / "manifest_100hz_median.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="ecgcnn"):
+        in_memory = load_signals(db, 100, where, progress=False, baseline="median")
+    assert "No space left on device" in caplog.text and "treating them in memory" in caplog.text
+    assert not isinstance(in_memory.data, np.memmap)
+    np.testing.assert_allclose(in_memory.data, median.data)
+    assert not list(where.glob("*.tmp"))
+    with pytest.raises(EcgcnnError, match="--baseline 'mean'"):
+        load_signals(db, 100, where, progress=False, baseline="mean")

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ecgcnn import atomic
 from ecgcnn.errors import EcgcnnError, RecordError
-from ecgcnn.recording import remove_baseline_records
+from ecgcnn.recording import BASELINE_FILTER, check_baseline, remove_baseline_records
 from ecgcnn.records import DATABASE_CSV, LEADS, STATEMENTS_CSV, Database, check_rate, read_record
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,8 @@ class Signals:
 
 def baseline_removed(signals: Signals, how: str) -> Signals:
     """``signals`` with each lead's baseline treated as ``how`` says (``ecgcnn.recording.BASELINES``;
-    ``keep`` returns them as they are): an in-memory copy, made once per run (the cache on disk
-    always holds the records as recorded)."""
+    ``keep`` returns them as they are): an in-memory copy, for records that are not a whole root
+    (a whole root's treated records are cached on disk: ``load_signals(..., baseline=how)``)."""
     if how == "keep":
         return signals
     start = time.perf_counter()
@@ -102,12 +102,17 @@ def load_signals(
     cache_dir: str | Path | None = None,
     skip_missing: bool = False,
     progress: bool = True,
+    baseline: str = "keep",
 ) -> Signals:
     """Load every record of ``db`` at ``fs`` Hz through the cache, building it when stale or absent.
 
     Unreadable records are an error naming how many and the first few, unless ``skip_missing``
-    (then a warning with the count, and the records are left out).
+    (then a warning with the count, and the records are left out). With ``baseline`` other than
+    ``keep``, each lead's baseline treated as ``remove_baseline`` does, from a second cache file
+    built once beside the first (``signals_<fs>hz_<baseline>.npy``): memory-mapped like it, so the
+    processes of a torchrun job share one copy and later runs do not filter again.
     """
+    check_baseline(baseline)
     check_rate(fs)
     check_rate_folder(db, fs)
     cache = Path(cache_dir) if cache_dir else default_cache_dir(db.root)
@@ -119,7 +124,53 @@ def load_signals(
             log.info("record cache %s is stale or damaged: rebuilding", cache)
         signals = _build_cache(db, fs, npy, manifest_path, fp, progress)
     _report_failed(signals.failed, db, skip_missing, (str(npy.resolve()), fp))
-    return signals
+    return signals if baseline == "keep" else _treated(signals, npy, baseline, progress)
+
+
+def _treated(signals: Signals, source: Path, how: str, progress: bool) -> Signals:
+    """``signals`` (the records of the cache file ``source``) with each lead's baseline treated as
+    ``how``, from their own cache file, built when absent or made from another ``source``."""
+    fs = signals.fs
+    npy = source.with_name(f"signals_{fs}hz_{how}.npy")
+    manifest_path = source.with_name(f"manifest_{fs}hz_{how}.json")
+    st = source.stat()
+    key = {"format": CACHE_FORMAT, "baseline": how, "filter": BASELINE_FILTER,
+           "source": [st.st_size, st.st_mtime_ns], "shape": list(signals.data.shape)}  # fmt: skip
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        manifest = json.loads(manifest_path.read_text())
+        data = np.load(npy, mmap_mode="r")
+        here = npy.stat()
+        current = all(manifest.get(k) == v for k, v in key.items())
+        if current and manifest["file"] == [here.st_size, here.st_mtime_ns]:
+            return replace(signals, data=data)
+    start = time.perf_counter()
+    manifest_path.unlink(missing_ok=True)  # no manifest, no trust, until the new array is complete
+    fd, tmp_name = tempfile.mkstemp(dir=npy.parent, prefix=npy.name, suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        buf = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                        shape=signals.data.shape)  # fmt: skip
+        chunk = 256
+        for i in tqdm(range(0, len(buf), chunk), desc=f"caching {fs} Hz records, baseline {how}",
+                      unit_scale=chunk, disable=not progress):  # fmt: skip
+            remove_baseline_records(signals.data[i : i + chunk], fs, how, out=buf[i : i + chunk])
+        buf.flush()
+        del buf
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, npy)
+    except OSError as exc:  # a full disk: the run goes on with a copy in memory
+        log.warning("could not cache the records with baseline %s in %s (%s): treating them in "
+                    "memory", how, npy.parent, exc)  # fmt: skip
+        return baseline_removed(signals, how)
+    finally:
+        tmp.unlink(missing_ok=True)
+    here = npy.stat()
+    atomic.write_text(manifest_path, json.dumps(key | {"file": [here.st_size, here.st_mtime_ns]}))
+    log.info("baseline (%s) removed from %d records in %.1f s, cached in %s", how,
+             len(signals.data), time.perf_counter() - start, npy)  # fmt: skip
+    return replace(signals, data=np.load(npy, mmap_mode="r"))
 
 
 def load_some_signals(

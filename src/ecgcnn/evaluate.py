@@ -227,12 +227,13 @@ def evaluate_checkpoint(
     warn_if_trained_on(payload.get("config") or {}, test_fold, checkpoint,
                        payload.get("strat_folds_seen"))  # fmt: skip
     check_rate_folder(db, payload["fs"], checkpoint=True)
+    baseline = checkpoint_baseline(payload)  # records treated as the model's were in training
     if test_fold is None:
-        signals = load_signals(db, payload["fs"], cache_dir, skip_missing, progress)
+        signals = load_signals(db, payload["fs"], cache_dir, skip_missing, progress, baseline)
     else:  # the fold's records alone need to be there and readable
         fold = labels.ecg_ids[db.records.loc[labels.ecg_ids, "strat_fold"].to_numpy() == test_fold]
         signals = load_some_signals(db, fold, payload["fs"], cache_dir, skip_missing, progress)
-    signals = baseline_removed(signals, checkpoint_baseline(payload))  # as the model was trained
+        signals = baseline_removed(signals, baseline)
     ids = labels.ecg_ids[np.isin(labels.ecg_ids, signals.ecg_ids)]
     if test_fold is not None:
         ids = ids[db.records.loc[ids, "strat_fold"].to_numpy() == test_fold]

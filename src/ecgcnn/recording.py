@@ -175,6 +175,8 @@ def segment_samples(
 # subtracted, or filtered out below HIGHPASS_HZ.
 BASELINES = ("keep", "median", "highpass")
 HIGHPASS_HZ = 0.5
+# Names what remove_baseline computes: a record cache of treated records is rebuilt when it changes.
+BASELINE_FILTER = f"median-centred, Butterworth order 2 at {HIGHPASS_HZ:g} Hz, sosfiltfilt (1)"
 
 
 def check_baseline(how: str) -> str:
@@ -212,12 +214,18 @@ def remove_baseline(signal: np.ndarray, fs: float, how: str) -> np.ndarray:
     return out
 
 
-def remove_baseline_records(data: np.ndarray, fs: float, how: str, chunk: int = 256) -> np.ndarray:
+def remove_baseline_records(
+    data: np.ndarray, fs: float, how: str, chunk: int = 256, out: np.ndarray | None = None
+) -> np.ndarray:
     """``remove_baseline`` for a stack of records (records, leads, samples), as float32, a chunk of
-    records at a time (``data`` may be a memory-mapped cache); ``keep`` returns ``data`` itself."""
+    records at a time (``data`` may be a memory-mapped cache), into ``out`` when given (a float32
+    array of ``data``'s shape, e.g. a memory-mapped file); ``keep`` returns ``data`` itself."""
     if check_baseline(how) == "keep":
         return data
-    out = np.empty(data.shape, dtype=np.float32)
+    if out is None:
+        out = np.empty(data.shape, dtype=np.float32)
+    elif out.shape != data.shape or out.dtype != np.float32:
+        raise ValueError(f"out: expected float32 {data.shape}, got {out.dtype} {out.shape}")
     for start in range(0, len(data), chunk):
         x = np.asarray(data[start : start + chunk])
         if how == "median":

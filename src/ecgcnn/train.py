@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ecgcnn import __version__, atomic
-from ecgcnn.cache import Signals, baseline_removed, load_signals
+from ecgcnn.cache import Signals, load_signals
 from ecgcnn.checkpoint import save_checkpoint
 from ecgcnn.dataset import RecordDataset, collate_batch, standardization
 from ecgcnn.distributed import (
@@ -141,10 +141,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if cfg.protocol == "benchmark":  # a fold without any record: said before the records are read
         benchmark_split(db.records["strat_fold"].to_numpy(), cfg.train_folds, cfg.val_fold,
                         cfg.test_fold)  # fmt: skip
-    signals = baseline_removed(
-        load_signals(db, cfg.fs, cfg.cache_dir, cfg.skip_missing, cfg.progress),
-        cfg.recipe.baseline,
-    )
+    signals = load_signals(db, cfg.fs, cfg.cache_dir, cfg.skip_missing, cfg.progress,
+                           baseline=cfg.recipe.baseline)  # fmt: skip
     labels = make_labels(db, cfg.task)
     keep = np.isin(labels.ecg_ids, signals.ecg_ids)
     labels = Labels(labels.task, labels.classes, labels.ecg_ids[keep], labels.y[keep])
