@@ -74,12 +74,15 @@ def test_two_process_ema_run_saves_the_model_it_validated(synthetic_root, tmp_pa
     out = tmp_path / "ema"
     proc = run(["train", "--data-root", synthetic_root, "--folds", 2, "--epochs", 2, "--batch-size", 16,
                 "--only-fold", 0, "--no-progress", "--task", "superdiagnostic", "--ema", 0.5,
-                "--aux-task", "diagnostic", "--mixup", 0.2, "--out", out, "--nproc", 2])  # fmt: skip
+                "--aux-task", "diagnostic", "--mixup", 0.2, "--baseline", "highpass", "--out", out,
+                "--nproc", 2])  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = np.load(out / "fold_0" / "predictions_val.npz")
     model = load_model(out / "fold_0" / "checkpoint.pt")
     assert len(model.meta["classes"]) == saved["y_prob"].shape[1] == 5
-    signals = load_signals(load_database(synthetic_root), 100, progress=False)
+    # both ranks learnt and scored filtered records (rank 0 cached them, rank 1 opened its file)
+    assert model.meta["baseline"] == "highpass"
+    signals = load_signals(load_database(synthetic_root), 100, progress=False, baseline="highpass")
     prob = predict_proba(model, signals.data, signals.rows(saved["ecg_ids"]))
     np.testing.assert_allclose(prob, saved["y_prob"], atol=1e-5)
 
