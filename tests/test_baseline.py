@@ -1,6 +1,7 @@
 """A recipe's baseline (``--baseline`` on train): the records learnt from, scored by evaluate, explained
 and predicted on are all treated the same way, and the checkpoint says which way."""
 
+import errno
 import logging
 import time
 from pathlib import Path
@@ -112,7 +113,7 @@ def test_a_highpass_model_is_scored_the_same_by_evaluate_explain_and_predict(
     kept = predictor.predict_record(db.record_path(ecg_id, 100), baseline="keep")
     assert "the model learnt records with the baseline treated as 'highpass'" in caplog.text
     # and in the record's own warnings, which reach the CSV, the table and the API's responses
-    mismatch = "baseline treated as 'keep', but the model learnt records treated as 'highpass'"
+    mismatch = "baseline treated as 'keep', but the model learnt records treated as 'highpass' (its default)"
     assert mismatch in kept.warnings
     # its ONNX export (format /2) reads back with the same baseline and probabilities
     from ecgcnn.export import export_onnx
@@ -190,22 +191,26 @@ def test_benchmark_refuses_an_unknown_baseline_before_training(
     assert "Traceback" not in result.stderr and not list(tmp_path.glob("b/*/*"))
 
 
-def test_a_format_newer_than_this_ecgcnn_asks_for_an_upgrade(tmp_path):
+def test_a_format_newer_than_this_ecgcnn_asks_for_a_newer_one(tmp_path):
     import torch
 
     from ecgcnn.checkpoint import load_checkpoint
     from ecgcnn.export import decode_metadata
 
     path = tmp_path / "future.pt"
-    torch.save({"format": "ecgcnn-checkpoint/9", "state_dict": {}}, path)
-    with pytest.raises(EcgcnnError, match=r"format 'ecgcnn-checkpoint/9' is newer .* upgrade"):
+    torch.save({"format": "ecgcnn-checkpoint/9", "version": "9.0", "state_dict": {}}, path)
+    with pytest.raises(
+        EcgcnnError,
+        match=r"format 'ecgcnn-checkpoint/9', written by ecgcnn 9.0; this ecgcnn \(.*\) reads "
+        r"ecgcnn-checkpoint/1 and ecgcnn-checkpoint/2: use a newer ecgcnn",
+    ):
         load_checkpoint(path)
     torch.save({"format": "something else"}, path)
-    with pytest.raises(EcgcnnError, match="not an ecgcnn checkpoint"):
+    with pytest.raises(EcgcnnError, match="not an ecgcnn checkpoint .* or ecgcnn-checkpoint/2"):
         load_checkpoint(path)
-    with pytest.raises(EcgcnnError, match=r"'ecgcnn-onnx/3' is newer .* upgrade"):
+    with pytest.raises(EcgcnnError, match=r"'ecgcnn-onnx/3'; this ecgcnn .* use a newer ecgcnn"):
         decode_metadata({"format": '"ecgcnn-onnx/3"'}, "m.onnx")
-    with pytest.raises(EcgcnnError, match="not an ecgcnn ONNX export"):
+    with pytest.raises(EcgcnnError, match="not an ecgcnn ONNX export .* or ecgcnn-onnx/2"):
         decode_metadata({"format": '"other"'}, "m.onnx")
 
 
@@ -251,22 +256,38 @@ def test_a_roots_treated_records_are_cached_once_and_rebuilt_when_their_source_c
     load_signals(db, 100, where, progress=False, baseline="highpass")
     assert npy.stat().st_mtime_ns != rebuilt
 
-    # no room for the file: the run goes on with the records treated in memory, and says so
-    real = cache_module.remove_baseline_records
+    # a new filter (or a scipy that filters otherwise): built again
+    from ecgcnn import recording
 
-    def full_disk(data, fs, how, chunk=256, out=None):
-        if out is not None:
-            raise OSError(28, "No space left on device")
-        return real(data, fs, how, chunk)
+    monkeypatch.setattr(recording, "HIGHPASS_HZ", 0.7)
+    moved = load_signals(db, 100, where, progress=False, baseline="highpass")
+    assert not np.allclose(moved.data, expected, atol=1e-4)
+    monkeypatch.undo()
 
-    monkeypatch.setattr(cache_module, "remove_baseline_records", full_disk)
-    caplog.clear()
-    (where / "manifest_100hz_median.json").unlink()
-    with caplog.at_level(logging.WARNING, logger="ecgcnn"):
-        in_memory = load_signals(db, 100, where, progress=False, baseline="median")
-    assert "No space left on device" in caplog.text and "treating them in memory" in caplog.text
-    assert not isinstance(in_memory.data, np.memmap)
-    np.testing.assert_allclose(in_memory.data, median.data)
-    assert not list(where.glob("*.tmp"))
+    # no room for the file (its blocks are reserved before they are written: ENOSPC, not SIGBUS),
+    # or a read-only folder: the run goes on with the records treated in memory, and says so
+    def full_disk(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def read_only(**kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    for patch, says in (((cache_module.os, "posix_fallocate", full_disk), "No space left"),
+                        ((cache_module.tempfile, "mkstemp", read_only), "Read-only")):  # fmt: skip
+        (where / "manifest_100hz_median.json").unlink(missing_ok=True)
+        caplog.clear()
+        with monkeypatch.context() as m, caplog.at_level(logging.WARNING, logger="ecgcnn"):
+            m.setattr(*patch)
+            in_memory = load_signals(db, 100, where, progress=False, baseline="median")
+        assert says in caplog.text and "treating them in memory" in caplog.text
+        assert not isinstance(in_memory.data, np.memmap)
+        np.testing.assert_allclose(in_memory.data, median.data)
+        assert not list(where.glob("*.tmp"))
+    # the record cache itself has no such way out: one line saying where and what to do
+    with monkeypatch.context() as m:
+        m.setattr(cache_module.os, "posix_fallocate", full_disk)
+        with pytest.raises(EcgcnnError, match="could not write the record cache in .*--cache-dir"):
+            load_signals(db, 100, tmp_path / "elsewhere", progress=False)
+    assert not list((tmp_path / "elsewhere").glob("*.tmp"))
     with pytest.raises(EcgcnnError, match="--baseline 'mean'"):
         load_signals(db, 100, where, progress=False, baseline="mean")

@@ -9,6 +9,7 @@ cache that is trusted later.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import json
@@ -19,7 +20,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ecgcnn import atomic
 from ecgcnn.errors import EcgcnnError, RecordError
-from ecgcnn.recording import BASELINE_FILTER, check_baseline, remove_baseline_records
+from ecgcnn.recording import baseline_signature, check_baseline, remove_baseline_records
 from ecgcnn.records import DATABASE_CSV, LEADS, STATEMENTS_CSV, Database, check_rate, read_record
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class Signals:
     fs: int
     leads: tuple[str, ...]
     failed: dict[int, str]
+    # [size, mtime_ns] of the record cache file ``data`` maps, as checked when it was opened (None:
+    # records in memory, or treated ones): what a cache derived from these records is made from.
+    file: list[int] | None = None
 
     def rows(self, ecg_ids: np.ndarray) -> np.ndarray:
         """Row numbers in ``data`` of the given ecg_ids (all must be present)."""
@@ -57,17 +61,14 @@ class Signals:
         return pos
 
 
-def baseline_removed(signals: Signals, how: str) -> Signals:
-    """``signals`` with each lead's baseline treated as ``how`` says (``ecgcnn.recording.BASELINES``;
-    ``keep`` returns them as they are): an in-memory copy, for records that are not a whole root
-    (a whole root's treated records are cached on disk: ``load_signals(..., baseline=how)``)."""
-    if how == "keep":
-        return signals
+def _treated_in_memory(signals: Signals, how: str) -> Signals:
+    """``signals`` with each lead's baseline treated as ``how`` says, as an in-memory copy: for
+    records read from their files, or where the treated cache file cannot be written."""
     start = time.perf_counter()
     data = remove_baseline_records(signals.data, signals.fs, how)
     log.info("baseline (%s) removed from %d records in %.1f s", how, len(data),
              time.perf_counter() - start)  # fmt: skip
-    return replace(signals, data=data)
+    return replace(signals, data=data, file=None)
 
 
 def default_cache_dir(root: Path) -> Path:
@@ -124,53 +125,100 @@ def load_signals(
             log.info("record cache %s is stale or damaged: rebuilding", cache)
         signals = _build_cache(db, fs, npy, manifest_path, fp, progress)
     _report_failed(signals.failed, db, skip_missing, (str(npy.resolve()), fp))
-    return signals if baseline == "keep" else _treated(signals, npy, baseline, progress)
+    return _treated(signals, npy, baseline, progress)
 
 
 def _treated(signals: Signals, source: Path, how: str, progress: bool) -> Signals:
     """``signals`` (the records of the cache file ``source``) with each lead's baseline treated as
-    ``how``, from their own cache file, built when absent or made from another ``source``."""
+    ``how``, from their own cache file, built when absent or made from another ``source`` file or
+    filter; treated in memory, with a warning, where that file cannot be written."""
+    if how == "keep":
+        return signals
+    if signals.file is None:  # not a cache file's records: nothing to derive a file from
+        return _treated_in_memory(signals, how)
     fs = signals.fs
     npy = source.with_name(f"signals_{fs}hz_{how}.npy")
     manifest_path = source.with_name(f"manifest_{fs}hz_{how}.json")
-    st = source.stat()
-    key = {"format": CACHE_FORMAT, "baseline": how, "filter": BASELINE_FILTER,
-           "source": [st.st_size, st.st_mtime_ns], "shape": list(signals.data.shape)}  # fmt: skip
+    key = {"format": CACHE_FORMAT, "baseline": how, "filter": baseline_signature(how, fs),
+           "source": list(signals.file), "shape": list(signals.data.shape)}  # fmt: skip
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         manifest = json.loads(manifest_path.read_text())
-        data = np.load(npy, mmap_mode="r")
-        here = npy.stat()
-        current = all(manifest.get(k) == v for k, v in key.items())
-        if current and manifest["file"] == [here.st_size, here.st_mtime_ns]:
-            return replace(signals, data=data)
+        if all(manifest.get(k) == v for k, v in key.items()):
+            data = _open_array(npy, manifest["file"])
+            if data is not None and list(data.shape) == key["shape"]:
+                return replace(signals, data=data, file=None)
     start = time.perf_counter()
-    manifest_path.unlink(missing_ok=True)  # no manifest, no trust, until the new array is complete
+
+    def fill(buf: np.ndarray) -> None:
+        for i in tqdm(range(0, len(buf), 256), desc=f"caching {fs} Hz records, baseline {how}",
+                      unit_scale=256, disable=not progress):  # fmt: skip
+            remove_baseline_records(signals.data[i : i + 256], fs, how, out=buf[i : i + 256])
+
+    try:
+        manifest_path.unlink(missing_ok=True)  # no manifest, no trust, until the array is complete
+        file = _write_array(npy, signals.data.shape, fill)
+        atomic.write_text(manifest_path, json.dumps(key | {"file": file}))
+    except OSError as exc:  # a full disk, a read-only folder: the run goes on, in memory
+        log.warning("could not cache the records with baseline %s in %s (%s): treating them in "
+                    "memory", how, npy.parent, exc)  # fmt: skip
+        return _treated_in_memory(signals, how)
+    log.info("baseline (%s) removed from %d records in %.1f s, cached in %s", how,
+             len(signals.data), time.perf_counter() - start, npy)  # fmt: skip
+    data = _open_array(npy, file)
+    return replace(signals, data=data if data is not None else np.load(npy, mmap_mode="r"),
+                   file=None)  # fmt: skip
+
+
+def _open_array(npy: Path, file: list[int]) -> np.ndarray | None:
+    """The .npy memory-mapped if it is the file published as ``file`` ([size, mtime_ns]) before
+    and after it was opened (a file replaced meanwhile is not taken for the one described)."""
+    try:
+        before = npy.stat()
+        data = np.load(npy, mmap_mode="r")
+        after = npy.stat()
+    except (OSError, ValueError):
+        return None
+    stats = ([before.st_size, before.st_mtime_ns], [after.st_size, after.st_mtime_ns])
+    return data if stats[0] == stats[1] == list(file) else None
+
+
+def _write_array(
+    npy: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None]
+) -> list[int]:
+    """Write a float32 .npy of ``shape`` under a temporary name beside ``npy``, filled by ``fill``,
+    then publish it (fsync, rename); returns its [size, mtime_ns]. The file's blocks are reserved
+    before it is filled: on a full disk that is an OSError here, not a SIGBUS from a page of a
+    sparse memory map."""
     fd, tmp_name = tempfile.mkstemp(dir=npy.parent, prefix=npy.name, suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        buf = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                        shape=signals.data.shape)  # fmt: skip
-        chunk = 256
-        for i in tqdm(range(0, len(buf), chunk), desc=f"caching {fs} Hz records, baseline {how}",
-                      unit_scale=chunk, disable=not progress):  # fmt: skip
-            remove_baseline_records(signals.data[i : i + chunk], fs, how, out=buf[i : i + chunk])
+        buf = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        _reserve(tmp)
+        fill(buf)
         buf.flush()
         del buf
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, npy)
-    except OSError as exc:  # a full disk: the run goes on with a copy in memory
-        log.warning("could not cache the records with baseline %s in %s (%s): treating them in "
-                    "memory", how, npy.parent, exc)  # fmt: skip
-        return baseline_removed(signals, how)
     finally:
         tmp.unlink(missing_ok=True)
-    here = npy.stat()
-    atomic.write_text(manifest_path, json.dumps(key | {"file": [here.st_size, here.st_mtime_ns]}))
-    log.info("baseline (%s) removed from %d records in %.1f s, cached in %s", how,
-             len(signals.data), time.perf_counter() - start, npy)  # fmt: skip
-    return replace(signals, data=np.load(npy, mmap_mode="r"))
+    st = npy.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _reserve(path: Path) -> None:
+    """Allocate every block of ``path`` (ENOSPC is raised); a file system or platform that cannot
+    say in advance is left to find out as it is written."""
+    if not hasattr(os, "posix_fallocate"):  # macOS, Windows
+        return
+    with open(path, "rb+") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                return
+            raise
 
 
 def load_some_signals(
@@ -180,11 +228,14 @@ def load_some_signals(
     cache_dir: str | Path | None = None,
     skip_missing: bool = False,
     progress: bool = True,
+    baseline: str = "keep",
 ) -> Signals:
     """The records ``ecg_ids`` of ``db`` at ``fs`` Hz: from the root's record cache when it is
     current, else read from their files alone (a part of a root is not cached: a cache is the
     whole root's). Only these records need to be readable (``skip_missing`` as for load_signals).
+    ``baseline`` as for load_signals: records read from their files are treated in memory.
     """
+    check_baseline(baseline)
     check_rate(fs)
     check_rate_folder(db, fs)
     cache = Path(cache_dir) if cache_dir else default_cache_dir(db.root)
@@ -210,7 +261,7 @@ def load_some_signals(
         signals = replace(signals, failed={k: v for k, v in signals.failed.items()
                                            if k in set(wanted.tolist())})  # fmt: skip
     _report_failed(signals.failed, db, skip_missing, (str(npy.resolve()), fp, len(wanted)))
-    return signals
+    return _treated(signals, npy, baseline, progress)
 
 
 def _report_failed(failed: dict[int, str], db: Database, skip_missing: bool, key: tuple) -> None:
@@ -256,20 +307,16 @@ def _open_cache(npy: Path, manifest_path: Path, fp: str) -> Signals | None:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != CACHE_FORMAT or manifest.get("fingerprint") != fp:
             return None
-        data = np.load(npy, mmap_mode="r")
-        st = npy.stat()
         # Size and mtime of the array file as published: an edited, truncated or copied-in file differs.
-        if (
-            list(data.shape) != manifest["shape"]
-            or [st.st_size, st.st_mtime_ns] != manifest["file"]
-        ):
+        data = _open_array(npy, manifest["file"])
+        if data is None or list(data.shape) != manifest["shape"]:
             return None
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None
     failed = {int(k): v for k, v in manifest["failed"].items()}
     return Signals(
         data, np.asarray(manifest["ecg_ids"], dtype=np.int64), manifest["fs"], tuple(manifest["leads"]),
-        failed,
+        failed, list(manifest["file"]),
     )  # fmt: skip
 
 
@@ -325,59 +372,54 @@ def _build_cache(
     db: Database, fs: int, npy: Path, manifest_path: Path, fp: str, progress: bool
 ) -> Signals:
     cache = npy.parent
-    cache.mkdir(parents=True, exist_ok=True)
-    manifest_path.unlink(missing_ok=True)  # no manifest, no trust, until the new array is complete
     ids = db.records.index.to_numpy(dtype=np.int64)
     length = fs * 10
     failed: dict[int, str] = {}
     ok = np.zeros(len(ids), dtype=bool)
-    fd, tmp_name = tempfile.mkstemp(dir=cache, prefix=npy.name, suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        buf = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.float32, shape=(len(ids), 12, length)
-        )
+
+    def fill(buf: np.ndarray) -> None:
         paths = [str(db.record_path(int(eid), fs)) for eid in ids]
         reads = _read_all(paths, fs, length)
-        for i, (eid, result) in enumerate(
-            tqdm(
-                zip(ids, reads, strict=True),
-                total=len(ids),
-                desc=f"caching {fs} Hz records",
-                disable=not progress,
-            )  # fmt: skip
-        ):
+        for i, (eid, result) in enumerate(tqdm(zip(ids, reads, strict=True), total=len(ids),
+                                               desc=f"caching {fs} Hz records",
+                                               disable=not progress)):  # fmt: skip
             if isinstance(result, str):
                 failed[int(eid)] = result
                 continue
             buf[i] = result
             ok[i] = True
-        if not ok.all():
-            # Compact so the cache holds only readable records, in ecg_id order.
-            buf.flush()
-            kept = np.asarray(buf[ok])
-            del buf
-            buf = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=kept.shape)
-            buf[:] = kept
-        buf.flush()
-        shape = list(buf.shape)
-        del buf
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, npy)
-    finally:
-        tmp.unlink(missing_ok=True)
-    manifest = {
-        "format": CACHE_FORMAT,
-        "root": str(db.root.resolve()),
-        "fs": fs,
-        "leads": list(LEADS),
-        "shape": shape,
-        "file": [npy.stat().st_size, npy.stat().st_mtime_ns],
-        "ecg_ids": ids[ok].tolist(),
-        "failed": {str(k): v for k, v in failed.items()},
-        "fingerprint": fp,
-    }
-    atomic.write_text(manifest_path, json.dumps(manifest))
-    return Signals(np.load(npy, mmap_mode="r"), ids[ok], fs, LEADS, failed)
+
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        manifest_path.unlink(missing_ok=True)  # no manifest, no trust, until the array is complete
+        file = _write_array(npy, (len(ids), 12, length), fill)
+        if not ok.all():  # compacted: the cache holds only readable records, in ecg_id order
+            full, kept = np.load(npy, mmap_mode="r"), np.flatnonzero(ok)
+
+            def compact(buf: np.ndarray) -> None:
+                for i in range(0, len(kept), 256):
+                    buf[i : i + 256] = full[kept[i : i + 256]]
+
+            file = _write_array(npy, (len(kept), 12, length), compact)
+            del full
+        manifest = {
+            "format": CACHE_FORMAT,
+            "root": str(db.root.resolve()),
+            "fs": fs,
+            "leads": list(LEADS),
+            "shape": [int(ok.sum()), 12, length],
+            "file": file,
+            "ecg_ids": ids[ok].tolist(),
+            "failed": {str(k): v for k, v in failed.items()},
+            "fingerprint": fp,
+        }
+        atomic.write_text(manifest_path, json.dumps(manifest))
+    except OSError as exc:
+        raise EcgcnnError(
+            f"could not write the record cache in {cache} ({exc}): free some space there, or "
+            "choose another folder with --cache-dir (or $ECGCNN_CACHE)"
+        ) from None
+    data = _open_array(npy, file)
+    if data is None:  # replaced since (another run's build): no file to derive a cache from
+        return Signals(np.load(npy, mmap_mode="r"), ids[ok], fs, LEADS, failed)
+    return Signals(data, ids[ok], fs, LEADS, failed, file)

@@ -61,10 +61,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     found = payload.get("format") if isinstance(payload, dict) else None
     if isinstance(found, str) and found.startswith("ecgcnn-checkpoint/") and found not in FORMATS:
-        raise EcgcnnError(f"{path}: checkpoint format {found!r} is newer than this ecgcnn "
-                          f"({__version__}) reads ({', '.join(FORMATS)}); upgrade ecgcnn")  # fmt: skip
+        by = f", written by ecgcnn {payload['version']}" if payload.get("version") else ""
+        raise EcgcnnError(f"{path}: checkpoint format {found!r}{by}; this ecgcnn ({__version__}) "
+                          f"reads {' and '.join(FORMATS)}: use a newer ecgcnn")  # fmt: skip
     if found not in FORMATS:
-        raise EcgcnnError(f"{path}: not an ecgcnn checkpoint (expected format {FORMAT})")
+        raise EcgcnnError(
+            f"{path}: not an ecgcnn checkpoint (expected format {' or '.join(FORMATS)})"
+        )
     return payload
 
 

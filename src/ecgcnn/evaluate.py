@@ -201,7 +201,7 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score a checkpoint on a PTB-XL root (one strat_fold, or every record), matching labels by name."""
-    from ecgcnn.cache import baseline_removed, check_rate_folder, load_signals, load_some_signals
+    from ecgcnn.cache import check_rate_folder, load_signals, load_some_signals
     from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
     from ecgcnn.labels import make_labels
     from ecgcnn.recording import checkpoint_baseline
@@ -232,8 +232,8 @@ def evaluate_checkpoint(
         signals = load_signals(db, payload["fs"], cache_dir, skip_missing, progress, baseline)
     else:  # the fold's records alone need to be there and readable
         fold = labels.ecg_ids[db.records.loc[labels.ecg_ids, "strat_fold"].to_numpy() == test_fold]
-        signals = load_some_signals(db, fold, payload["fs"], cache_dir, skip_missing, progress)
-        signals = baseline_removed(signals, baseline)
+        signals = load_some_signals(db, fold, payload["fs"], cache_dir, skip_missing, progress,
+                                    baseline)  # fmt: skip
     ids = labels.ecg_ids[np.isin(labels.ecg_ids, signals.ecg_ids)]
     if test_fold is not None:
         ids = ids[db.records.loc[ids, "strat_fold"].to_numpy() == test_fold]

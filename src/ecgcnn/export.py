@@ -89,12 +89,14 @@ def decode_metadata(props: dict[str, str], where: str) -> dict[str, Any]:
         raise EcgcnnError(f"{where}: metadata is not ecgcnn's JSON ({exc})") from None
     found = meta.get("format")
     if isinstance(found, str) and found.startswith("ecgcnn-onnx/") and found not in ONNX_FORMATS:
-        raise EcgcnnError(f"{where}: ONNX metadata format {found!r} is newer than this ecgcnn "
-                          f"({__version__}) reads ({', '.join(ONNX_FORMATS)}); upgrade ecgcnn")  # fmt: skip
+        by = f", exported by {meta['exported_by']}" if meta.get("exported_by") else ""
+        raise EcgcnnError(f"{where}: ONNX metadata format {found!r}{by}; this ecgcnn "
+                          f"({__version__}) reads {' and '.join(ONNX_FORMATS)}: use a newer "
+                          "ecgcnn")  # fmt: skip
     if found not in ONNX_FORMATS:
         raise EcgcnnError(
             f"{where}: not an ecgcnn ONNX export (metadata format {meta.get('format')!r}, "
-            f"expected {ONNX_FORMAT!r}); export one with `ecgcnn export`"
+            f"expected {' or '.join(ONNX_FORMATS)}); export one with `ecgcnn export`"
         )
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:

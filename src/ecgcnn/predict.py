@@ -159,7 +159,7 @@ class InputSpec:
         warn = list(rec.warnings)
         if self.trained_baseline not in ("keep", self.baseline):
             warn.append(f"baseline treated as {self.baseline!r}, but the model learnt records "
-                        f"treated as {self.trained_baseline!r}")  # fmt: skip
+                        f"treated as {self.trained_baseline!r} (its default)")  # fmt: skip
         if self.baseline == "keep":
             off = np.abs(np.median(rec.signal, axis=0))
             far = [lead for lead, o in zip(self.leads, off, strict=True) if o > OFFSET_WARN_MV]

@@ -11,6 +11,7 @@ unless zero-filling is allowed. Every problem with the input is a one-line
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -175,8 +176,6 @@ def segment_samples(
 # subtracted, or filtered out below HIGHPASS_HZ.
 BASELINES = ("keep", "median", "highpass")
 HIGHPASS_HZ = 0.5
-# Names what remove_baseline computes: a record cache of treated records is rebuilt when it changes.
-BASELINE_FILTER = f"median-centred, Butterworth order 2 at {HIGHPASS_HZ:g} Hz, sosfiltfilt (1)"
 
 
 def check_baseline(how: str) -> str:
@@ -233,6 +232,16 @@ def remove_baseline_records(
         else:
             out[start : start + chunk] = _highpass(x, fs, axis=2)
     return out
+
+
+def baseline_signature(how: str, fs: float) -> str:
+    """A digest of what ``remove_baseline_records`` makes of a fixed probe record at ``fs`` Hz: a
+    cache of treated records is stale when it changes (another filter, another scipy)."""
+    t = np.arange(round(10 * fs)) / fs
+    probe = (np.arange(1, 13)[:, None] * np.sin(2 * np.pi * 0.2 * t) + 0.3 * np.sin(2 * np.pi * 7 * t)
+             + np.linspace(-1, 1, 12)[:, None])  # fmt: skip
+    out = remove_baseline_records(probe[None].astype(np.float32), fs, how)
+    return hashlib.sha256(np.round(out.astype(np.float64), 5).tobytes()).hexdigest()[:16]
 
 
 def _highpass(x: np.ndarray, fs: float, axis: int) -> np.ndarray:
