@@ -256,6 +256,21 @@ def test_a_roots_treated_records_are_cached_once_and_rebuilt_when_their_source_c
     load_signals(db, 100, where, progress=False, baseline="highpass")
     assert npy.stat().st_mtime_ns != rebuilt
 
+    # a fold of the root (evaluate --test-fold): the root's treated file where a run cached it...
+    from ecgcnn.cache import load_some_signals
+
+    median = load_signals(db, 100, where, progress=False, baseline="median")  # a run's
+    fold = raw.ecg_ids[::10]
+    some = load_some_signals(db, fold, 100, where, progress=False, baseline="median")
+    assert isinstance(some.data, np.memmap)
+    np.testing.assert_array_equal(some.data[some.rows(fold)], median.data[median.rows(fold)])
+    # ...else those records alone, treated in memory (not the whole root)
+    (where / "manifest_100hz_median.json").unlink()
+    some = load_some_signals(db, fold, 100, where, progress=False, baseline="median")
+    assert not isinstance(some.data, np.memmap) and len(some.data) == len(fold)
+    np.testing.assert_allclose(some.data, median.data[median.rows(fold)], atol=1e-6)
+    assert not (where / "manifest_100hz_median.json").exists()  # and nothing built for them
+
     # a new filter (or a scipy that filters otherwise): built again
     from ecgcnn import recording
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -136,17 +137,11 @@ def _treated(signals: Signals, source: Path, how: str, progress: bool) -> Signal
         return signals
     if signals.file is None:  # not a cache file's records: nothing to derive a file from
         return _treated_in_memory(signals, how)
+    found = _open_treated(signals, source, how)
+    if found is not None:
+        return found
+    npy, manifest_path, key = _treated_file(signals, source, how)
     fs = signals.fs
-    npy = source.with_name(f"signals_{fs}hz_{how}.npy")
-    manifest_path = source.with_name(f"manifest_{fs}hz_{how}.json")
-    key = {"format": CACHE_FORMAT, "baseline": how, "filter": baseline_signature(how, fs),
-           "source": list(signals.file), "shape": list(signals.data.shape)}  # fmt: skip
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        manifest = json.loads(manifest_path.read_text())
-        if all(manifest.get(k) == v for k, v in key.items()):
-            data = _open_array(npy, manifest["file"])
-            if data is not None and list(data.shape) == key["shape"]:
-                return replace(signals, data=data, file=None)
     start = time.perf_counter()
 
     def fill(buf: np.ndarray) -> None:
@@ -167,6 +162,27 @@ def _treated(signals: Signals, source: Path, how: str, progress: bool) -> Signal
     data = _open_array(npy, file)
     return replace(signals, data=data if data is not None else np.load(npy, mmap_mode="r"),
                    file=None)  # fmt: skip
+
+
+def _treated_file(signals: Signals, source: Path, how: str) -> tuple[Path, Path, dict[str, Any]]:
+    """The array and manifest paths of ``signals`` treated as ``how``, and what the manifest must say."""
+    fs = signals.fs
+    key = {"format": CACHE_FORMAT, "baseline": how, "filter": baseline_signature(how, fs),
+           "source": signals.file, "shape": list(signals.data.shape)}  # fmt: skip
+    return (source.with_name(f"signals_{fs}hz_{how}.npy"),
+            source.with_name(f"manifest_{fs}hz_{how}.json"), key)  # fmt: skip
+
+
+def _open_treated(signals: Signals, source: Path, how: str) -> Signals | None:
+    """``signals`` treated as ``how`` from their cache file, if it is current; else None."""
+    npy, manifest_path, key = _treated_file(signals, source, how)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        manifest = json.loads(manifest_path.read_text())
+        if all(manifest.get(k) == v for k, v in key.items()):
+            data = _open_array(npy, manifest["file"])
+            if data is not None and list(data.shape) == key["shape"]:
+                return replace(signals, data=data, file=None)
+    return None
 
 
 def _open_array(npy: Path, file: list[int]) -> np.ndarray | None:
@@ -261,7 +277,16 @@ def load_some_signals(
         signals = replace(signals, failed={k: v for k, v in signals.failed.items()
                                            if k in set(wanted.tolist())})  # fmt: skip
     _report_failed(signals.failed, db, skip_missing, (str(npy.resolve()), fp, len(wanted)))
-    return _treated(signals, npy, baseline, progress)
+    if baseline == "keep" or signals.file is None:
+        return _treated(signals, npy, baseline, progress)
+    # the root's treated records where a run has cached them; else these records alone, in memory
+    cached = _open_treated(signals, npy, baseline)
+    if cached is not None:
+        return cached
+    present = wanted[np.isin(wanted, signals.ecg_ids)]
+    part = replace(signals, data=np.asarray(signals.data[signals.rows(present)]), ecg_ids=present,
+                   file=None)  # fmt: skip
+    return _treated_in_memory(part, baseline)
 
 
 def _report_failed(failed: dict[int, str], db: Database, skip_missing: bool, key: tuple) -> None:
