@@ -441,8 +441,8 @@ def _build_cache(
         atomic.write_text(manifest_path, json.dumps(manifest))
     except OSError as exc:
         raise EcgcnnError(
-            f"could not write the record cache in {cache} ({exc}): free some space there, or "
-            "choose another folder with --cache-dir (or $ECGCNN_CACHE)"
+            f"{exc.filename or cache}: {exc.strerror or exc}; the record cache needs a folder it "
+            "can write, with room for it (--cache-dir or $ECGCNN_CACHE choose another)"
         ) from None
     data = _open_array(npy, file)
     if data is None:  # replaced since (another run's build): no file to derive a cache from
