@@ -265,3 +265,14 @@ def test_bench_mfer_reads_hostile_and_well_formed_files_in_children(tmp_path):
             name,
             read,
         )
+
+
+def test_bench_cache_builds_and_reopens_each_baselines_file(synthetic_root, tmp_path):
+    out = tmp_path / "cache.json"
+    proc = script("bench_cache.py", "--data-root", synthetic_root, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["baseline"] for r in rows] == ["keep", "median", "highpass"]
+    records = len(list((synthetic_root / "records100").rglob("*.hea")))
+    assert all(r["records"] == records and r["file_mib"] > 0 for r in rows)
+    assert all(r["reopen_s"] > 0 for r in rows) and "| highpass |" in proc.stdout
