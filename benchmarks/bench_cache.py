@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ecgcnn import atomic
 from ecgcnn.cache import load_signals
+from ecgcnn.errors import EcgcnnError
 from ecgcnn.recording import BASELINES
 from ecgcnn.records import load_database
 
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--fs", type=int, default=100)
     parser.add_argument("--out", help="JSON file for the figures")
+    parser.add_argument("--skip-missing", action="store_true", help="leave unreadable records out")
     args = parser.parse_args()
 
     db = load_database(args.data_root)
@@ -38,7 +40,9 @@ def main() -> None:
             times = []
             for _ in range(2):
                 start = time.perf_counter()
-                signals = load_signals(db, args.fs, where, progress=False, baseline=how)
+                signals = load_signals(
+                    db, args.fs, where, args.skip_missing, progress=False, baseline=how
+                )
                 times.append(time.perf_counter() - start)
             name = f"signals_{args.fs}hz.npy" if how == "keep" else f"signals_{args.fs}hz_{how}.npy"
             rows.append({"baseline": how, "records": len(signals.ecg_ids), "build_s": round(times[0], 3),
@@ -59,4 +63,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except EcgcnnError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -276,3 +276,16 @@ def test_bench_cache_builds_and_reopens_each_baselines_file(synthetic_root, tmp_
     records = len(list((synthetic_root / "records100").rglob("*.hea")))
     assert all(r["records"] == records and r["file_mib"] > 0 for r in rows)
     assert all(r["reopen_s"] > 0 for r in rows) and "| highpass |" in proc.stdout
+
+
+def test_bench_cache_refuses_unreadable_records_unless_told_to_skip(synthetic_copy, tmp_path):
+    next((synthetic_copy / "records100").rglob("*.dat")).unlink()
+    proc = script("bench_cache.py", "--data-root", synthetic_copy)
+    assert proc.returncode != 0 and "pass --skip-missing" in proc.stderr
+    proc = script("bench_cache.py", "--data-root", synthetic_copy, "--skip-missing", "--out",
+                  tmp_path / "c.json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    records = len(list((synthetic_copy / "records100").rglob("*.hea")))
+    assert {r["records"] for r in json.loads((tmp_path / "c.json").read_text())["rows"]} == {
+        records - 1
+    }

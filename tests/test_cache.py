@@ -8,7 +8,7 @@ import pytest
 from ecgcnn import cache as cache_module
 from ecgcnn.cache import load_signals
 from ecgcnn.errors import EcgcnnError
-from ecgcnn.records import load_database, read_record
+from ecgcnn.records import LEADS, load_database, read_record
 
 
 def test_cache_holds_every_record_and_reloads_without_reading_wfdb(
@@ -96,6 +96,15 @@ def test_missing_and_corrupt_records_error_or_skip(synthetic_copy, tmp_path, cap
     assert ids[2] not in signals.ecg_ids and ids[5] not in signals.ecg_ids
     manifest = json.loads((tmp_path / "c" / "manifest_100hz.json").read_text())
     assert set(manifest["failed"]) == {str(ids[2]), str(ids[5])}
+    # the file holds the readable records alone, in ecg_id order, and nothing after them
+    npy = tmp_path / "c" / "signals_100hz.npy"
+    plain = np.load(npy)  # its header says the shape it has
+    assert plain.shape == (len(ids) - 2, 12, 1000) == tuple(manifest["shape"])
+    assert npy.stat().st_size == np.load(npy, mmap_mode="r").offset + plain.nbytes
+    np.testing.assert_array_equal(signals.ecg_ids, np.sort(signals.ecg_ids))
+    for k in (0, 2, 3, len(ids) - 3):
+        record, _ = read_record(db.record_path(int(signals.ecg_ids[k]), 100), LEADS)
+        np.testing.assert_allclose(plain[k], record.T, atol=1e-6)
 
 
 def test_rate_without_records_is_an_error(synthetic_root, tmp_path):

@@ -199,21 +199,23 @@ def _open_array(npy: Path, file: list[int]) -> np.ndarray | None:
 
 
 def _write_array(
-    npy: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None]
+    npy: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], int | None]
 ) -> list[int]:
-    """Write a float32 .npy of ``shape`` under a temporary name beside ``npy``, filled by ``fill``,
-    then publish it (fsync, rename); returns its [size, mtime_ns]. The file's blocks are reserved
-    before it is filled: on a full disk that is an OSError here, not a SIGBUS from a page of a
-    sparse memory map."""
+    """Write a float32 .npy of ``shape`` under a temporary name beside ``npy``, filled by ``fill``
+    (which may return how many leading rows it filled: the file keeps those alone), then publish
+    it (fsync, rename); returns its [size, mtime_ns]. The file's blocks are reserved before it is
+    filled: on a full disk that is an OSError here, not a SIGBUS from a page of a sparse memory map."""
     fd, tmp_name = tempfile.mkstemp(dir=npy.parent, prefix=npy.name, suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         buf = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         _reserve(tmp)
-        fill(buf)
+        rows = fill(buf)
         buf.flush()
         del buf
+        if rows is not None and rows < shape[0]:
+            _keep_rows(tmp, rows)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, npy)
@@ -221,6 +223,23 @@ def _write_array(
         tmp.unlink(missing_ok=True)
     st = npy.stat()
     return [st.st_size, st.st_mtime_ns]
+
+
+def _keep_rows(path: Path, rows: int) -> None:
+    """Cut a C-order .npy to its first ``rows``, in place: the header is rewritten for the new shape
+    at its old length (padded with spaces, as numpy pads it; still aligned), the rest truncated."""
+    fmt = np.lib.format
+    with open(path, "r+b") as f:
+        major, _ = fmt.read_magic(f)
+        shape, fortran, dtype = (fmt.read_array_header_1_0 if major == 1
+                                 else fmt.read_array_header_2_0)(f)  # fmt: skip
+        data_at = f.tell()
+        text_at = 10 if major == 1 else 12  # magic, version, then the header's length
+        header = repr({"descr": fmt.dtype_to_descr(dtype), "fortran_order": fortran,
+                       "shape": (rows, *shape[1:])})  # fmt: skip
+        f.seek(text_at)
+        f.write(header.ljust(data_at - text_at - 1).encode("latin1") + b"\n")
+        f.truncate(data_at + rows * int(np.prod(shape[1:])) * dtype.itemsize)
 
 
 def _reserve(path: Path) -> None:
@@ -402,31 +421,29 @@ def _build_cache(
     failed: dict[int, str] = {}
     ok = np.zeros(len(ids), dtype=bool)
 
-    def fill(buf: np.ndarray) -> None:
+    def fill(buf: np.ndarray) -> int:
+        """Readable records into consecutive rows (so the file holds them alone, in ecg_id order)."""
         paths = [str(db.record_path(int(eid), fs)) for eid in ids]
-        reads = _read_all(paths, fs, length)
-        for i, (eid, result) in enumerate(tqdm(zip(ids, reads, strict=True), total=len(ids),
-                                               desc=f"caching {fs} Hz records",
-                                               disable=not progress)):  # fmt: skip
-            if isinstance(result, str):
-                failed[int(eid)] = result
-                continue
-            buf[i] = result
-            ok[i] = True
+        filled = 0
+        try:
+            reads = _read_all(paths, fs, length)
+            for i, (eid, result) in enumerate(tqdm(zip(ids, reads, strict=True), total=len(ids),
+                                                   desc=f"caching {fs} Hz records",
+                                                   disable=not progress)):  # fmt: skip
+                if isinstance(result, str):
+                    failed[int(eid)] = result
+                    continue
+                buf[filled] = result
+                ok[i] = True
+                filled += 1
+        except OSError as exc:  # not the cache's fault (a reader process, too many open files)
+            raise EcgcnnError(f"reading the records of {db.root}: {exc}") from None
+        return filled
 
     try:
         cache.mkdir(parents=True, exist_ok=True)
         manifest_path.unlink(missing_ok=True)  # no manifest, no trust, until the array is complete
         file = _write_array(npy, (len(ids), 12, length), fill)
-        if not ok.all():  # compacted: the cache holds only readable records, in ecg_id order
-            full, kept = np.load(npy, mmap_mode="r"), np.flatnonzero(ok)
-
-            def compact(buf: np.ndarray) -> None:
-                for i in range(0, len(kept), 256):
-                    buf[i : i + 256] = full[kept[i : i + 256]]
-
-            file = _write_array(npy, (len(kept), 12, length), compact)
-            del full
         manifest = {
             "format": CACHE_FORMAT,
             "root": str(db.root.resolve()),
@@ -440,9 +457,10 @@ def _build_cache(
         }
         atomic.write_text(manifest_path, json.dumps(manifest))
     except OSError as exc:
+        where = exc.filename if exc.filename and not str(exc.filename).endswith(".tmp") else cache
         raise EcgcnnError(
-            f"{exc.filename or cache}: {exc.strerror or exc}; the record cache needs a folder it "
-            "can write, with room for it (--cache-dir or $ECGCNN_CACHE choose another)"
+            f"{where}: {exc.strerror or exc}; the record cache needs a folder it can write, with "
+            "room for it (--cache-dir or $ECGCNN_CACHE choose another)"
         ) from None
     data = _open_array(npy, file)
     if data is None:  # replaced since (another run's build): no file to derive a cache from
