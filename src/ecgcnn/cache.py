@@ -137,10 +137,10 @@ def _treated(signals: Signals, source: Path, how: str, progress: bool) -> Signal
         return signals
     if signals.file is None:  # not a cache file's records: nothing to derive a file from
         return _treated_in_memory(signals, how)
-    found = _open_treated(signals, source, how)
+    npy, manifest_path, key = where = _treated_file(signals, source, how)
+    found = _open_treated(signals, source, how, where)
     if found is not None:
         return found
-    npy, manifest_path, key = _treated_file(signals, source, how)
     fs = signals.fs
     start = time.perf_counter()
 
@@ -173,9 +173,12 @@ def _treated_file(signals: Signals, source: Path, how: str) -> tuple[Path, Path,
             source.with_name(f"manifest_{fs}hz_{how}.json"), key)  # fmt: skip
 
 
-def _open_treated(signals: Signals, source: Path, how: str) -> Signals | None:
-    """``signals`` treated as ``how`` from their cache file, if it is current; else None."""
-    npy, manifest_path, key = _treated_file(signals, source, how)
+def _open_treated(
+    signals: Signals, source: Path, how: str, where: tuple[Path, Path, dict[str, Any]] | None = None
+) -> Signals | None:
+    """``signals`` treated as ``how`` from their cache file, if it is current; else None
+    (``where``: what ``_treated_file`` says, when known already)."""
+    npy, manifest_path, key = where or _treated_file(signals, source, how)
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         manifest = json.loads(manifest_path.read_text())
         if all(manifest.get(k) == v for k, v in key.items()):
