@@ -15,12 +15,14 @@ from ecgcnn.synthetic import write_synthetic_ptbxl
 SHARED_DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "ptbxl-dev"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Record caches go to a temporary folder, never the user's ~/.cache."""
-    monkeypatch.setenv("ECGCNN_CACHE", str(tmp_path_factory.getbasetemp() / "ecgcnn-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Record caches go to a temporary folder, never the user's ~/.cache. Session-wide: an autouse
+    fixture of a narrower scope is set up after the session fixtures (served_checkpoint trains),
+    and theirs went to ~/.cache/ecgcnn."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ECGCNN_CACHE", str(tmp_path_factory.getbasetemp() / "ecgcnn-cache"))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -152,3 +152,21 @@ def test_reader_workers_leave_ctrl_c_to_the_parent(synthetic_root, monkeypatch):
     rest = list(reads)  # no worker died of it
     assert len(rest) == len(paths) - 1 and all(isinstance(r, np.ndarray) for r in rest)
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the parent's handler is back
+
+
+def test_session_fixtures_keep_record_caches_out_of_the_users_cache(
+    served_checkpoint, tmp_path_factory
+):
+    """A session fixture that trains (served_checkpoint) builds its record cache under the test
+    session's folder too, not in ~/.cache/ecgcnn (where 48 folders of deleted pytest roots had
+    piled up, 1.1 GB, before the isolation was made session-wide)."""
+    from pathlib import Path
+
+    base = tmp_path_factory.getbasetemp().resolve()
+    assert Path(os.environ["ECGCNN_CACHE"]).resolve().is_relative_to(base)
+    leaked = []
+    for manifest in (Path.home() / ".cache" / "ecgcnn").glob("*/manifest_*.json"):
+        root = json.loads(manifest.read_text()).get("root", "")
+        if root and Path(root).is_relative_to(base):
+            leaked.append(manifest)
+    assert not leaked, f"record caches of this test session written to ~/.cache: {leaked}"
