@@ -16,6 +16,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -31,7 +32,12 @@ from tqdm.auto import tqdm
 
 from ecgcnn import atomic
 from ecgcnn.errors import EcgcnnError, RecordError
-from ecgcnn.recording import baseline_signature, check_baseline, remove_baseline_records
+from ecgcnn.recording import (
+    BASELINES,
+    baseline_signature,
+    check_baseline,
+    remove_baseline_records,
+)
 from ecgcnn.records import DATABASE_CSV, LEADS, STATEMENTS_CSV, Database, check_rate, read_record
 
 log = logging.getLogger(__name__)
@@ -72,9 +78,14 @@ def _treated_in_memory(signals: Signals, how: str) -> Signals:
     return replace(signals, data=data, file=None)
 
 
+def cache_base() -> Path:
+    """Where each data root's record-cache folder is made: $ECGCNN_CACHE, else ~/.cache/ecgcnn."""
+    return Path(os.environ.get("ECGCNN_CACHE", Path.home() / ".cache" / "ecgcnn"))
+
+
 def default_cache_dir(root: Path) -> Path:
     """A per-root folder under $ECGCNN_CACHE (default ~/.cache/ecgcnn): data roots may be read-only."""
-    base = Path(os.environ.get("ECGCNN_CACHE", Path.home() / ".cache" / "ecgcnn"))
+    base = cache_base()
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
     return base / f"{root.resolve().name}-{key}"
 
@@ -469,3 +480,174 @@ def _build_cache(
     if data is None:  # replaced since (another run's build): no file to derive a cache from
         return Signals(np.load(npy, mmap_mode="r"), ids[ok], fs, LEADS, failed)
     return Signals(data, ids[ok], fs, LEADS, failed, file)
+
+
+# What the cache folders hold, for `ecgcnn cache list` and `ecgcnn cache clear`. ------------------
+
+LEFTOVER_AGE_S = (
+    24 * 3600
+)  # a temporary file older than this is an interrupted build's, not a running one's
+_RECORDS = re.compile(r"signals_(\d+)hz\.npy")
+_TREATED = re.compile(r"signals_(\d+)hz_([a-z]+)\.npy")
+
+
+@dataclass(frozen=True)
+class CacheFile:
+    """One thing in a cache folder: the record cache at one rate (``kind`` records), those records
+    with the baseline treated one way (treated), or a build's temporary file (temporary).
+
+    ``paths``: the array, then its manifest where there is one. ``usable``: a run can use it as it
+    is; otherwise ``note`` says why not (the next run that needs it rebuilds it, or none will)."""
+
+    folder: Path
+    kind: str
+    paths: tuple[Path, ...]
+    bytes: int
+    modified: float
+    fs: int | None = None
+    baseline: str | None = None
+    root: str | None = None
+    records: int | None = None
+    usable: bool = False
+    note: str = ""
+    running: bool = False  # a temporary file written within LEFTOVER_AGE_S: a build may be running
+
+    @property
+    def unused(self) -> bool:
+        """No run can use it as it is, and no build is writing it: `cache clear --unused` removes it."""
+        return not self.usable and not self.running
+
+    @property
+    def name(self) -> str:
+        if self.kind == "temporary":
+            return self.paths[0].name
+        return f"{self.fs} Hz" + (f", baseline {self.baseline}" if self.kind == "treated" else "")
+
+
+def scan_caches(where: str | Path | None = None) -> list[CacheFile]:
+    """Everything ecgcnn cached in ``where`` (default: $ECGCNN_CACHE or ~/.cache/ecgcnn): a cache
+    folder (``--cache-dir``) or a folder of them, each file checked as a run would check it (the
+    record cache against its data root's files, a treated file against the record cache and the
+    filter). Files ecgcnn did not write are not listed, so are never removed."""
+    where = Path(where) if where is not None else cache_base()
+    if not where.exists():
+        return []
+    if not where.is_dir():
+        raise EcgcnnError(
+            f"{where}: not a folder (expected a record-cache folder or a folder of them)"
+        )
+    folders = [where, *sorted(p for p in where.iterdir() if p.is_dir() and not p.is_symlink())]
+    return [f for folder in folders for f in _scan_folder(folder)]
+
+
+def _scan_folder(folder: Path) -> list[CacheFile]:
+    found: list[CacheFile] = []
+    records: dict[int, CacheFile] = {}
+    for npy in sorted(folder.glob("signals_*hz.npy")):
+        if m := _RECORDS.fullmatch(npy.name):
+            records[int(m[1])] = _records_file(folder, int(m[1]))
+            found.append(records[int(m[1])])
+    for npy in sorted(folder.glob("signals_*hz_*.npy")):
+        if m := _TREATED.fullmatch(npy.name):
+            found.append(_treated_cache_file(folder, int(m[1]), m[2], records.get(int(m[1]))))
+    for tmp in sorted(folder.glob("signals_*.npy*.tmp")) + sorted(folder.glob(".manifest_*.tmp")):
+        with contextlib.suppress(OSError):
+            st = tmp.stat()
+            old = time.time() - st.st_mtime > LEFTOVER_AGE_S
+            found.append(CacheFile(folder, "temporary", (tmp,), st.st_size, st.st_mtime,
+                                   note="interrupted build" if old else
+                                   "a build, maybe running (kept a day)", running=not old))  # fmt: skip
+    return found
+
+
+def _sizes(paths: list[Path]) -> tuple[int, float]:
+    total, newest = 0, 0.0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            total, newest = total + st.st_size, max(newest, st.st_mtime)
+    return total, newest
+
+
+def _records_file(folder: Path, fs: int) -> CacheFile:
+    npy, manifest_path = folder / f"signals_{fs}hz.npy", folder / f"manifest_{fs}hz.json"
+    paths = [npy] + ([manifest_path] if manifest_path.exists() else [])
+    size, modified = _sizes(paths)
+    base = CacheFile(folder, "records", tuple(paths), size, modified, fs)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        root, shape = str(manifest["root"]), manifest["shape"]
+    except FileNotFoundError:
+        return replace(base, note="no manifest (interrupted build)")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return replace(base, note=f"unreadable manifest ({exc})")
+    base = replace(base, root=root, records=int(shape[0]) if shape else None)
+    if manifest.get("format") != CACHE_FORMAT:
+        return replace(
+            base, note=f"cache format {manifest.get('format')} (this ecgcnn: {CACHE_FORMAT})"
+        )
+    if not Path(root).is_dir():
+        return replace(base, note="data root gone")
+    try:
+        from ecgcnn.records import load_database
+
+        current = fingerprint(load_database(root), fs) == manifest.get("fingerprint")
+    except (EcgcnnError, OSError, ValueError) as exc:
+        return replace(base, note=f"data root unreadable ({' '.join(str(exc).split())})")
+    if not current:
+        return replace(base, note="data root changed since")
+    if _open_array(npy, manifest.get("file") or []) is None:
+        return replace(base, note="array differs from its manifest")
+    return replace(base, usable=True)
+
+
+def _treated_cache_file(folder: Path, fs: int, how: str, records: CacheFile | None) -> CacheFile:
+    npy, manifest_path = (
+        folder / f"signals_{fs}hz_{how}.npy",
+        folder / f"manifest_{fs}hz_{how}.json",
+    )
+    paths = [npy] + ([manifest_path] if manifest_path.exists() else [])
+    size, modified = _sizes(paths)
+    base = CacheFile(folder, "treated", tuple(paths), size, modified, fs, how,
+                     records.root if records else None)  # fmt: skip
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        base = replace(base, records=int(manifest["shape"][0]))
+    except FileNotFoundError:
+        return replace(base, note="no manifest (interrupted build)")
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        return replace(base, note=f"unreadable manifest ({exc})")
+    if records is None:
+        return replace(base, note=f"no {fs} Hz record cache beside it")
+    if not records.usable:
+        return replace(base, note=f"its record cache: {records.note}")
+    source = (
+        json.loads(records.paths[1].read_text()).get("file") if len(records.paths) > 1 else None
+    )
+    if manifest.get("source") != source:
+        return replace(base, note="from an earlier record cache")
+    if how not in BASELINES or manifest.get("filter") != baseline_signature(how, fs):
+        return replace(base, note="another filter (ecgcnn, scipy)")
+    if (
+        manifest.get("format") != CACHE_FORMAT
+        or _open_array(npy, manifest.get("file") or []) is None
+    ):
+        return replace(base, note="array differs from its manifest")
+    return replace(base, usable=True)
+
+
+def remove_cache_files(files: list[CacheFile], keep: str | Path | None = None) -> int:
+    """Delete ``files`` (each manifest before its array: a half-removed cache is never trusted) and
+    the folders they leave empty, other than ``keep`` (the folder named to scan_caches); returns
+    the bytes freed. A run that has a file open keeps reading it; the next run rebuilds what it needs."""
+    freed = 0
+    for f in files:
+        for path in sorted(f.paths, key=lambda p: p.suffix != ".json"):
+            with contextlib.suppress(FileNotFoundError):
+                size = path.stat().st_size
+                path.unlink()
+                freed += size
+    for folder in sorted({f.folder for f in files} - {Path(keep) if keep else None}, reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty: other files of the folder are not ecgcnn's to remove
+    return freed

@@ -464,6 +464,168 @@ def models() -> None:
         print(f"{name}\t{count_parameters(create_model(name, 5)):,} parameters")
 
 
+cache_app = typer.Typer(
+    help="What the record caches hold and whether runs can use them; remove them to free disk.",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+CacheWhere = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="A record-cache folder, or a folder of them (default "
+        "$ECGCNN_CACHE or ~/.cache/ecgcnn).",
+    ),  # fmt: skip
+]
+
+
+def _wide_console() -> Console:
+    """stdout, at the terminal's width, or 200 columns when piped (a table of paths wraps at 80)."""
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def _cache_table(files: list[Any], title: str) -> Table:
+    import datetime
+
+    table = Table(title=title)
+    for col in ("folder", "data root", "cache", "records", "size", "written", "state"):
+        table.add_column(
+            col, overflow="fold", justify="right" if col in ("records", "size") else "left"
+        )
+    for f in files:
+        when = (
+            datetime.datetime.fromtimestamp(f.modified).strftime("%Y-%m-%d %H:%M")
+            if f.modified
+            else ""
+        )
+        table.add_row(f.folder.name, f.root or "", f.name, "" if f.records is None else f"{f.records:,}",
+                      _mib(f.bytes), when, "current" if f.usable else f.note)  # fmt: skip
+    return table
+
+
+@cache_app.command("list")
+def cache_list(
+    cache_dir: CacheWhere = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line instead.")
+    ] = False,
+) -> None:
+    """Every cached file: its data root, rate and baseline, records, size, and whether runs can use it."""
+    import json
+
+    from ecgcnn.cache import cache_base, scan_caches
+
+    where = cache_dir or cache_base()
+    files = scan_caches(where)
+    if as_json:
+        for f in files:
+            print(json.dumps({"folder": str(f.folder), "kind": f.kind, "paths": [str(p) for p in f.paths],
+                              "bytes": f.bytes, "modified": f.modified, "fs": f.fs, "baseline": f.baseline,
+                              "root": f.root, "records": f.records, "usable": f.usable, "running": f.running, "note": f.note}))  # fmt: skip
+        return
+    if not files:
+        console.print(f"no record caches in {where}")
+        return
+    _wide_console().print(_cache_table(files, f"record caches in {where}"))
+    unused = [f for f in files if f.unused]
+    console.print(f"{len(files)} file(s), {_mib(sum(f.bytes for f in files))}; no run can use "
+                  f"{len(unused)} of them ({_mib(sum(f.bytes for f in unused))}): `ecgcnn cache clear "
+                  "--unused` removes those")  # fmt: skip
+
+
+@cache_app.command("clear")
+def cache_clear(
+    cache_dir: CacheWhere = None,
+    data_root: Annotated[
+        Path | None, typer.Option("--data-root", help="Only the caches of this PTB-XL root.")
+    ] = None,
+    unused: Annotated[
+        bool,
+        typer.Option(
+            "--unused",
+            help="Only what no run can use as it is (data root gone or "
+            "changed, an earlier build, an interrupted one).",
+        ),  # fmt: skip
+    ] = False,
+    treated: Annotated[
+        bool,
+        typer.Option(
+            "--treated",
+            help="Only records cached with a baseline treatment "
+            "(--baseline highpass|median); the record caches stay.",
+        ),  # fmt: skip
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would go; remove nothing.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Remove every cache without asking.")
+    ] = False,
+) -> None:
+    """Remove cached records (all, or only --unused / --treated / one --data-root's) to free disk.
+
+    Runs rebuild what they need; a run that has a file open keeps reading it. A temporary file of a
+    build is kept for a day after it was last written (the build may still be running)."""
+
+    from ecgcnn.cache import (
+        cache_base,
+        default_cache_dir,
+        remove_cache_files,
+        scan_caches,
+    )
+
+    where = cache_dir or cache_base()
+    files = scan_caches(where)
+    running = [f for f in files if f.running]
+    chosen = [f for f in files if not f.running]
+    if data_root is not None:
+        root, folder = data_root.resolve(), default_cache_dir(data_root)
+        chosen = [
+            f for f in chosen if f.folder == folder or (f.root and Path(f.root).resolve() == root)
+        ]
+    if unused:
+        chosen = [f for f in chosen if f.unused]
+    if treated:
+        chosen = [f for f in chosen if f.kind == "treated"]
+    size = _mib(sum(f.bytes for f in chosen))
+    if not chosen:
+        console.print(
+            f"nothing to remove in {where}"
+            + (
+                f" ({len(running)} temporary file(s) of builds that may be running kept)"
+                if running
+                else ""
+            )
+        )
+        return
+    if dry_run:
+        _wide_console().print(_cache_table(chosen, f"would remove from {where}"))
+        console.print(f"would remove {len(chosen)} file(s), {size}")
+        return
+    everything = data_root is None and not unused and not treated
+    if everything and not yes:
+        if not sys.stdin.isatty():
+            raise EcgcnnError(
+                f"this removes every record cache in {where} ({len(chosen)} file(s), "
+                f"{size}): pass --yes, or narrow it with --unused, --treated or --data-root"
+            )
+        typer.confirm(
+            f"remove every record cache in {where} ({len(chosen)} file(s), {size})?", abort=True
+        )
+    freed = remove_cache_files(chosen, keep=where)
+    for f in chosen:
+        console.print(f"removed {f.folder / f.paths[0].name}" + ("" if f.usable else f" ({f.note})"),
+                      markup=False)  # fmt: skip
+    kept = (
+        f"; kept {len(running)} temporary file(s) of builds that may be running" if running else ""
+    )
+    console.print(f"freed {_mib(freed)} in {where}{kept}")
+
+
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write a synthetic PTB-XL root into.")],
