@@ -532,9 +532,9 @@ def cache_list(
         return
     _wide_console().print(_cache_table(files, f"record caches in {where}"))
     unused = [f for f in files if f.unused]
-    console.print(f"{len(files)} file(s), {_mib(sum(f.bytes for f in files))}; no run can use "
-                  f"{len(unused)} of them ({_mib(sum(f.bytes for f in unused))}): `ecgcnn cache clear "
-                  "--unused` removes those")  # fmt: skip
+    said = (f"no run can use {len(unused)} of them ({_mib(sum(f.bytes for f in unused))}): "
+            "`ecgcnn cache clear --unused` removes those") if unused else "none unused"  # fmt: skip
+    console.print(f"{len(files)} file(s), {_mib(sum(f.bytes for f in files))}; {said}")
 
 
 @cache_app.command("clear")
