@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-torch-$(TORCH_VERSION)
 
 .PHONY: install demo test lint format clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/ecgcnn/__init__.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: the CPU wheel on these machines; an unpinned torch pulls a CUDA build.

@@ -202,7 +202,7 @@ def test_a_format_newer_than_this_ecgcnn_asks_for_a_newer_one(tmp_path):
     with pytest.raises(
         EcgcnnError,
         match=r"format 'ecgcnn-checkpoint/9', written by ecgcnn 9.0; this ecgcnn \(.*\) reads "
-        r"ecgcnn-checkpoint/1 and ecgcnn-checkpoint/2: use a newer ecgcnn",
+        r"ecgcnn-checkpoint/1 and ecgcnn-checkpoint/2: use ecgcnn 9.0 or newer",
     ):
         load_checkpoint(path)
     torch.save({"format": "something else"}, path)
@@ -210,6 +210,8 @@ def test_a_format_newer_than_this_ecgcnn_asks_for_a_newer_one(tmp_path):
         load_checkpoint(path)
     with pytest.raises(EcgcnnError, match=r"'ecgcnn-onnx/3'; this ecgcnn .* use a newer ecgcnn"):
         decode_metadata({"format": '"ecgcnn-onnx/3"'}, "m.onnx")
+    with pytest.raises(EcgcnnError, match=r"exported by ecgcnn 9.1; .* use ecgcnn 9.1 or newer"):
+        decode_metadata({"format": '"ecgcnn-onnx/3"', "exported_by": '"ecgcnn 9.1"'}, "m.onnx")
     with pytest.raises(EcgcnnError, match="not an ecgcnn ONNX export .* or ecgcnn-onnx/2"):
         decode_metadata({"format": '"other"'}, "m.onnx")
 

@@ -1,4 +1,4 @@
-"""The README documents every command the CLI has."""
+"""The README documents every command the CLI has; the version is one everywhere."""
 
 import re
 from pathlib import Path
@@ -22,3 +22,17 @@ def test_every_command_has_a_readme_heading():
     names = command_names()
     assert {"train", "cache list", "cache clear"} <= set(names)
     assert [n for n in names if n not in documented] == []
+
+
+def test_version_is_the_installed_packages():
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    import ecgcnn
+
+    out = subprocess.run([sys.executable, "-m", "ecgcnn", "--version"], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"ecgcnn {ecgcnn.__version__}\n"
+    assert version("ecgcnn") == ecgcnn.__version__  # pyproject takes it from ecgcnn/__init__.py

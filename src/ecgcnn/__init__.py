@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # also the package's (pyproject reads it)
 
 from ecgcnn.checkpoint import load_checkpoint, load_model  # noqa: E402
 from ecgcnn.models import create_model, list_models, register_model  # noqa: E402

@@ -62,8 +62,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     found = payload.get("format") if isinstance(payload, dict) else None
     if isinstance(found, str) and found.startswith("ecgcnn-checkpoint/") and found not in FORMATS:
         by = f", written by ecgcnn {payload['version']}" if payload.get("version") else ""
+        newer = (
+            f"ecgcnn {payload['version']} or newer" if payload.get("version") else "a newer ecgcnn"
+        )
         raise EcgcnnError(f"{path}: checkpoint format {found!r}{by}; this ecgcnn ({__version__}) "
-                          f"reads {' and '.join(FORMATS)}: use a newer ecgcnn")  # fmt: skip
+                          f"reads {' and '.join(FORMATS)}: use {newer}")  # fmt: skip
     if found not in FORMATS:
         raise EcgcnnError(
             f"{path}: not an ecgcnn checkpoint (expected format {' or '.join(FORMATS)})"

@@ -1020,9 +1020,23 @@ def report(
     console.print(f"report: {path}", soft_wrap=True, markup=False)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from ecgcnn import __version__
+
+        print(f"ecgcnn {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),  # fmt: skip
+    ] = False,
 ) -> None:
     _setup_logging(verbose)
 

@@ -90,9 +90,10 @@ def decode_metadata(props: dict[str, str], where: str) -> dict[str, Any]:
     found = meta.get("format")
     if isinstance(found, str) and found.startswith("ecgcnn-onnx/") and found not in ONNX_FORMATS:
         by = f", exported by {meta['exported_by']}" if meta.get("exported_by") else ""
+        newer = (f"{meta['exported_by']} or newer" if str(meta.get("exported_by", "")).startswith(
+                 "ecgcnn ") else "a newer ecgcnn")  # fmt: skip
         raise EcgcnnError(f"{where}: ONNX metadata format {found!r}{by}; this ecgcnn "
-                          f"({__version__}) reads {' and '.join(ONNX_FORMATS)}: use a newer "
-                          "ecgcnn")  # fmt: skip
+                          f"({__version__}) reads {' and '.join(ONNX_FORMATS)}: use {newer}")  # fmt: skip
     if found not in ONNX_FORMATS:
         raise EcgcnnError(
             f"{where}: not an ecgcnn ONNX export (metadata format {meta.get('format')!r}, "
