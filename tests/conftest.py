@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,16 @@ import pytest
 from ecgcnn.synthetic import write_synthetic_ptbxl
 
 SHARED_DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "ptbxl-dev"
+
+
+# where record caches would go without the fixture below, as the environment that ran pytest says
+USER_CACHE = Path(os.environ.get("ECGCNN_CACHE", Path.home() / ".cache" / "ecgcnn"))
+
+
+@pytest.fixture(scope="session")
+def user_cache() -> Path:
+    """The record-cache folder of whoever runs the tests, which no test may write to."""
+    return USER_CACHE
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -154,19 +154,25 @@ def test_reader_workers_leave_ctrl_c_to_the_parent(synthetic_root, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the parent's handler is back
 
 
+@pytest.fixture(scope="session")
+def session_built_cache(synthetic_root):
+    """A session fixture that builds a record cache, as served_checkpoint's training does."""
+    return load_signals(load_database(synthetic_root), 100, progress=False)
+
+
 def test_session_fixtures_keep_record_caches_out_of_the_users_cache(
-    served_checkpoint, tmp_path_factory
+    session_built_cache, tmp_path_factory, user_cache
 ):
-    """A session fixture that trains (served_checkpoint) builds its record cache under the test
-    session's folder too, not in ~/.cache/ecgcnn (where 48 folders of deleted pytest roots had
-    piled up, 1.1 GB, before the isolation was made session-wide)."""
+    """A session fixture's record cache goes under the test session's folder too, not to the
+    user's (where 48 folders of deleted pytest roots had piled up, 1.1 GB, before the isolation was
+    made session-wide)."""
     from pathlib import Path
 
     base = tmp_path_factory.getbasetemp().resolve()
     assert Path(os.environ["ECGCNN_CACHE"]).resolve().is_relative_to(base)
     leaked = []
-    for manifest in (Path.home() / ".cache" / "ecgcnn").glob("*/manifest_*.json"):
+    for manifest in user_cache.glob("*/manifest_*.json"):
         root = json.loads(manifest.read_text()).get("root", "")
         if root and Path(root).is_relative_to(base):
             leaked.append(manifest)
-    assert not leaked, f"record caches of this test session written to ~/.cache: {leaked}"
+    assert not leaked, f"record caches of this test session written to {user_cache}: {leaked}"

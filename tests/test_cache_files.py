@@ -1,5 +1,6 @@
 """`ecgcnn cache list|clear`: what the cache folders hold, whether a run can use each file, removing them."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,8 +29,8 @@ def by_state(files):
 
 @pytest.fixture
 def base(tmp_path, monkeypatch):
-    """$ECGCNN_CACHE of its own, with two roots' caches (one root with highpass records too)."""
-    base = tmp_path / "cache"
+    """$ECGCNN_CACHE of its own (brackets in its name: printed as they are, not as rich markup)."""
+    base = tmp_path / "[red]cache"
     monkeypatch.setenv("ECGCNN_CACHE", str(base))
     return base
 
@@ -54,8 +55,9 @@ def test_scan_says_which_files_a_run_can_use_and_why_not(synthetic_root, tmp_pat
     assert states == {
         (k, "records", "100 Hz"): "current",
         (k, "treated", "100 Hz, baseline highpass"): "current",
-        (g, "records", "100 Hz"): "data root gone",
-        (g, "treated", "100 Hz, baseline highpass"): "its record cache: data root gone",
+        (g, "records", "100 Hz"): "data root not found (deleted, moved or unmounted)",
+        (g, "treated", "100 Hz, baseline highpass"): "its record cache: "
+        + "data root not found (deleted, moved or unmounted)",
         (c, "records", "100 Hz"): "data root changed since",
         (c, "treated", "100 Hz, baseline highpass"): "its record cache: data root changed since",
     }
@@ -79,7 +81,12 @@ def test_scan_finds_interrupted_builds_damaged_files_and_another_filter(
     load_signals(load_database(root), 100, progress=False, baseline="median")
     folder = default_cache_dir(root)
     name = folder.name
-    (folder / "signals_500hz.npy").write_bytes(b"half an array")  # no manifest: cut short
+    cut = np.lib.format.open_memmap(folder / "signals_500hz.npy", "w+", np.float32, (3, 12, 5000))
+    del cut  # an array of ECGs without its manifest: a build cut short, or publishing it now
+    (folder / "signals_250hz.npy").write_bytes(b"not an array of ECGs")  # not ecgcnn's: not listed
+    np.save(
+        folder / "signals_100hz_clean.npy", np.zeros((3, 12, 1000), np.float32)
+    )  # no such baseline
     old = folder / "signals_100hz.npy1a2b.tmp"
     old.write_bytes(b"x" * 10)
     os.utime(old, (time.time() - LEFTOVER_AGE_S - 60,) * 2)
@@ -88,7 +95,7 @@ def test_scan_finds_interrupted_builds_damaged_files_and_another_filter(
     states = by_state(scan_caches(folder))  # one cache folder (--cache-dir) is scanned too
     assert states == {
         (name, "records", "100 Hz"): "current",
-        (name, "records", "500 Hz"): "no manifest (interrupted build)",
+        (name, "records", "500 Hz"): "no manifest yet (a build, maybe running; kept a day)",
         (name, "treated", "100 Hz, baseline median"): "current",
         (name, "temporary", old.name): "interrupted build",
         (
@@ -97,6 +104,9 @@ def test_scan_finds_interrupted_builds_damaged_files_and_another_filter(
             "signals_100hz_highpass.npy3c4d.tmp",
         ): "a build, maybe running (kept a day)",
     }
+    os.utime(folder / "signals_500hz.npy", (time.time() - LEFTOVER_AGE_S - 60,) * 2)
+    cut = {f.name: f for f in scan_caches()}["500 Hz"]
+    assert (cut.note, cut.running, cut.unused) == ("no manifest (interrupted build)", False, True)
     with monkeypatch.context() as mp:
         mp.setattr(cache_module, "baseline_signature", lambda how, fs: "another")
         assert by_state(scan_caches())[(name, "treated", "100 Hz, baseline median")] == (
@@ -134,7 +144,7 @@ def test_cache_clear_unused_keeps_what_runs_use(synthetic_root, tmp_path, base, 
 
     listing = ecgcnn("cache", "list")
     assert listing.returncode == 0, listing.stderr
-    assert "data root gone" in listing.stdout and "current" in listing.stdout
+    assert "data root not found" in listing.stdout and "current" in listing.stdout
     assert "no run can use 2 of them" in listing.stderr
     lines = [json.loads(line) for line in ecgcnn("cache", "list", "--json").stdout.splitlines()]
     assert {(d["kind"], d["usable"]) for d in lines} == {
@@ -149,7 +159,7 @@ def test_cache_clear_unused_keeps_what_runs_use(synthetic_root, tmp_path, base, 
     assert done.returncode == 0, done.stderr
     freed = sum(b for (folder, _), b in before.items() if folder == default_cache_dir(gone).name)
     assert f"freed {freed / 2**20:,.1f} MiB" in done.stderr
-    assert "kept 1 temporary file(s) of builds that may be running" in done.stderr
+    assert "kept 1 file(s) of builds that may be running" in done.stderr
     assert not default_cache_dir(gone).exists()  # emptied, so removed
     assert running.exists() and mine.read_text() == "mine"
     assert by_state(scan_caches()) == {
@@ -179,9 +189,7 @@ def test_cache_clear_all_asks_and_filters_narrow_it(synthetic_root, tmp_path, ba
 
     refused = ecgcnn("cache", "clear")  # stdin is not a terminal: no prompt, a one-line error
     assert refused.returncode == 1
-    assert refused.stderr.startswith(
-        f"error: this removes every record cache in {base} (4 file(s),"
-    )
+    assert refused.stderr.startswith(f"error: remove every record cache in {base} (4 file(s),")
     assert "pass --yes" in refused.stderr and len(scan_caches()) == count
 
     treated = ecgcnn("cache", "clear", "--treated", "--data-root", one)
@@ -199,9 +207,51 @@ def test_cache_clear_all_asks_and_filters_narrow_it(synthetic_root, tmp_path, ba
     assert scan_caches() == [] and list(base.iterdir()) == []
     nothing = ecgcnn("cache", "clear", "--yes")
     assert nothing.returncode == 0 and f"nothing to remove in {base}" in nothing.stderr
-    assert "no record caches in" in ecgcnn("cache", "list", "--cache-dir", tmp_path / "x").stderr
+    typo = ecgcnn("cache", "clear", "--data-root", tmp_path / "nope")
+    assert f"nothing of {tmp_path / 'nope'} to remove in {base}" in typo.stderr
+    missing = ecgcnn("cache", "list", "--cache-dir", tmp_path / "x")
+    assert (
+        missing.returncode == 1
+        and "--cache-dir" in missing.stderr
+        and "no such folder" in missing.stderr
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert f"no record caches in {empty}" in ecgcnn("cache", "list", "--cache-dir", empty).stderr
 
     own = tmp_path / "own"  # a --cache-dir folder: emptied, but kept
     load_signals(load_database(one), 100, own, progress=False)
     assert ecgcnn("cache", "clear", "--cache-dir", own, "--yes").returncode == 0
     assert own.is_dir() and list(own.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+def test_cache_clear_asks_at_a_terminal_and_no_removes_nothing(synthetic_root, tmp_path, base):
+    import pty
+
+    load_signals(load_database(make_root(synthetic_root, tmp_path / "ptbxl")), 100, progress=False)
+
+    def at_terminal(answer: bytes) -> tuple[int, str]:
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "ecgcnn", "cache", "clear"], stdin=follower,
+                                stdout=follower, stderr=follower, close_fds=True,
+                                env=os.environ | {"PYTHONWARNINGS": "ignore"})  # fmt: skip
+        os.close(follower)
+        said = b""
+        while b"[y/N]" not in said:
+            said += os.read(leader, 4096)
+        os.write(leader, answer + b"\n")
+        code = proc.wait(timeout=120)
+        with contextlib.suppress(OSError):  # the terminal closes with the process
+            while chunk := os.read(leader, 4096):
+                said += chunk
+        os.close(leader)
+        return code, said.decode(errors="replace")
+
+    code, said = at_terminal(b"n")
+    assert code == 1 and "nothing removed" in said and "interrupted" not in said, said
+    assert len(scan_caches()) == 1
+    code, said = at_terminal(b"y")
+    assert code == 0 and "freed" in said, said
+    assert scan_caches() == []

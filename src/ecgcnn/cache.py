@@ -537,19 +537,24 @@ def scan_caches(where: str | Path | None = None) -> list[CacheFile]:
             f"{where}: not a folder (expected a record-cache folder or a folder of them)"
         )
     folders = [where, *sorted(p for p in where.iterdir() if p.is_dir() and not p.is_symlink())]
-    return [f for folder in folders for f in _scan_folder(folder)]
+    fingerprints: dict[tuple[str, int], str] = {}  # a root's, computed once per scan
+    return [f for folder in folders for f in _scan_folder(folder, fingerprints)]
 
 
-def _scan_folder(folder: Path) -> list[CacheFile]:
+def _scan_folder(folder: Path, fingerprints: dict[tuple[str, int], str]) -> list[CacheFile]:
     found: list[CacheFile] = []
     records: dict[int, CacheFile] = {}
     for npy in sorted(folder.glob("signals_*hz.npy")):
-        if m := _RECORDS.fullmatch(npy.name):
-            records[int(m[1])] = _records_file(folder, int(m[1]))
-            found.append(records[int(m[1])])
+        if (m := _RECORDS.fullmatch(npy.name)) and (
+            got := _records_file(folder, int(m[1]), fingerprints)
+        ):
+            records[int(m[1])] = got
+            found.append(got)
     for npy in sorted(folder.glob("signals_*hz_*.npy")):
-        if m := _TREATED.fullmatch(npy.name):
-            found.append(_treated_cache_file(folder, int(m[1]), m[2], records.get(int(m[1]))))
+        m = _TREATED.fullmatch(npy.name)
+        if m and m[2] in BASELINES and m[2] != "keep":
+            got = _treated_cache_file(folder, int(m[1]), m[2], records.get(int(m[1])))
+            found += [got] if got else []
     for tmp in sorted(folder.glob("signals_*.npy*.tmp")) + sorted(folder.glob(".manifest_*.tmp")):
         with contextlib.suppress(OSError):
             st = tmp.stat()
@@ -569,7 +574,34 @@ def _sizes(paths: list[Path]) -> tuple[int, float]:
     return total, newest
 
 
-def _records_file(folder: Path, fs: int) -> CacheFile:
+def _looks_like_ours(npy: Path) -> bool:
+    """A .npy of float32 ECGs (records, 12, samples), as ecgcnn writes: an array found without a
+    manifest that ecgcnn can read is only taken for an unfinished build of its own when it is one."""
+    fmt = np.lib.format
+    try:
+        with open(npy, "rb") as f:
+            major, _ = fmt.read_magic(f)
+            shape, _, dtype = (fmt.read_array_header_1_0 if major == 1
+                               else fmt.read_array_header_2_0)(f)  # fmt: skip
+    except (OSError, ValueError):
+        return False
+    return dtype == np.float32 and len(shape) == 3 and shape[1] == len(LEADS)
+
+
+def _unfinished(base: CacheFile, note: str) -> CacheFile | None:
+    """``base``, an array whose manifest is missing or unreadable: a build's that was cut short, or
+    is publishing it now (written within LEFTOVER_AGE_S); None when the array is not ecgcnn's."""
+    if not _looks_like_ours(base.paths[0]):
+        return None
+    if time.time() - base.modified <= LEFTOVER_AGE_S and note.startswith("no manifest"):
+        return replace(base, note="no manifest yet (a build, maybe running; kept a day)",
+                       running=True)  # fmt: skip
+    return replace(base, note=note)
+
+
+def _records_file(
+    folder: Path, fs: int, fingerprints: dict[tuple[str, int], str]
+) -> CacheFile | None:
     npy, manifest_path = folder / f"signals_{fs}hz.npy", folder / f"manifest_{fs}hz.json"
     paths = [npy] + ([manifest_path] if manifest_path.exists() else [])
     size, modified = _sizes(paths)
@@ -578,20 +610,22 @@ def _records_file(folder: Path, fs: int) -> CacheFile:
         manifest = json.loads(manifest_path.read_text())
         root, shape = str(manifest["root"]), manifest["shape"]
     except FileNotFoundError:
-        return replace(base, note="no manifest (interrupted build)")
+        return _unfinished(base, "no manifest (interrupted build)")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return replace(base, note=f"unreadable manifest ({exc})")
+        return _unfinished(base, f"unreadable manifest ({exc})")
     base = replace(base, root=root, records=int(shape[0]) if shape else None)
     if manifest.get("format") != CACHE_FORMAT:
         return replace(
             base, note=f"cache format {manifest.get('format')} (this ecgcnn: {CACHE_FORMAT})"
         )
     if not Path(root).is_dir():
-        return replace(base, note="data root gone")
+        return replace(base, note="data root not found (deleted, moved or unmounted)")
     try:
         from ecgcnn.records import load_database
 
-        current = fingerprint(load_database(root), fs) == manifest.get("fingerprint")
+        if (root, fs) not in fingerprints:
+            fingerprints[root, fs] = fingerprint(load_database(root), fs)
+        current = fingerprints[root, fs] == manifest.get("fingerprint")
     except (EcgcnnError, OSError, ValueError) as exc:
         return replace(base, note=f"data root unreadable ({' '.join(str(exc).split())})")
     if not current:
@@ -601,7 +635,9 @@ def _records_file(folder: Path, fs: int) -> CacheFile:
     return replace(base, usable=True)
 
 
-def _treated_cache_file(folder: Path, fs: int, how: str, records: CacheFile | None) -> CacheFile:
+def _treated_cache_file(
+    folder: Path, fs: int, how: str, records: CacheFile | None
+) -> CacheFile | None:
     npy, manifest_path = (
         folder / f"signals_{fs}hz_{how}.npy",
         folder / f"manifest_{fs}hz_{how}.json",
@@ -614,9 +650,9 @@ def _treated_cache_file(folder: Path, fs: int, how: str, records: CacheFile | No
         manifest = json.loads(manifest_path.read_text())
         base = replace(base, records=int(manifest["shape"][0]))
     except FileNotFoundError:
-        return replace(base, note="no manifest (interrupted build)")
+        return _unfinished(base, "no manifest (interrupted build)")
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-        return replace(base, note=f"unreadable manifest ({exc})")
+        return _unfinished(base, f"unreadable manifest ({exc})")
     if records is None:
         return replace(base, note=f"no {fs} Hz record cache beside it")
     if not records.usable:

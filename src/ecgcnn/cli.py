@@ -473,15 +473,19 @@ CacheWhere = Annotated[
     Path | None,
     typer.Option(
         "--cache-dir",
-        help="A record-cache folder, or a folder of them (default "
-        "$ECGCNN_CACHE or ~/.cache/ecgcnn).",
-    ),  # fmt: skip
+        help="A record-cache folder, or a folder of them (default $ECGCNN_CACHE or ~/.cache/ecgcnn).",
+    ),
 ]
 
 
 def _wide_console() -> Console:
     """stdout, at the terminal's width, or 200 columns when piped (a table of paths wraps at 80)."""
     return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _say(text: str) -> None:
+    """A line on stderr, as written: paths may hold [brackets] that rich would take for markup."""
+    console.print(text, markup=False, highlight=False)
 
 
 def _mib(n: int) -> str:
@@ -491,20 +495,27 @@ def _mib(n: int) -> str:
 def _cache_table(files: list[Any], title: str) -> Table:
     import datetime
 
-    table = Table(title=title)
+    from rich.markup import escape
+
+    table = Table(title=escape(title))
     for col in ("folder", "data root", "cache", "records", "size", "written", "state"):
-        table.add_column(
-            col, overflow="fold", justify="right" if col in ("records", "size") else "left"
-        )
+        right = col in ("records", "size")
+        table.add_column(col, overflow="fold", justify="right" if right else "left")
     for f in files:
-        when = (
-            datetime.datetime.fromtimestamp(f.modified).strftime("%Y-%m-%d %H:%M")
-            if f.modified
-            else ""
-        )
-        table.add_row(f.folder.name, f.root or "", f.name, "" if f.records is None else f"{f.records:,}",
-                      _mib(f.bytes), when, "current" if f.usable else f.note)  # fmt: skip
+        when = datetime.datetime.fromtimestamp(f.modified) if f.modified else None
+        cells = (f.folder.name, f.root or "", f.name, "" if f.records is None else f"{f.records:,}",
+                 _mib(f.bytes), when.strftime("%Y-%m-%d %H:%M") if when else "",
+                 "current" if f.usable else f.note)  # fmt: skip
+        table.add_row(*map(escape, cells))
     return table
+
+
+def _cache_folder(cache_dir: Path | None) -> Path:
+    from ecgcnn.cache import cache_base
+
+    if cache_dir is not None and not cache_dir.exists():
+        raise EcgcnnError(f"--cache-dir {cache_dir}: no such folder")
+    return cache_dir or cache_base()
 
 
 @cache_app.command("list")
@@ -515,26 +526,29 @@ def cache_list(
     ] = False,
 ) -> None:
     """Every cached file: its data root, rate and baseline, records, size, and whether runs can use it."""
+    import dataclasses
     import json
 
-    from ecgcnn.cache import cache_base, scan_caches
+    from ecgcnn.cache import scan_caches
 
-    where = cache_dir or cache_base()
+    where = _cache_folder(cache_dir)
     files = scan_caches(where)
     if as_json:
         for f in files:
-            print(json.dumps({"folder": str(f.folder), "kind": f.kind, "paths": [str(p) for p in f.paths],
-                              "bytes": f.bytes, "modified": f.modified, "fs": f.fs, "baseline": f.baseline,
-                              "root": f.root, "records": f.records, "usable": f.usable, "running": f.running, "note": f.note}))  # fmt: skip
+            fields = dataclasses.asdict(f) | {
+                "folder": str(f.folder),
+                "paths": list(map(str, f.paths)),
+            }
+            print(json.dumps(fields))
         return
     if not files:
-        console.print(f"no record caches in {where}")
+        _say(f"no record caches in {where}")
         return
     _wide_console().print(_cache_table(files, f"record caches in {where}"))
     unused = [f for f in files if f.unused]
     said = (f"no run can use {len(unused)} of them ({_mib(sum(f.bytes for f in unused))}): "
             "`ecgcnn cache clear --unused` removes those") if unused else "none unused"  # fmt: skip
-    console.print(f"{len(files)} file(s), {_mib(sum(f.bytes for f in files))}; {said}")
+    _say(f"{len(files)} file(s), {_mib(sum(f.bytes for f in files))}; {said}")
 
 
 @cache_app.command("clear")
@@ -547,17 +561,17 @@ def cache_clear(
         bool,
         typer.Option(
             "--unused",
-            help="Only what no run can use as it is (data root gone or "
-            "changed, an earlier build, an interrupted one).",
-        ),  # fmt: skip
+            help="Only what no run can use as it is (data root not found or changed, an earlier "
+            "build, an interrupted one).",
+        ),
     ] = False,
     treated: Annotated[
         bool,
         typer.Option(
             "--treated",
-            help="Only records cached with a baseline treatment "
-            "(--baseline highpass|median); the record caches stay.",
-        ),  # fmt: skip
+            help="Only records cached with a baseline treatment (--baseline highpass|median); "
+            "the record caches stay.",
+        ),
     ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would go; remove nothing.")
@@ -568,62 +582,43 @@ def cache_clear(
 ) -> None:
     """Remove cached records (all, or only --unused / --treated / one --data-root's) to free disk.
 
-    Runs rebuild what they need; a run that has a file open keeps reading it. A temporary file of a
-    build is kept for a day after it was last written (the build may still be running)."""
+    Runs rebuild what they need; a run that has a file open keeps reading it. What a build wrote within the last day is kept (it may still be running).
+    """
+    from ecgcnn.cache import default_cache_dir, remove_cache_files, scan_caches
 
-    from ecgcnn.cache import (
-        cache_base,
-        default_cache_dir,
-        remove_cache_files,
-        scan_caches,
-    )
-
-    where = cache_dir or cache_base()
+    where = _cache_folder(cache_dir)
     files = scan_caches(where)
     running = [f for f in files if f.running]
     chosen = [f for f in files if not f.running]
     if data_root is not None:
         root, folder = data_root.resolve(), default_cache_dir(data_root)
-        chosen = [
-            f for f in chosen if f.folder == folder or (f.root and Path(f.root).resolve() == root)
-        ]
+        chosen = [f for f in chosen if f.folder == folder or (f.root and Path(f.root).resolve() == root)]  # fmt: skip
     if unused:
         chosen = [f for f in chosen if f.unused]
     if treated:
         chosen = [f for f in chosen if f.kind == "treated"]
-    size = _mib(sum(f.bytes for f in chosen))
+    kept = f"; kept {len(running)} file(s) of builds that may be running" if running else ""
     if not chosen:
-        console.print(
-            f"nothing to remove in {where}"
-            + (
-                f" ({len(running)} temporary file(s) of builds that may be running kept)"
-                if running
-                else ""
-            )
-        )
+        of = f" of {data_root}" if data_root is not None else ""
+        _say(f"nothing{of} to remove in {where}{kept}")
         return
+    size = _mib(sum(f.bytes for f in chosen))
     if dry_run:
         _wide_console().print(_cache_table(chosen, f"would remove from {where}"))
-        console.print(f"would remove {len(chosen)} file(s), {size}")
+        _say(f"would remove {len(chosen)} file(s), {size}")
         return
-    everything = data_root is None and not unused and not treated
-    if everything and not yes:
+    if data_root is None and not unused and not treated and not yes:
+        question = f"remove every record cache in {where} ({len(chosen)} file(s), {size})"
         if not sys.stdin.isatty():
-            raise EcgcnnError(
-                f"this removes every record cache in {where} ({len(chosen)} file(s), "
-                f"{size}): pass --yes, or narrow it with --unused, --treated or --data-root"
-            )
-        typer.confirm(
-            f"remove every record cache in {where} ({len(chosen)} file(s), {size})?", abort=True
-        )
+            raise EcgcnnError(f"{question}? pass --yes, or narrow it with --unused, --treated or "
+                              "--data-root")  # fmt: skip
+        if not typer.confirm(f"{question}?"):
+            _say("nothing removed")
+            raise typer.Exit(1)
     freed = remove_cache_files(chosen, keep=where)
     for f in chosen:
-        console.print(f"removed {f.folder / f.paths[0].name}" + ("" if f.usable else f" ({f.note})"),
-                      markup=False)  # fmt: skip
-    kept = (
-        f"; kept {len(running)} temporary file(s) of builds that may be running" if running else ""
-    )
-    console.print(f"freed {_mib(freed)} in {where}{kept}")
+        _say(f"removed {f.folder / f.paths[0].name}" + ("" if f.usable else f": {f.note}"))
+    _say(f"freed {_mib(freed)} in {where}{kept}")
 
 
 @app.command()
