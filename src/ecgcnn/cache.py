@@ -239,14 +239,20 @@ def _write_array(
     return [st.st_size, st.st_mtime_ns]
 
 
+def _npy_header(f: Any) -> tuple[int, tuple[int, ...], bool, np.dtype]:
+    """A .npy file's format version, shape, Fortran order and dtype; ``f`` is left at its data."""
+    fmt = np.lib.format
+    major, _ = fmt.read_magic(f)
+    read = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+    return (major, *read(f))
+
+
 def _keep_rows(path: Path, rows: int) -> None:
     """Cut a C-order .npy to its first ``rows``, in place: the header is rewritten for the new shape
     at its old length (padded with spaces, as numpy pads it; still aligned), the rest truncated."""
     fmt = np.lib.format
     with open(path, "r+b") as f:
-        major, _ = fmt.read_magic(f)
-        shape, fortran, dtype = (fmt.read_array_header_1_0 if major == 1
-                                 else fmt.read_array_header_2_0)(f)  # fmt: skip
+        major, shape, fortran, dtype = _npy_header(f)
         data_at = f.tell()
         text_at = 10 if major == 1 else 12  # magic, version, then the header's length
         header = repr({"descr": fmt.dtype_to_descr(dtype), "fortran_order": fortran,
@@ -543,18 +549,20 @@ def scan_caches(where: str | Path | None = None) -> list[CacheFile]:
 
 def _scan_folder(folder: Path, fingerprints: dict[tuple[str, int], str]) -> list[CacheFile]:
     found: list[CacheFile] = []
-    records: dict[int, CacheFile] = {}
+    records: dict[int, tuple[CacheFile, list[int] | None]] = {}  # fs -> the record cache, its file
     for npy in sorted(folder.glob("signals_*hz.npy")):
         if (m := _RECORDS.fullmatch(npy.name)) and (
             got := _records_file(folder, int(m[1]), fingerprints)
         ):
             records[int(m[1])] = got
-            found.append(got)
+            found.append(got[0])
     for npy in sorted(folder.glob("signals_*hz_*.npy")):
         m = _TREATED.fullmatch(npy.name)
         if m and m[2] in BASELINES and m[2] != "keep":
-            got = _treated_cache_file(folder, int(m[1]), m[2], records.get(int(m[1])))
-            found += [got] if got else []
+            treated = _treated_cache_file(
+                folder, int(m[1]), m[2], *records.get(int(m[1]), (None, None))
+            )
+            found += [treated] if treated else []
     for tmp in sorted(folder.glob("signals_*.npy*.tmp")) + sorted(folder.glob(".manifest_*.tmp")):
         with contextlib.suppress(OSError):
             st = tmp.stat()
@@ -577,12 +585,9 @@ def _sizes(paths: list[Path]) -> tuple[int, float]:
 def _looks_like_ours(npy: Path) -> bool:
     """A .npy of float32 ECGs (records, 12, samples), as ecgcnn writes: an array found without a
     manifest that ecgcnn can read is only taken for an unfinished build of its own when it is one."""
-    fmt = np.lib.format
     try:
         with open(npy, "rb") as f:
-            major, _ = fmt.read_magic(f)
-            shape, _, dtype = (fmt.read_array_header_1_0 if major == 1
-                               else fmt.read_array_header_2_0)(f)  # fmt: skip
+            _, shape, _, dtype = _npy_header(f)
     except (OSError, ValueError):
         return False
     return dtype == np.float32 and len(shape) == 3 and shape[1] == len(LEADS)
@@ -601,7 +606,9 @@ def _unfinished(base: CacheFile, note: str) -> CacheFile | None:
 
 def _records_file(
     folder: Path, fs: int, fingerprints: dict[tuple[str, int], str]
-) -> CacheFile | None:
+) -> tuple[CacheFile, list[int] | None] | None:
+    """The record cache at ``fs`` in ``folder`` and the [size, mtime_ns] its manifest gives its
+    array (what a treated file is made from), or None where the array is not ecgcnn's."""
     npy, manifest_path = folder / f"signals_{fs}hz.npy", folder / f"manifest_{fs}hz.json"
     paths = [npy] + ([manifest_path] if manifest_path.exists() else [])
     size, modified = _sizes(paths)
@@ -609,35 +616,45 @@ def _records_file(
     try:
         manifest = json.loads(manifest_path.read_text())
         root, shape = str(manifest["root"]), manifest["shape"]
-    except FileNotFoundError:
-        return _unfinished(base, "no manifest (interrupted build)")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return _unfinished(base, f"unreadable manifest ({exc})")
+        missing = isinstance(exc, FileNotFoundError)
+        found = _unfinished(base, "no manifest (interrupted build)" if missing
+                            else f"unreadable manifest ({exc})")  # fmt: skip
+        return (found, None) if found else None
     base = replace(base, root=root, records=int(shape[0]) if shape else None)
-    if manifest.get("format") != CACHE_FORMAT:
-        return replace(
-            base, note=f"cache format {manifest.get('format')} (this ecgcnn: {CACHE_FORMAT})"
-        )
-    if not Path(root).is_dir():
-        return replace(base, note="data root not found (deleted, moved or unmounted)")
-    try:
-        from ecgcnn.records import load_database
+    note = _records_note(npy, fs, manifest, fingerprints)
+    return replace(base, usable=not note, note=note), manifest.get("file")
 
+
+def _records_note(
+    npy: Path, fs: int, manifest: dict[str, Any], fingerprints: dict[tuple[str, int], str]
+) -> str:
+    """Why no run can use the record cache ``npy`` described by ``manifest``; "" when one can."""
+    from ecgcnn.records import load_database
+
+    root = str(manifest["root"])
+    if manifest.get("format") != CACHE_FORMAT:
+        return f"cache format {manifest.get('format')} (this ecgcnn: {CACHE_FORMAT})"
+    if not Path(root).is_dir():
+        return "data root not found (deleted, moved or unmounted)"
+    try:
         if (root, fs) not in fingerprints:
             fingerprints[root, fs] = fingerprint(load_database(root), fs)
-        current = fingerprints[root, fs] == manifest.get("fingerprint")
     except (EcgcnnError, OSError, ValueError) as exc:
-        return replace(base, note=f"data root unreadable ({' '.join(str(exc).split())})")
-    if not current:
-        return replace(base, note="data root changed since")
+        return f"data root unreadable ({' '.join(str(exc).split())})"
+    if fingerprints[root, fs] != manifest.get("fingerprint"):
+        return "data root changed since"
     if _open_array(npy, manifest.get("file") or []) is None:
-        return replace(base, note="array differs from its manifest")
-    return replace(base, usable=True)
+        return "array differs from its manifest"
+    return ""
 
 
 def _treated_cache_file(
-    folder: Path, fs: int, how: str, records: CacheFile | None
+    folder: Path, fs: int, how: str, records: CacheFile | None, source: list[int] | None
 ) -> CacheFile | None:
+    """The file of ``fs`` Hz records treated as ``how`` in ``folder``, made from ``records`` (the
+    record cache beside it, whose array its manifest gives as ``source``), or None where the array
+    is not ecgcnn's."""
     npy, manifest_path = (
         folder / f"signals_{fs}hz_{how}.npy",
         folder / f"manifest_{fs}hz_{how}.json",
@@ -657,9 +674,6 @@ def _treated_cache_file(
         return replace(base, note=f"no {fs} Hz record cache beside it")
     if not records.usable:
         return replace(base, note=f"its record cache: {records.note}")
-    source = (
-        json.loads(records.paths[1].read_text()).get("file") if len(records.paths) > 1 else None
-    )
     if manifest.get("source") != source:
         return replace(base, note="from an earlier record cache")
     if how not in BASELINES or manifest.get("filter") != baseline_signature(how, fs):
