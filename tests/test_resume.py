@@ -195,3 +195,20 @@ def test_the_resume_command_quotes_its_path():
         resume_command(Path("runs/r"), 3)
         == "resume with `ecgcnn train --resume runs/r --only-fold 3`"
     )
+
+
+def test_a_run_begun_by_another_ecgcnn_version_resumes_and_says_so(
+    run_cli, synthetic_root, tmp_path
+):
+    """The version a run was begun with is not one of its settings: after an upgrade it resumes
+    (sweeps and benchmarks rely on resuming to skip what is finished), with a warning."""
+    out = tmp_path / "run"
+    assert quick_fold(run_cli, synthetic_root, out).returncode == 0
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(config | {"version": "0.0.1"}))
+    proc = run_cli("train", "--resume", out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "begun by ecgcnn 0.0.1" in proc.stderr, proc.stderr
+    assert (out / "fold_1" / "metrics.json").is_file()
+    proc = run_cli("train", "--resume", out, "--no-progress")  # now all this version's: no warning
+    assert proc.returncode == 0 and "begun by ecgcnn" not in proc.stderr, proc.stderr

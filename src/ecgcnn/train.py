@@ -291,9 +291,13 @@ def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
     old = json.loads(config_path.read_text())
     if isinstance(old.get("recipe"), dict):  # a run from before a setting existed had its default
         old["recipe"] = Recipe.from_dict(old["recipe"], str(config_path)).to_dict()
+    if old.get("version") != config.get("version"):  # not a setting: each checkpoint keeps its own
+        log.warning("%s was begun by ecgcnn %s; continuing it with ecgcnn %s (each fold's checkpoint "
+                    "records the version that trained it)", config_path.parent, old.get("version"),
+                    config.get("version"))  # fmt: skip
     diff = []
     for k, v in json.loads(json.dumps(config)).items():
-        if k in PER_PROCESS_SETTINGS or old.get(k) == v:
+        if k in (*PER_PROCESS_SETTINGS, "version") or old.get(k) == v:
             continue
         was = old.get(k)
         if isinstance(v, dict) and isinstance(was, dict):  # the recipe: name its changed fields
