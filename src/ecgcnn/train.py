@@ -291,7 +291,8 @@ def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
     old = json.loads(config_path.read_text())
     if isinstance(old.get("recipe"), dict):  # a run from before a setting existed had its default
         old["recipe"] = Recipe.from_dict(old["recipe"], str(config_path)).to_dict()
-    if old.get("version") != config.get("version"):  # not a setting: each checkpoint keeps its own
+    # the version is not a setting (each fold's checkpoint keeps its own): a word, not a refusal
+    if "version" in config and old.get("version") != config["version"]:
         log.warning("%s was begun by ecgcnn %s; continuing it with ecgcnn %s (each fold's checkpoint "
                     "records the version that trained it)", config_path.parent, old.get("version"),
                     config.get("version"))  # fmt: skip
