@@ -490,9 +490,8 @@ def _build_cache(
 
 # What the cache folders hold, for `ecgcnn cache list` and `ecgcnn cache clear`. ------------------
 
-LEFTOVER_AGE_S = (
-    24 * 3600
-)  # a temporary file older than this is an interrupted build's, not a running one's
+# what a build wrote longer ago than this is an interrupted build's, not a running one's
+LEFTOVER_AGE_S = 24 * 3600
 _RECORDS = re.compile(r"signals_(\d+)hz\.npy")
 _TREATED = re.compile(r"signals_(\d+)hz_([a-z]+)\.npy")
 
@@ -516,7 +515,7 @@ class CacheFile:
     records: int | None = None
     usable: bool = False
     note: str = ""
-    running: bool = False  # a temporary file written within LEFTOVER_AGE_S: a build may be running
+    running: bool = False  # a build's file written within LEFTOVER_AGE_S: it may be running
 
     @property
     def unused(self) -> bool:
