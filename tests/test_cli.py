@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,7 +75,7 @@ def test_evaluate_checkpoint_on_a_strat_fold(run_dir, synthetic_root, tmp_path):
 def test_evaluate_checkpoint_on_a_root_without_its_rate_s_records(
     run_dir, synthetic_copy, ecgcnn_here
 ):
-    (synthetic_copy / "records100").rename(synthetic_copy / "records500")
+    (synthetic_copy / "records100").rename(synthetic_copy / "elsewhere")
     assert_one_line_error(
         ecgcnn_here(
             "evaluate",
@@ -85,9 +86,37 @@ def test_evaluate_checkpoint_on_a_root_without_its_rate_s_records(
             "--out",
             synthetic_copy / "ev",
         ),  # fmt: skip
-        "no records100/ folder for this checkpoint's 100 Hz; it has records500/, for a checkpoint "
-        "trained with --fs 500",
+        "has no records100/ folder for this checkpoint's 100 Hz",
     )
+
+
+def test_evaluate_checkpoint_resamples_a_root_that_has_only_the_other_rate(
+    run_dir, tmp_path, ecgcnn_here
+):
+    """A 100 Hz model on a root holding only records500/ (a hospital's export in PTB-XL's layout):
+    the records are resampled to the model's rate, as predict does, and scored as with records100."""
+    from ecgcnn.synthetic import write_synthetic_ptbxl
+
+    root = write_synthetic_ptbxl(tmp_path / "ptbxl", n_patients=40, seed=3, rates=(100, 500))
+    checkpoint = run_dir / "fold_0" / "checkpoint.pt"
+    both = ecgcnn_here("evaluate", "--checkpoint", checkpoint, "--data-root", root, "--test-fold", 9,
+                       "--out", tmp_path / "at100")  # fmt: skip
+    assert both.returncode == 0, both.stderr
+    assert "resampl" not in both.stderr
+    (root / "records100").rename(tmp_path / "records100-away")
+    only500 = ecgcnn_here("evaluate", "--checkpoint", checkpoint, "--data-root", root,
+                          "--test-fold", 9, "--out", tmp_path / "from500")  # fmt: skip
+    assert only500.returncode == 0, only500.stderr
+    assert (
+        "has no records100/: reading records500/ and resampling them to this checkpoint's 100 Hz"
+        in only500.stderr
+    )
+    at100 = np.load(tmp_path / "at100" / "predictions_fold9.npz")
+    from500 = np.load(tmp_path / "from500" / "predictions_fold9.npz")
+    np.testing.assert_array_equal(at100["ecg_ids"], from500["ecg_ids"])
+    np.testing.assert_array_equal(at100["y_true"], from500["y_true"])
+    assert np.abs(at100["y_prob"] - from500["y_prob"]).max() < 0.02
+    assert not np.array_equal(at100["y_prob"], from500["y_prob"])  # read from the other files
 
 
 def test_only_fold_and_cv_summary(ecgcnn_here, synthetic_root, tmp_path):

@@ -724,3 +724,17 @@ def test_find_recordings(tmp_path):
     assert [str(e) for e in errors] == [
         f"{tmp_path / 'nothing'}: no such file, directory or WFDB record"
     ]
+
+
+def test_resample_records_is_resample_for_each_chosen_record_in_chunks():
+    from ecgcnn.recording import resample, resample_records
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(7, 12, 5000)).astype(np.float32)
+    rows = np.array([6, 0, 3])
+    down = resample_records(data, 500, 100, rows, chunk=2)  # chunk boundary inside the rows
+    assert down.shape == (3, 12, 1000) and down.dtype == np.float32
+    for i, r in enumerate(rows):
+        np.testing.assert_allclose(down[i], resample(data[r].T, 500, 100).T, atol=1e-6)
+    up = resample_records(down, 100, 500)
+    assert up.shape == (3, 12, 5000)

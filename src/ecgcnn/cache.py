@@ -366,6 +366,22 @@ def check_rate_folder(db: Database, fs: int, checkpoint: bool = False) -> None:
     raise EcgcnnError(f"{db.root} has no {'/, '.join(sorted(tops))}/ folder for {what}{hint}")
 
 
+def rate_to_read(db: Database, fs: int) -> int:
+    """The rate to read a root's records at for a checkpoint of ``fs`` Hz: ``fs`` where the root has
+    them, else PTB-XL's other rate where it has those instead (to be resampled to ``fs``), else
+    check_rate_folder's error for ``fs``."""
+    try:
+        check_rate_folder(db, fs, checkpoint=True)
+        return fs
+    except EcgcnnError as missing:
+        other = {100: 500, 500: 100}[fs]
+        try:
+            check_rate_folder(db, other)
+        except EcgcnnError:
+            raise missing from None
+        return other
+
+
 def _open_cache(npy: Path, manifest_path: Path, fp: str) -> Signals | None:
     try:
         manifest = json.loads(manifest_path.read_text())

@@ -201,10 +201,10 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score a checkpoint on a PTB-XL root (one strat_fold, or every record), matching labels by name."""
-    from ecgcnn.cache import check_rate_folder, load_signals, load_some_signals
+    from ecgcnn.cache import load_signals, load_some_signals, rate_to_read
     from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
     from ecgcnn.labels import make_labels
-    from ecgcnn.recording import checkpoint_baseline
+    from ecgcnn.recording import checkpoint_baseline, resample_records
     from ecgcnn.records import load_database, require_strat_folds
 
     payload = load_checkpoint(checkpoint)
@@ -226,22 +226,29 @@ def evaluate_checkpoint(
             )
     warn_if_trained_on(payload.get("config") or {}, test_fold, checkpoint,
                        payload.get("strat_folds_seen"))  # fmt: skip
-    check_rate_folder(db, payload["fs"], checkpoint=True)
+    fs = payload["fs"]
+    read_fs = rate_to_read(db, fs)
+    if read_fs != fs:
+        log.warning("%s has no records%d/: reading records%d/ and resampling them to this "
+                    "checkpoint's %d Hz", data_root, fs, read_fs, fs)  # fmt: skip
     baseline = checkpoint_baseline(payload)  # records treated as the model's were in training
     if test_fold is None:
-        signals = load_signals(db, payload["fs"], cache_dir, skip_missing, progress, baseline)
+        signals = load_signals(db, read_fs, cache_dir, skip_missing, progress, baseline)
     else:  # the fold's records alone need to be there and readable
         fold = labels.ecg_ids[db.records.loc[labels.ecg_ids, "strat_fold"].to_numpy() == test_fold]
-        signals = load_some_signals(db, fold, payload["fs"], cache_dir, skip_missing, progress,
+        signals = load_some_signals(db, fold, read_fs, cache_dir, skip_missing, progress,
                                     baseline)  # fmt: skip
     ids = labels.ecg_ids[np.isin(labels.ecg_ids, signals.ecg_ids)]
     if test_fold is not None:
         ids = ids[db.records.loc[ids, "strat_fold"].to_numpy() == test_fold]
     y = labels.y[np.searchsorted(labels.ecg_ids, ids)]
-    prob = predict_proba(model, signals.data, signals.rows(ids), **checkpoint_windows(payload))
+    data, rows = signals.data, signals.rows(ids)
+    if read_fs != fs:
+        data, rows = resample_records(data, read_fs, fs, rows), np.arange(len(ids))
+    prob = predict_proba(model, data, rows, **checkpoint_windows(payload))
     split = f"fold{test_fold}" if test_fold is not None else "all"
     return write_evaluation(
         y, prob, ids, classes, stored_thresholds(payload, threshold), Path(out), split,
         {"checkpoint": str(checkpoint), "data_root": str(data_root),
-         "thresholds": "override" if threshold is not None else "stored"},
+         "thresholds": "override" if threshold is not None else "stored", "records_fs": read_fs},
     )  # fmt: skip

@@ -234,6 +234,24 @@ def remove_baseline_records(
     return out
 
 
+def resample_records(
+    data: np.ndarray, fs_in: float, fs_out: float, rows: np.ndarray | None = None, chunk: int = 256
+) -> np.ndarray:
+    """``resample`` for a stack of records (records, leads, samples), the ``rows`` of ``data`` (all
+    by default; ``data`` may be a memory-mapped cache), a chunk at a time, as a new float32 array."""
+    from scipy.signal import resample_poly
+
+    rows = np.arange(len(data)) if rows is None else np.asarray(rows)
+    ratio = _ratio(fs_in, fs_out)
+    samples = -(-data.shape[2] * ratio.numerator // ratio.denominator)  # what resample_poly gives
+    out = np.empty((len(rows), data.shape[1], samples), dtype=np.float32)
+    for start in range(0, len(rows), chunk):
+        x = np.asarray(data[rows[start : start + chunk]])
+        out[start : start + chunk] = resample_poly(x, ratio.numerator, ratio.denominator, axis=2,
+                                                   padtype="line")  # fmt: skip
+    return out
+
+
 def baseline_signature(how: str, fs: float) -> str:
     """A digest of what ``remove_baseline_records`` makes of a fixed probe record at ``fs`` Hz: a
     cache of treated records is stale when it changes (another filter, another scipy)."""
@@ -255,6 +273,11 @@ def _highpass(x: np.ndarray, fs: float, axis: int) -> np.ndarray:
     return sosfiltfilt(sos, centred, axis=axis, padlen=pad)
 
 
+def _ratio(fs_in: float, fs_out: float) -> Fraction:
+    """fs_out / fs_in as up / down factors for resample_poly."""
+    return Fraction(float(fs_out) / float(fs_in)).limit_denominator(1000)
+
+
 def resample(signal: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     """Resample (samples, leads) from ``fs_in`` to ``fs_out`` Hz with an anti-aliasing polyphase FIR.
 
@@ -265,7 +288,7 @@ def resample(signal: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
 
     if fs_in == fs_out:
         return signal
-    ratio = Fraction(float(fs_out) / float(fs_in)).limit_denominator(1000)
+    ratio = _ratio(fs_in, fs_out)
     out = resample_poly(signal, ratio.numerator, ratio.denominator, axis=0, padtype="line")
     return out.astype(np.float32, copy=False)
 
