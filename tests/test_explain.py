@@ -403,3 +403,15 @@ def test_a_dotted_record_name_gives_one_picture_per_class(tmp_path):
     paths = [p for r in results for p in r.paths]
     assert len(paths) == 3 == len(set(paths)) and all(p.is_file() for p in paths)
     assert all(p.name.startswith("ecg.2024.01.05_") for p in paths), paths
+
+
+def test_explain_a_ptbxl_record_of_a_root_with_only_the_other_rate(tmp_path):
+    from ecgcnn.synthetic import write_synthetic_ptbxl
+
+    root = write_synthetic_ptbxl(tmp_path / "ptbxl", n_patients=10, seed=4, rates=(100, 500))
+    ckpt = fake_checkpoint(tmp_path / "cnn1d.pt", "cnn1d")
+    at100 = explain_record(ckpt, tmp_path / "a", data_root=root, ecg_id=2, class_name="NORM")
+    (root / "records100").rename(tmp_path / "away")
+    from500 = explain_record(ckpt, tmp_path / "b", data_root=root, ecg_id=2, class_name="NORM")
+    assert abs(at100[0].probability - from500[0].probability) < 0.02
+    assert from500[0].paths[0].read_bytes()[:8] == PNG

@@ -405,8 +405,9 @@ def _record_signal(
     """(signal (leads, T), display id, true labels or None) from a recording file (its baseline
     treated as ``predict`` does) or a PTB-XL root (as ``evaluate`` scores it: the baseline as in the
     records the model learnt from)."""
+    from ecgcnn.cache import rate_to_read
     from ecgcnn.labels import make_labels
-    from ecgcnn.recording import checkpoint_baseline, default_baseline, remove_baseline
+    from ecgcnn.recording import checkpoint_baseline, default_baseline, remove_baseline, resample
     from ecgcnn.records import load_database, read_record
 
     leads, model_fs = tuple(meta["leads"]), meta["fs"]
@@ -424,9 +425,16 @@ def _record_signal(
         db = load_database(data_root)
         if ecg_id not in db.records.index:
             raise EcgcnnError(f"ecg_id {ecg_id} is not in {Path(data_root) / 'ptbxl_database.csv'}")
-        signal, _ = read_record(db.record_path(ecg_id, model_fs), leads)
+        read_fs = rate_to_read(
+            db, model_fs
+        )  # PTB-XL's other rate, resampled, where it lacks this one
+        if read_fs != model_fs:
+            log.warning("%s has no records%d/: reading records%d/ and resampling to this "
+                        "checkpoint's %d Hz", data_root, model_fs, read_fs, model_fs)  # fmt: skip
+        signal, _ = read_record(db.record_path(ecg_id, read_fs), leads)
         # as evaluate scores it (the baseline as in the records the model learnt from), unless asked
-        signal = remove_baseline(signal, model_fs, baseline or checkpoint_baseline(meta))
+        signal = remove_baseline(signal, read_fs, baseline or checkpoint_baseline(meta))
+        signal = resample(signal, read_fs, model_fs)
         name = f"ecg_id {ecg_id}"
         labels = make_labels(db, meta["task"], tuple(meta["classes"]))
         row = np.flatnonzero(labels.ecg_ids == ecg_id)
