@@ -86,7 +86,7 @@ def test_evaluate_checkpoint_on_a_root_without_its_rate_s_records(
             "--out",
             synthetic_copy / "ev",
         ),  # fmt: skip
-        "has no records100/ folder for this checkpoint's 100 Hz",
+        "has no records100/ folder for this checkpoint's 100 Hz, nor records500/ to resample from",
     )
 
 
@@ -117,6 +117,10 @@ def test_evaluate_checkpoint_resamples_a_root_that_has_only_the_other_rate(
     np.testing.assert_array_equal(at100["y_true"], from500["y_true"])
     assert np.abs(at100["y_prob"] - from500["y_prob"]).max() < 0.02
     assert not np.array_equal(at100["y_prob"], from500["y_prob"])  # read from the other files
+    assert json.loads((tmp_path / "at100" / "metrics_fold9.json").read_text())["records_fs"] == 100
+    assert (
+        json.loads((tmp_path / "from500" / "metrics_fold9.json").read_text())["records_fs"] == 500
+    )
 
 
 def test_only_fold_and_cv_summary(ecgcnn_here, synthetic_root, tmp_path):

@@ -727,7 +727,7 @@ def test_find_recordings(tmp_path):
 
 
 def test_resample_records_is_resample_for_each_chosen_record_in_chunks():
-    from ecgcnn.recording import resample, resample_records
+    from ecgcnn.recording import ResampledRecords, resample, resample_records
 
     rng = np.random.default_rng(0)
     data = rng.normal(size=(7, 12, 5000)).astype(np.float32)
@@ -738,3 +738,6 @@ def test_resample_records_is_resample_for_each_chosen_record_in_chunks():
         np.testing.assert_allclose(down[i], resample(data[r].T, 500, 100).T, atol=1e-6)
     up = resample_records(down, 100, 500)
     assert up.shape == (3, 12, 5000)
+    lazy = ResampledRecords(data, 500, 100)  # what evaluate scores batch by batch
+    np.testing.assert_array_equal(lazy[rows[:2]], down[:2])
+    assert len(lazy) == 7

@@ -344,9 +344,9 @@ def _report_failed(failed: dict[int, str], db: Database, skip_missing: bool, key
         log.warning("skipping %d missing or unreadable record(s) (first: %s)", len(failed), listing)
 
 
-def check_rate_folder(db: Database, fs: int, checkpoint: bool = False) -> None:
-    """Refuse a root without the folder its records at ``fs`` live in (records100/ or records500/);
-    ``checkpoint``: ``fs`` is a checkpoint's rate, which no flag changes."""
+def _rate_folders(db: Database, fs: int) -> tuple[set[str], bool]:
+    """The top folders the records at ``fs`` are named under (records100, records500) and whether
+    the root has one of them; a blank file name is an error naming its ecg_id."""
     column = "filename_lr" if fs == 100 else "filename_hr"
     blank = db.records[column].isna() | (db.records[column].astype(str).str.strip() == "")
     if blank.any():
@@ -355,31 +355,36 @@ def check_rate_folder(db: Database, fs: int, checkpoint: bool = False) -> None:
             f"{column} (records at {fs} Hz)"
         )
     tops = {Path(str(f)).parts[0] for f in db.records[column].head(1000)}
-    if not tops or any((db.root / top).is_dir() for top in tops):
+    return tops, not tops or any((db.root / top).is_dir() for top in tops)
+
+
+def check_rate_folder(db: Database, fs: int) -> None:
+    """Refuse a root without the folder its records at ``fs`` live in (records100/ or records500/)."""
+    tops, present = _rate_folders(db, fs)
+    if present:
         return
     other = {100: 500, 500: 100}[fs]
-    hint = ""
-    if (db.root / f"records{other}").is_dir():
-        hint = (f"; it has records{other}/, for a checkpoint trained with --fs {other}" if checkpoint
-                else f"; it has records{other}/: use --fs {other}")  # fmt: skip
-    what = f"this checkpoint's {fs} Hz" if checkpoint else f"--fs {fs}"
-    raise EcgcnnError(f"{db.root} has no {'/, '.join(sorted(tops))}/ folder for {what}{hint}")
+    hint = (
+        f"; it has records{other}/: use --fs {other}"
+        if (db.root / f"records{other}").is_dir()
+        else ""
+    )
+    raise EcgcnnError(f"{db.root} has no {'/, '.join(sorted(tops))}/ folder for --fs {fs}{hint}")
 
 
 def rate_to_read(db: Database, fs: int) -> int:
-    """The rate to read a root's records at for a checkpoint of ``fs`` Hz: ``fs`` where the root has
-    them, else PTB-XL's other rate where it has those instead (to be resampled to ``fs``), else
-    check_rate_folder's error for ``fs``."""
-    try:
-        check_rate_folder(db, fs, checkpoint=True)
+    """The rate to read a root's records at for a checkpoint of ``fs`` Hz (which no flag changes):
+    ``fs`` where the root has them, else PTB-XL's other rate where it has those (to be resampled
+    to ``fs``), else an error saying neither is there."""
+    tops, present = _rate_folders(db, fs)
+    if present:
         return fs
-    except EcgcnnError as missing:
-        other = {100: 500, 500: 100}[fs]
-        try:
-            check_rate_folder(db, other)
-        except EcgcnnError:
-            raise missing from None
-        return other
+    other = {100: 500, 500: 100}[fs]
+    with contextlib.suppress(EcgcnnError):  # a blank filename_hr: not a rate to fall back on
+        if _rate_folders(db, other)[1]:
+            return other
+    raise EcgcnnError(f"{db.root} has no {'/, '.join(sorted(tops))}/ folder for this checkpoint's "
+                      f"{fs} Hz, nor records{other}/ to resample from")  # fmt: skip
 
 
 def _open_cache(npy: Path, manifest_path: Path, fp: str) -> Signals | None:

@@ -6,7 +6,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -23,13 +23,16 @@ from ecgcnn.metrics import compute_metrics  # noqa: E402
 from ecgcnn.windows import aggregate as aggregate_windows  # noqa: E402
 from ecgcnn.windows import sliding_windows  # noqa: E402
 
+if TYPE_CHECKING:
+    from ecgcnn.recording import ResampledRecords
+
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def predict_proba(
     model: nn.Module,
-    data: np.ndarray,
+    data: np.ndarray | ResampledRecords,
     rows: np.ndarray,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
@@ -37,7 +40,8 @@ def predict_proba(
     stride: int | None = None,
     aggregate: str = "max",
 ) -> np.ndarray:
-    """Sigmoid probabilities of ``model`` for the ECGs ``data[rows]`` (each (12, T)).
+    """Sigmoid probabilities of ``model`` for the ECGs ``data[rows]`` (each (12, T)), read a batch
+    of rows at a time.
 
     With ``window``, each record is scored as sliding windows (``stride`` apart, the last aligned to
     the end) whose probabilities are aggregated by max or mean, as the model was trained.
@@ -204,7 +208,7 @@ def evaluate_checkpoint(
     from ecgcnn.cache import load_signals, load_some_signals, rate_to_read
     from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
     from ecgcnn.labels import make_labels
-    from ecgcnn.recording import checkpoint_baseline, resample_records
+    from ecgcnn.recording import ResampledRecords, checkpoint_baseline
     from ecgcnn.records import load_database, require_strat_folds
 
     payload = load_checkpoint(checkpoint)
@@ -242,10 +246,8 @@ def evaluate_checkpoint(
     if test_fold is not None:
         ids = ids[db.records.loc[ids, "strat_fold"].to_numpy() == test_fold]
     y = labels.y[np.searchsorted(labels.ecg_ids, ids)]
-    data, rows = signals.data, signals.rows(ids)
-    if read_fs != fs:
-        data, rows = resample_records(data, read_fs, fs, rows), np.arange(len(ids))
-    prob = predict_proba(model, data, rows, **checkpoint_windows(payload))
+    data = signals.data if read_fs == fs else ResampledRecords(signals.data, read_fs, fs)
+    prob = predict_proba(model, data, signals.rows(ids), **checkpoint_windows(payload))
     split = f"fold{test_fold}" if test_fold is not None else "all"
     return write_evaluation(
         y, prob, ids, classes, stored_thresholds(payload, threshold), Path(out), split,

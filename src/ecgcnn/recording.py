@@ -252,6 +252,21 @@ def resample_records(
     return out
 
 
+class ResampledRecords:
+    """A stack of records (records, leads, samples) at ``fs_in`` read as if at ``fs_out``: indexing
+    it with row numbers resamples those rows alone, so a scorer that reads batches of rows (such as
+    ``evaluate.predict_proba``) never holds the whole root resampled."""
+
+    def __init__(self, data: np.ndarray, fs_in: float, fs_out: float) -> None:
+        self.data, self.fs_in, self.fs_out = data, fs_in, fs_out
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return resample_records(self.data, self.fs_in, self.fs_out, np.atleast_1d(rows))
+
+
 def baseline_signature(how: str, fs: float) -> str:
     """A digest of what ``remove_baseline_records`` makes of a fixed probe record at ``fs`` Hz: a
     cache of treated records is stale when it changes (another filter, another scipy)."""
