@@ -212,3 +212,9 @@ def test_a_run_begun_by_another_ecgcnn_version_resumes_and_says_so(
     assert (out / "fold_1" / "metrics.json").is_file()
     proc = run_cli("train", "--resume", out, "--no-progress")  # now all this version's: no warning
     assert proc.returncode == 0 and "begun by ecgcnn" not in proc.stderr, proc.stderr
+    # a run begun by a newer ecgcnn may hold settings this one does not know: refused
+    (out / "config.json").write_text(json.dumps(config | {"version": "10.0.0"}))
+    proc = run_cli("train", "--resume", out, "--no-progress")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "begun by ecgcnn 10.0.0, newer than this one" in proc.stderr
+    assert "resume it with ecgcnn 10.0.0 or newer" in proc.stderr

@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -291,11 +292,6 @@ def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
     old = json.loads(config_path.read_text())
     if isinstance(old.get("recipe"), dict):  # a run from before a setting existed had its default
         old["recipe"] = Recipe.from_dict(old["recipe"], str(config_path)).to_dict()
-    # the version is not a setting (each fold's checkpoint keeps its own): a word, not a refusal
-    if "version" in config and old.get("version") != config["version"]:
-        log.warning("%s was begun by ecgcnn %s; continuing it with ecgcnn %s (each fold's checkpoint "
-                    "records the version that trained it)", config_path.parent, old.get("version"),
-                    config.get("version"))  # fmt: skip
     diff = []
     for k, v in json.loads(json.dumps(config)).items():
         if k in (*PER_PROCESS_SETTINGS, "version") or old.get(k) == v:
@@ -311,6 +307,21 @@ def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
             f"{config_path.parent} already holds a run with other settings ({'; '.join(diff[:3])}); "
             "choose another --out"
         )
+    # The version is not a setting: an older run resumes with a word (each fold's state and
+    # checkpoint keep the version that wrote them); a newer one may hold settings this one drops.
+    began, now = old.get("version"), config.get("version")
+    if now is None or began == now:
+        return
+    if began is not None and _version_key(str(began)) > _version_key(now):
+        raise EcgcnnError(f"{config_path.parent} was begun by ecgcnn {began}, newer than this one "
+                          f"({now}): resume it with ecgcnn {began} or newer")  # fmt: skip
+    log.warning("%s was begun by ecgcnn %s; going on with ecgcnn %s", config_path.parent,
+                began or "before 0.2.0", now)  # fmt: skip
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """'0.10.1' -> (0, 10, 1): release numbers compared as numbers (a suffix such as .dev1 ignored)."""
+    return tuple(int(n) for n in re.findall(r"\d+", version.split("+")[0])[:3])
 
 
 def check_same_splits(path: Path, splits: dict[str, Any]) -> None:
@@ -555,6 +566,9 @@ def fit_network(
         history, best = state["history"], state["best"]
         best["prob"] = best["prob"].numpy()
         first_epoch = state["epoch"] + 1
+        if state.get("version", "0.1.0") != __version__:  # saved without one before 0.2.0
+            log.warning("%s: epochs 1-%d were trained by ecgcnn %s, the rest by %s", name,
+                        state["epoch"], state.get("version", "0.1.0"), __version__)  # fmt: skip
         if member is None:
             log.info("%s: resuming after epoch %d", split.name, state["epoch"])
         else:
@@ -618,6 +632,7 @@ def fit_network(
         atomic.write_json(fold_dir / "history.json", earlier + history)
         state = {
             "epoch": epoch,
+            "version": __version__,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "schedule": None if schedule is None else schedule.state_dict(),
