@@ -375,13 +375,15 @@ def check_rate_folder(db: Database, fs: int) -> None:
 def rate_to_read(db: Database, fs: int) -> int:
     """The rate to read a root's records at for a checkpoint of ``fs`` Hz (which no flag changes):
     ``fs`` where the root has them, else PTB-XL's other rate where it has those (to be resampled
-    to ``fs``), else an error saying neither is there."""
+    to ``fs``, with a warning), else an error saying neither is there."""
     tops, present = _rate_folders(db, fs)
     if present:
         return fs
     other = {100: 500, 500: 100}[fs]
     with contextlib.suppress(EcgcnnError):  # a blank filename_hr: not a rate to fall back on
         if _rate_folders(db, other)[1]:
+            log.warning("%s has no records%d/: reading records%d/ and resampling them to this "
+                        "checkpoint's %d Hz", db.root, fs, other, fs)  # fmt: skip
             return other
     raise EcgcnnError(f"{db.root} has no {'/, '.join(sorted(tops))}/ folder for this checkpoint's "
                       f"{fs} Hz, nor records{other}/ to resample from")  # fmt: skip

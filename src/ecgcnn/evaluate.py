@@ -231,10 +231,7 @@ def evaluate_checkpoint(
     warn_if_trained_on(payload.get("config") or {}, test_fold, checkpoint,
                        payload.get("strat_folds_seen"))  # fmt: skip
     fs = payload["fs"]
-    read_fs = rate_to_read(db, fs)
-    if read_fs != fs:
-        log.warning("%s has no records%d/: reading records%d/ and resampling them to this "
-                    "checkpoint's %d Hz", data_root, fs, read_fs, fs)  # fmt: skip
+    read_fs = rate_to_read(db, fs)  # PTB-XL's other rate, to be resampled, where it lacks this one
     baseline = checkpoint_baseline(payload)  # records treated as the model's were in training
     if test_fold is None:
         signals = load_signals(db, read_fs, cache_dir, skip_missing, progress, baseline)

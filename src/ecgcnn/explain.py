@@ -425,12 +425,7 @@ def _record_signal(
         db = load_database(data_root)
         if ecg_id not in db.records.index:
             raise EcgcnnError(f"ecg_id {ecg_id} is not in {Path(data_root) / 'ptbxl_database.csv'}")
-        read_fs = rate_to_read(
-            db, model_fs
-        )  # PTB-XL's other rate, resampled, where it lacks this one
-        if read_fs != model_fs:
-            log.warning("%s has no records%d/: reading records%d/ and resampling to this "
-                        "checkpoint's %d Hz", data_root, model_fs, read_fs, model_fs)  # fmt: skip
+        read_fs = rate_to_read(db, model_fs)  # the other rate, resampled, where it lacks this one
         signal, _ = read_record(db.record_path(ecg_id, read_fs), leads)
         # as evaluate scores it (the baseline as in the records the model learnt from), unless asked
         signal = remove_baseline(signal, read_fs, baseline or checkpoint_baseline(meta))
