@@ -36,3 +36,29 @@ def test_version_is_the_installed_packages():
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"ecgcnn {ecgcnn.__version__}\n"
     assert version("ecgcnn") == ecgcnn.__version__  # pyproject takes it from ecgcnn/__init__.py
+
+
+def test_version_and_help_do_not_import_torch():
+    # `ecgcnn --version` and `--help` answer without loading torch (seconds) or the recording stack.
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom ecgcnn.cli import main\nsys.argv = ['ecgcnn', {arg!r}]\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('torch', 'wfdb', 'scipy', 'pandas') if m in sys.modules))")  # fmt: skip
+    for arg in ("--version", "--help"):
+        out = subprocess.run([sys.executable, "-c", probe.format(arg=arg)], capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines()[-1] == "[]", (arg, out.stdout[-300:])
+
+
+def test_the_public_names_load_on_first_use():
+    import ecgcnn
+
+    assert set(ecgcnn.__all__) <= set(dir(ecgcnn))
+    for name in ecgcnn.__all__:
+        assert getattr(ecgcnn, name) is not None
+    from ecgcnn import create_model, load_model
+
+    assert callable(create_model) and callable(load_model)

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.2.0"  # also the package's (pyproject reads it)
 
-from ecgcnn.checkpoint import load_checkpoint, load_model  # noqa: E402
-from ecgcnn.models import create_model, list_models, register_model  # noqa: E402
-
-# Loaded on first use: the prediction stack (wfdb, scipy, pandas) need not slow every import.
-_LAZY = {"Predictor": "ecgcnn.predict", "Prediction": "ecgcnn.predict"}
+# Each public name loads its module on first use, so `import ecgcnn` (and `ecgcnn --version` or
+# `--help`) does not pay for torch and the recording stack (wfdb, scipy, pandas): seconds on a CPU.
+_LAZY = {
+    "create_model": "ecgcnn.models",
+    "list_models": "ecgcnn.models",
+    "register_model": "ecgcnn.models",
+    "load_checkpoint": "ecgcnn.checkpoint",
+    "load_model": "ecgcnn.checkpoint",
+    "Predictor": "ecgcnn.predict",
+    "Prediction": "ecgcnn.predict",
+}
 
 
 def __getattr__(name: str) -> object:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ecgcnn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
