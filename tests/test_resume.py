@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+import ecgcnn
+
 pytestmark = pytest.mark.slow
 EPOCHS = 6
 
@@ -49,8 +51,12 @@ def test_killed_run_resumes_to_the_same_result(synthetic_root, tmp_path):
     assert (out / "fold_0" / "metrics.json").is_file() and not (
         out / "fold_1" / "metrics.json"
     ).exists()
-    killed_at = torch.load(state, weights_only=True)["epoch"]
+    saved = torch.load(state, weights_only=True)
+    killed_at = saved["epoch"]
     assert 2 <= killed_at < EPOCHS
+    assert saved["version"] == ecgcnn.__version__
+    del saved["version"]  # as ecgcnn 0.1.0 saved it: the resumed run says who trained which epochs
+    torch.save(saved, state)
     fold0_checkpoint = (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns
 
     resumed = subprocess.run([sys.executable, "-m", "ecgcnn", "train", "--resume", str(out), "--no-progress"],
@@ -58,6 +64,8 @@ def test_killed_run_resumes_to_the_same_result(synthetic_root, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "fold_0: finished before, not retrained" in resumed.stderr
     assert f"fold_1: resuming after epoch {killed_at}" in resumed.stderr
+    assert (f"fold_1: epochs 1-{killed_at} were trained by ecgcnn 0.1.0, the rest by "
+            f"{ecgcnn.__version__}") in resumed.stderr, resumed.stderr  # fmt: skip
     assert (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns == fold0_checkpoint
     assert not state.exists()
 
@@ -210,8 +218,12 @@ def test_a_run_begun_by_another_ecgcnn_version_resumes_and_says_so(
     assert proc.returncode == 0, proc.stderr
     assert "begun by ecgcnn 0.0.1" in proc.stderr, proc.stderr
     assert (out / "fold_1" / "metrics.json").is_file()
-    proc = run_cli("train", "--resume", out, "--no-progress")  # now all this version's: no warning
+    # config.json keeps the version that began the run and lists the ones that went on with it
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["version"] == "0.0.1" and saved["continued_by"] == [ecgcnn.__version__], saved
+    proc = run_cli("train", "--resume", out, "--no-progress")  # said once for each version
     assert proc.returncode == 0 and "begun by ecgcnn" not in proc.stderr, proc.stderr
+    assert json.loads((out / "config.json").read_text()) == saved
     # a run begun by a newer ecgcnn may hold settings this one does not know: refused
     (out / "config.json").write_text(json.dumps(config | {"version": "10.0.0"}))
     proc = run_cli("train", "--resume", out, "--no-progress")

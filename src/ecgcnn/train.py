@@ -3,7 +3,8 @@
 ::
 
     runs/NAME/
-      config.json            resolved settings (recipe + overrides), classes, package version
+      config.json            resolved settings (recipe + overrides), classes, the version that began
+                             the run (continued_by: later versions that resumed it)
       splits.json            fold of every ecg_id, sizes and label counts per part
       fold_0/                (or benchmark/ for the benchmark protocol)
         checkpoint.pt        self-describing, see ecgcnn.checkpoint
@@ -225,7 +226,7 @@ def _train(cfg: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
     }
     if world.is_main:
         splits = splits_summary(data)
-        check_same_run(out / "config.json", config)
+        config |= check_same_run(out / "config.json", config)
         check_same_splits(out / "splits.json", splits)
         out.mkdir(parents=True, exist_ok=True)
         atomic.write_json(out / "config.json", config | {"world_size": world.size})
@@ -285,16 +286,20 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
 PER_PROCESS_SETTINGS = ("only_fold", "progress", "device", "cache_dir", "out", "data_root")
 
 
-def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
-    """Refuse to mix two different runs in one folder (folds of one run may be trained apart)."""
+def check_same_run(config_path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Refuse to mix two different runs in one folder (folds of one run may be trained apart).
+
+    Returns what config.json keeps from the run's first start: the version that began it and,
+    under ``continued_by``, the later versions that went on with it.
+    """
     if not config_path.is_file():
-        return
+        return {}
     old = json.loads(config_path.read_text())
     if isinstance(old.get("recipe"), dict):  # a run from before a setting existed had its default
         old["recipe"] = Recipe.from_dict(old["recipe"], str(config_path)).to_dict()
     diff = []
     for k, v in json.loads(json.dumps(config)).items():
-        if k in (*PER_PROCESS_SETTINGS, "version") or old.get(k) == v:
+        if k in (*PER_PROCESS_SETTINGS, "version", "continued_by") or old.get(k) == v:
             continue
         was = old.get(k)
         if isinstance(v, dict) and isinstance(was, dict):  # the recipe: name its changed fields
@@ -311,12 +316,16 @@ def check_same_run(config_path: Path, config: dict[str, Any]) -> None:
     # checkpoint keep the version that wrote them); a newer one may hold settings this one drops.
     began, now = old.get("version"), config.get("version")
     if now is None or began == now:
-        return
+        return {}
     if began is not None and _version_key(str(began)) > _version_key(now):
         raise EcgcnnError(f"{config_path.parent} was begun by ecgcnn {began}, newer than this one "
                           f"({now}): resume it with ecgcnn {began} or newer")  # fmt: skip
-    log.warning("%s was begun by ecgcnn %s; going on with ecgcnn %s", config_path.parent,
-                began or "before 0.2.0", now)  # fmt: skip
+    continued_by = list(old.get("continued_by") or [])
+    if now not in continued_by:  # said once for each version, not at every resume
+        log.warning("%s was begun by ecgcnn %s; going on with ecgcnn %s", config_path.parent,
+                    began or "before 0.2.0", now)  # fmt: skip
+        continued_by.append(now)
+    return {"version": began, "continued_by": continued_by}
 
 
 def _version_key(version: str) -> tuple[int, ...]:
