@@ -247,6 +247,14 @@ def test_benchmark_and_leaderboard_commands(ecgcnn_here, synthetic_root, tmp_pat
     assert not (tmp_path / "b2").exists()  # refused before the first entry trained
     assert not (out / "superdiagnostic" / "fcn_wang").exists()
     assert json.loads((out / "superdiagnostic" / "cnn1d" / "config.json").read_text())["seed"] == 7
+    # an entry a newer ecgcnn went on with may hold settings this one does not know: refused up front
+    own_path = out / "superdiagnostic" / "cnn1d@seed" / "config.json"
+    own_path.write_text(json.dumps(own | {"continued_by": ["10.0.0"]}))
+    newer = ecgcnn_here("benchmark", "--data-root", synthetic_root, "--out", out, "--tasks", "superdiagnostic",
+                        "--models", "fcn_wang,cnn1d@seed", "--epochs", 1, "--val-fold", 9, "--test-fold", 10,
+                        "--seed", 7, "--aggregate", "mean", "--batch-size", 32, "--no-progress")  # fmt: skip
+    assert_one_line_error(newer, "resume it with ecgcnn 10.0.0 or newer")
+    assert not (out / "superdiagnostic" / "fcn_wang").exists()
 
 
 def test_train_benchmark_protocol_prints_its_test_figures(ecgcnn_here, synthetic_root, tmp_path):

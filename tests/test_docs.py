@@ -62,3 +62,14 @@ def test_the_public_names_load_on_first_use():
     from ecgcnn import create_model, load_model
 
     assert callable(create_model) and callable(load_model)
+
+
+def test_submodules_are_attributes_of_the_package():
+    # as the README spells them (ecgcnn.models.Ensemble, ecgcnn.recording.remove_baseline)
+    import subprocess
+    import sys
+
+    probe = "import ecgcnn\nprint(ecgcnn.models.Ensemble.__name__, ecgcnn.recording.remove_baseline.__name__)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["Ensemble", "remove_baseline"]

@@ -224,6 +224,16 @@ def test_a_run_begun_by_another_ecgcnn_version_resumes_and_says_so(
     proc = run_cli("train", "--resume", out, "--no-progress")  # said once for each version
     assert proc.returncode == 0 and "begun by ecgcnn" not in proc.stderr, proc.stderr
     assert json.loads((out / "config.json").read_text()) == saved
+    # ... and a run a newer ecgcnn went on with is refused like one a newer ecgcnn began
+    (out / "config.json").write_text(json.dumps(saved | {"continued_by": ["0.2.0", "10.0.0"]}))
+    proc = run_cli("train", "--resume", out, "--no-progress")
+    assert proc.returncode == 1 and "resume it with ecgcnn 10.0.0 or newer" in proc.stderr, (
+        proc.stderr
+    )
+    # begun by this version, with a history: the history stays
+    (out / "config.json").write_text(json.dumps(config | {"continued_by": ["0.0.2"]}))
+    assert run_cli("train", "--resume", out, "--no-progress").returncode == 0
+    assert json.loads((out / "config.json").read_text())["continued_by"] == ["0.0.2"]
     # a run begun by a newer ecgcnn may hold settings this one does not know: refused
     (out / "config.json").write_text(json.dumps(config | {"version": "10.0.0"}))
     proc = run_cli("train", "--resume", out, "--no-progress")

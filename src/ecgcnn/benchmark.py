@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ecgcnn import atomic
+from ecgcnn import __version__, atomic
 from ecgcnn.bootstrap import bootstrap_auc, paired_bootstrap_auc
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.labels import check_task
@@ -87,7 +87,8 @@ def run_benchmark(
             # a finished entry trained with other settings would mix two experiments in one table:
             # refuse before training anything
             cfg.validate()
-            check_same_run(out / task / spec / "config.json", cfg.to_dict())
+            check_same_run(out / task / spec / "config.json",
+                           cfg.to_dict() | {"version": __version__}, quiet=True)  # fmt: skip
             runs.append((task, spec, cfg))
     for task, spec, cfg in runs:
         if (Path(cfg.out) / FOLD / "metrics.json").is_file():

@@ -286,11 +286,14 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
 PER_PROCESS_SETTINGS = ("only_fold", "progress", "device", "cache_dir", "out", "data_root")
 
 
-def check_same_run(config_path: Path, config: dict[str, Any]) -> dict[str, Any]:
+def check_same_run(
+    config_path: Path, config: dict[str, Any], quiet: bool = False
+) -> dict[str, Any]:
     """Refuse to mix two different runs in one folder (folds of one run may be trained apart).
 
     Returns what config.json keeps from the run's first start: the version that began it and,
-    under ``continued_by``, the later versions that went on with it.
+    under ``continued_by``, the later versions that went on with it. ``quiet``: refusals only,
+    no warning (for a check made before the run itself makes it again).
     """
     if not config_path.is_file():
         return {}
@@ -315,17 +318,22 @@ def check_same_run(config_path: Path, config: dict[str, Any]) -> dict[str, Any]:
     # The version is not a setting: an older run resumes with a word (each fold's state and
     # checkpoint keep the version that wrote them); a newer one may hold settings this one drops.
     began, now = old.get("version"), config.get("version")
-    if now is None or began == now:
-        return {}
-    if began is not None and _version_key(str(began)) > _version_key(now):
-        raise EcgcnnError(f"{config_path.parent} was begun by ecgcnn {began}, newer than this one "
-                          f"({now}): resume it with ecgcnn {began} or newer")  # fmt: skip
-    continued_by = list(old.get("continued_by") or [])
-    if now not in continued_by:  # said once for each version, not at every resume
+    continued_by = [str(v) for v in old.get("continued_by") or []]
+    kept = {} if began is None else {"version": began}  # none recorded before 0.2.0
+    if continued_by:
+        kept["continued_by"] = continued_by
+    if now is None:
+        return kept
+    for version, verb in ((began, "begun"), *((v, "continued") for v in continued_by)):
+        if version is not None and _version_key(str(version)) > _version_key(now):
+            raise EcgcnnError(f"{config_path.parent} was {verb} by ecgcnn {version}, newer than this "
+                              f"one ({now}): resume it with ecgcnn {version} or newer")  # fmt: skip
+    if began == now or now in continued_by:  # said once for each version, not at every resume
+        return kept
+    if not quiet:
         log.warning("%s was begun by ecgcnn %s; going on with ecgcnn %s", config_path.parent,
                     began or "before 0.2.0", now)  # fmt: skip
-        continued_by.append(now)
-    return {"version": began, "continued_by": continued_by}
+    return kept | {"continued_by": [*continued_by, now]}
 
 
 def _version_key(version: str) -> tuple[int, ...]:
