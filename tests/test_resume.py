@@ -230,6 +230,14 @@ def test_a_run_begun_by_another_ecgcnn_version_resumes_and_says_so(
     assert proc.returncode == 1 and "resume it with ecgcnn 10.0.0 or newer" in proc.stderr, (
         proc.stderr
     )
+    # begun before versions were recorded: the version stays unrecorded, this one goes on with it
+    (out / "config.json").write_text(
+        json.dumps({k: v for k, v in config.items() if k != "version"})
+    )
+    proc = run_cli("train", "--resume", out, "--no-progress")
+    assert proc.returncode == 0 and "begun by ecgcnn before 0.2.0" in proc.stderr, proc.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert "version" not in saved and saved["continued_by"] == [ecgcnn.__version__], saved
     # begun by this version, with a history: the history stays
     (out / "config.json").write_text(json.dumps(config | {"continued_by": ["0.0.2"]}))
     assert run_cli("train", "--resume", out, "--no-progress").returncode == 0

@@ -227,6 +227,8 @@ def _train(cfg: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
     if world.is_main:
         splits = splits_summary(data)
         config |= check_same_run(out / "config.json", config)
+        if config["version"] is None:  # begun before 0.2.0: left unrecorded, as it was
+            del config["version"]
         check_same_splits(out / "splits.json", splits)
         out.mkdir(parents=True, exist_ok=True)
         atomic.write_json(out / "config.json", config | {"world_size": world.size})
@@ -319,7 +321,7 @@ def check_same_run(
     # checkpoint keep the version that wrote them); a newer one may hold settings this one drops.
     began, now = old.get("version"), config.get("version")
     continued_by = [str(v) for v in old.get("continued_by") or []]
-    kept = {} if began is None else {"version": began}  # none recorded before 0.2.0
+    kept: dict[str, Any] = {"version": began}  # None: begun before versions were recorded (0.2.0)
     if continued_by:
         kept["continued_by"] = continued_by
     if now is None:
