@@ -181,3 +181,29 @@ def test_baseline_applies_to_the_benchmark_recipe_entries_alone(synthetic_root, 
     assert rows["cnn1d"]["baseline"] == "median" and rows["cnn1d@seed"]["baseline"] == "keep"
     markdown = (tmp_path / "b" / "leaderboard.md").read_text()
     assert "cnn1d, median baseline" in markdown and "cnn1d@seed, " not in markdown
+
+
+def test_aux_task_applies_to_the_benchmark_recipe_entries_of_other_tasks(synthetic_root, tmp_path):
+    """``--aux-task all`` trains the benchmark-recipe entries of every other task with the `all`
+    labels as extra outputs; the `all` task's own entries, and entries with their own recipe, without."""
+    run_benchmark(synthetic_root, tmp_path / "b", ["superdiagnostic", "all"], ["cnn1d", "cnn1d@seed"],
+                  epochs=1, batch_size=32, aux_task="all", val_fold=9, test_fold=10,
+                  progress=False)  # fmt: skip
+
+    def recipe(task, spec):
+        return json.loads((tmp_path / "b" / task / spec / "config.json").read_text())["recipe"]
+
+    assert recipe("superdiagnostic", "cnn1d")["aux_task"] == "all"
+    assert recipe("superdiagnostic", "cnn1d@seed")["aux_task"] is None
+    assert recipe("all", "cnn1d")["aux_task"] is None
+    board = json.loads((tmp_path / "b" / "leaderboard.json").read_text())["tasks"]
+    assert board["superdiagnostic"]["cnn1d"]["aux_task"] == "all"
+    assert board["all"]["cnn1d"]["aux_task"] is None
+    markdown = (tmp_path / "b" / "leaderboard.md").read_text()
+    summary = markdown.split("\n## ")[0]  # the table across tasks names the setting once
+    assert "| cnn1d, all labels as auxiliary outputs |" in summary, summary
+    assert "cnn1d@seed, " not in markdown
+    with pytest.raises(EcgcnnError, match="unknown task 'everything'"):
+        run_benchmark(synthetic_root, tmp_path / "c", ["superdiagnostic"], ["cnn1d"], epochs=1,
+                      aux_task="everything", val_fold=9, test_fold=10, progress=False)  # fmt: skip
+    assert not (tmp_path / "c").exists()

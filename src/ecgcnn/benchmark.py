@@ -9,8 +9,8 @@
 
 A model may name its own recipe as ``MODEL@RECIPE`` (``cnn1d@seed``: the original repository's cnn1d
 with its own training, 10 epochs of whole records); such an entry keeps that recipe's settings, while
-``--epochs``, ``--batch-size``, ``--aggregate``, ``--baseline`` and ``--members`` apply to the entries
-trained with the benchmark's recipe. An entry may also name its own ensemble size as ``MODEL[@RECIPE]-xK``
+``--epochs``, ``--batch-size``, ``--aggregate``, ``--baseline``, ``--members`` and ``--aux-task`` apply to
+the entries trained with the benchmark's recipe (``--aux-task`` to those of the other tasks). An entry may also name its own ensemble size as ``MODEL[@RECIPE]-xK``
 (``fcn_wang-x2``: two networks), so one benchmark holds a network and its ensemble side by side;
 ``--members`` sizes the benchmark-recipe entries that do not.
 
@@ -55,6 +55,7 @@ def run_benchmark(
     batch_size: int | None = None,
     members: int | None = None,
     baseline: str | None = None,
+    aux_task: str | None = None,
     fs: int = 100,
     seed: int = 42,
     reference: str = "cnn1d",
@@ -64,7 +65,7 @@ def run_benchmark(
     skip_missing: bool = False,
 ) -> dict[str, Any]:
     """Train each model on each task (skipping finished ones, resuming interrupted ones), then rank."""
-    for task in tasks:
+    for task in (*tasks, *([aux_task] if aux_task is not None else [])):
         check_task(task)
     entries = [parse_entry(m, recipe) for m in models]
     out = Path(out)
@@ -75,6 +76,8 @@ def run_benchmark(
                 entry_recipe = entry_recipe.with_overrides(
                     epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members,
                     baseline=baseline,
+                    # a task's own labels are no auxiliary outputs for it: its entries go without
+                    aux_task=aux_task if aux_task != task else None,
                 )  # fmt: skip
             if size is not None:
                 entry_recipe = entry_recipe.with_overrides(members=size)
@@ -141,6 +144,7 @@ def _entry(run: Path) -> dict[str, Any] | None:
         "epochs": max((h["epoch"] for h in history), default=0),
         "members": members,
         "baseline": str(config["recipe"].get("baseline") or "keep"),
+        "aux_task": config["recipe"].get("aux_task"),
         "parameters": count_parameters(build_network(config["model"], len(config["classes"]), members)),
     }  # fmt: skip
 
@@ -187,6 +191,7 @@ def leaderboard(
                 "epochs": e["epochs"],
                 "members": e["members"],
                 "baseline": e["baseline"],
+                "aux_task": e["aux_task"],
             }
             ref = entries.get(reference)
             if ref is not None and name != reference:
@@ -237,11 +242,23 @@ def _ci(interval: dict[str, float]) -> str:
 def entry_label(model: str, row: dict[str, Any]) -> str:
     """A leaderboard entry's name for people: ``fcn_wang (2 members)`` for an ensemble; an entry
     that names its size (``fcn_wang-x2``) says it once; one trained on filtered records says how
-    (``fcn_wang, highpass baseline``)."""
+    (``fcn_wang, highpass baseline``) and with which auxiliary labels
+    (``fcn_wang, all labels as auxiliary outputs``)."""
     members = row.get("members", 1)
     label = model if model.endswith(f"-x{members}") else model_label(model, members)
     baseline = row.get("baseline", "keep")
-    return label if baseline == "keep" else f"{label}, {baseline} baseline"
+    if baseline != "keep":
+        label += f", {baseline} baseline"
+    if row.get("aux_task"):
+        label += f", {row['aux_task']} labels as auxiliary outputs"
+    return label
+
+
+def summary_label(board: dict[str, Any], model: str) -> str:
+    """An entry's name in the table across tasks: from a task where it learnt auxiliary labels,
+    if any (a task's own labels are never its auxiliary ones, so that task's entry goes without)."""
+    rows = [r[model] for r in board["tasks"].values() if model in r]
+    return entry_label(model, next((r for r in rows if r.get("aux_task")), rows[0]))
 
 
 def leaderboard_markdown(board: dict[str, Any]) -> str:
@@ -263,8 +280,7 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
         cells = [
             _ci(board["tasks"][t][m]["roc_auc"]) if m in board["tasks"][t] else "" for t in tasks
         ]
-        row = next(board["tasks"][t][m] for t in tasks if m in board["tasks"][t])
-        lines.append(f"| {entry_label(m, row)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {summary_label(board, m)} | " + " | ".join(cells) + " |")
     for task, rows in board["tasks"].items():
         lines += [
             "",

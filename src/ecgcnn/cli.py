@@ -823,6 +823,13 @@ def benchmark_cmd(
             "filtered out)."
         ),
     ] = None,
+    aux_task: Annotated[
+        str | None,
+        typer.Option(
+            help="Also teach the benchmark-recipe models of every other task this task's labels, "
+            "as extra outputs (cut off after training)."
+        ),
+    ] = None,
     train_folds: Annotated[str, typer.Option(help="Training strat_folds, e.g. 1-8.")] = "1-8",
     val_fold: Annotated[int, typer.Option(help="Validation strat_fold.")] = 9,
     test_fold: Annotated[int, typer.Option(help="Test strat_fold.")] = 10,
@@ -844,7 +851,7 @@ def benchmark_cmd(
             [m.strip() for m in models.split(",") if m.strip()], recipe=recipe,
             train_folds=parse_folds(train_folds), val_fold=val_fold, test_fold=test_fold,
             epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members,
-            baseline=baseline, fs=fs, seed=seed,
+            baseline=baseline, aux_task=aux_task, fs=fs, seed=seed,
             reference=reference, cache_dir=str(cache_dir) if cache_dir else None, device=device,
             progress=not no_progress, skip_missing=skip_missing,
         )  # fmt: skip
@@ -866,7 +873,7 @@ def leaderboard_cmd(
 
 
 def print_leaderboard(board: dict[str, Any], out: Path) -> None:
-    from ecgcnn.benchmark import entry_label
+    from ecgcnn.benchmark import summary_label
 
     table = Table(title="macro ROC-AUC (90% bootstrap interval)")
     tasks = list(board["tasks"])
@@ -882,8 +889,7 @@ def print_leaderboard(board: dict[str, Any], out: Path) -> None:
             cells.append(
                 f"{ci['point']:.3f} ({ci['lower']:.3f} to {ci['upper']:.3f})" if ci else ""
             )
-        row = next(board["tasks"][t][m] for t in tasks if m in board["tasks"][t])
-        table.add_row(entry_label(m, row), *cells)
+        table.add_row(summary_label(board, m), *cells)
     console.print(table)
     console.print(f"leaderboard: {out / 'leaderboard.md'} and {out / 'leaderboard.json'}")
 
