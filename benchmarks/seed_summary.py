@@ -31,12 +31,14 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{folder}: no {args.task} results with reference {reference}")
     rows = [b["tasks"][args.task] for b in boards]
     models = [m for m in rows[0] if all(m in r for r in rows) and rows[0][m]["parameters"] > 0]
-    for m in models:  # an ensemble and a single network of one model are two models
-        members = [r[m].get("members", 1) for r in rows]
-        other = next((i for i, k in enumerate(members) if k != members[0]), None)
+    for (
+        m
+    ) in models:  # an ensemble and a single network, or one with auxiliary labels, are two models
+        labels = [entry_label(m, r[m]) for r in rows]  # the label names every such setting
+        other = next((i for i, k in enumerate(labels) if k != labels[0]), None)
         if other is not None:
             ap.error(
-                f"{m} has {members[0]} members in {args.folders[0]} but {members[other]} in "
+                f"{m} is {labels[0]} in {args.folders[0]} but {labels[other]} in "
                 f"{args.folders[other]}: not one model to average"
             )
     print(

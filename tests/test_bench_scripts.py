@@ -189,10 +189,10 @@ def test_seed_summary_puts_seeds_side_by_side(synthetic_root, tmp_path):
 
 
 def test_seed_summary_names_ensembles_and_refuses_to_average_different_ones(tmp_path):
-    def board(folder, members):
+    def board(folder, members, **setting):
         row = {"roc_auc": {"point": 0.9, "lower": 0.8, "upper": 0.95}, "parameters": 10,
                "members": members, "vs_reference": {"roc_auc_diff": {"point": 0.01, "lower": 0.0,
-                                                                      "upper": 0.02}}}  # fmt: skip
+                                                                      "upper": 0.02}}} | setting  # fmt: skip
         ref = {"roc_auc": {"point": 0.89, "lower": 0.8, "upper": 0.95}, "parameters": 10}
         folder.mkdir()
         (folder / "leaderboard.json").write_text(json.dumps(
@@ -206,7 +206,17 @@ def test_seed_summary_names_ensembles_and_refuses_to_average_different_ones(tmp_
     assert "| fcn_wang (2 members) |" in proc.stdout and "| cnn1d |" in proc.stdout
     board(tmp_path / "c", 1)
     mixed = script("seed_summary.py", tmp_path / "a", tmp_path / "c")
-    assert mixed.returncode == 2 and "fcn_wang has 2 members in" in mixed.stderr
+    assert mixed.returncode == 2 and "fcn_wang (2 members) in" in mixed.stderr
+    assert "but fcn_wang in" in mixed.stderr and "not one model to average" in mixed.stderr
+    # the same size trained another way (auxiliary labels, a filtered baseline) is another model too
+    board(tmp_path / "d", 2, aux_task="all")
+    board(tmp_path / "e", 2, baseline="highpass")
+    for other, named in (("d", "all labels as auxiliary outputs"), ("e", "highpass baseline")):
+        proc = script("seed_summary.py", tmp_path / "a", tmp_path / other)
+        assert proc.returncode == 2 and named in proc.stderr, (other, proc.stderr)
+    board(tmp_path / "f", 2, aux_task="all")
+    same = script("seed_summary.py", tmp_path / "d", tmp_path / "f")
+    assert same.returncode == 0 and "| fcn_wang (2 members), all labels as auxiliary" in same.stdout
 
 
 def test_the_prepared_gpu_benchmark_runs_as_a_cpu_dry_run(synthetic_root, tmp_path):
