@@ -368,6 +368,11 @@ def test_npy_either_orientation_and_units(tmp_path):
         read_recording(tmp_path / "volts.npy", fs=100).validate()
     one_line(exc, str(tmp_path / "volts.npy"), "every lead is flat")
     assert "(--units V" in str(exc.value)
+    # a signal in millivolts read as microvolts: the hint names the units given, not volts
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "tl.npy", fs=100, units="uV").validate()
+    one_line(exc, str(tmp_path / "tl.npy"), "every lead is flat")
+    assert "read in uV" in str(exc.value) and "--units V" not in str(exc.value)
     rec = read_recording(tmp_path / "volts.npy", fs=100, units="V")
     np.testing.assert_allclose(rec.signal, sig, rtol=1e-5, atol=1e-6)
     # one artefact spike beyond any ECG amplitude is a warning only

@@ -125,6 +125,11 @@ def test_layouts_lead_order_units_and_rates_agree(client, body):
         r = client.post("/v1/predict", json=variant)
         assert r.status_code == 200, r.text
         assert probs(r.json()) == pytest.approx(base, abs=1e-5)
+    # millivolts sent as microvolts: flat, and the message names the units the client gave
+    r = client.post("/v1/predict", json={**body, "units": "uV"})
+    message = r.json()["error"]["message"]
+    assert r.status_code == 422 and "read in uV (as units or its header says)" in message, message
+    assert "--" not in message
     from scipy.signal import resample_poly
 
     at500 = {**body, "signal": resample_poly(signal, 5, 1, axis=1).tolist(), "fs": 500}

@@ -107,6 +107,7 @@ class Recording:
     filled_leads: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
     fill_flat: bool = False  # zero-fill flat leads (missing leads allowed) instead of refusing
+    units_read: tuple[str, ...] = ()  # the units the samples were taken in, before millivolts
 
     @property
     def duration_s(self) -> float:
@@ -135,10 +136,14 @@ class Recording:
         flat = [lead for lead, s in zip(self.leads, span, strict=True)
                 if s < FLAT_MV and lead not in self.filled_leads]  # fmt: skip
         if flat and len(flat) + len(self.filled_leads) == len(self.leads):
+            smaller = [u for u in self.units_read if (unit_scale(u) or 1.0) < 1.0]
+            why = (
+                f"the samples were read in {', '.join(smaller)} (as --units or its header "
+                "says): are those their units?" if smaller
+                else "a signal in volts read as millivolts? (--units V, or the units in its header)"
+            )  # fmt: skip
             raise RecordError(
-                self.name,
-                f"every lead is flat (peak to peak under {FLAT_MV * 1000:g} µV): a signal in volts "
-                "read as millivolts? (--units V, or the units in its header)",
+                self.name, f"every lead is flat (peak to peak under {FLAT_MV * 1000:g} µV): {why}"
             )
         if flat and self.fill_flat:
             signal = self.signal.copy()
@@ -397,7 +402,10 @@ def conform(
     if missing:
         warn.append(f"lead(s) {', '.join(missing)} missing: filled with zeros")
     _check_amplitudes(out[:, [j for j, c in enumerate(wanted) if c in columns]], name, warn)
-    return Recording(name, out, fs, leads, tuple(missing), tuple(warn), allow_missing_leads)
+    used = sorted({str(unit_list[i]).strip() for i in found.values()})
+    return Recording(
+        name, out, fs, leads, tuple(missing), tuple(warn), allow_missing_leads, tuple(used)
+    )
 
 
 def _some(names: Sequence[str], most: int = 16) -> str:
