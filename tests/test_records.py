@@ -75,7 +75,20 @@ def test_non_numeric_fold_is_named_with_its_row(synthetic_copy):
     df["strat_fold"] = df["strat_fold"].astype(object)
     df.loc[2, "strat_fold"] = "ten"
     df.to_csv(csv, index=False)
-    with pytest.raises(EcgcnnError, match="strat_fold must hold whole numbers; row 4 has 'ten'"):
+    eid = int(df.loc[2, "ecg_id"])
+    with pytest.raises(EcgcnnError) as exc:
+        load_database(synthetic_copy)
+    # named as every other row problem is, by its ecg_id, with the file's line for an editor
+    assert f"line 4 (ecg_id {eid}): strat_fold must be a whole number or blank, not 'ten'" in str(
+        exc.value
+    )
+    df.loc[2, "strat_fold"] = 3
+    df["patient_id"] = df["patient_id"].astype(object)
+    df.loc[4, "patient_id"] = "p7"
+    df.to_csv(csv, index=False)
+    with pytest.raises(
+        EcgcnnError, match=r"line 6 \(ecg_id \d+\): patient_id must be a whole number, not 'p7'"
+    ):
         load_database(synthetic_copy)
 
 

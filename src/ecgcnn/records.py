@@ -143,9 +143,13 @@ def load_database(root: str | Path) -> Database:
             if pd.isna(df[col].iloc[row]):
                 eid = df["ecg_id"].iloc[row]
                 which = f" (ecg_id {int(eid)})" if col != "ecg_id" and pd.notna(eid) else ""
-                raise EcgcnnError(f"{db_path}: row {row + 2}{which} has no {col}")
+                raise EcgcnnError(f"{db_path}: line {row + 2}{which} has no {col}")
+            eid = pd.to_numeric(df["ecg_id"].iloc[row], errors="coerce")
+            which = f" (ecg_id {int(eid)})" if col != "ecg_id" and np.isfinite(eid) else ""
+            blank = " or blank" if col == "strat_fold" else ""  # a record in no fold
             raise EcgcnnError(
-                f"{db_path}: column {col} must hold whole numbers; row {row + 2} has {df[col].iloc[row]!r}"
+                f"{db_path}: line {row + 2}{which}: {col} must be a whole number{blank}, "
+                f"not {df[col].iloc[row]!r}"
             )
         df[col] = values.astype(np.int64)
     if df["ecg_id"].duplicated().any():
