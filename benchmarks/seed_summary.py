@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{folder}: no {args.task} results with reference {reference}")
     rows = [b["tasks"][args.task] for b in boards]
     models = [m for m in rows[0] if all(m in r for r in rows) and rows[0][m]["parameters"] > 0]
-    for (
-        m
-    ) in models:  # an ensemble and a single network, or one with auxiliary labels, are two models
-        labels = [entry_label(m, r[m]) for r in rows]  # the label names every such setting
+    # an ensemble and a single network, or networks trained on other records or with auxiliary
+    # labels, are different models: the entry's label names each of these settings
+    for m in models:
+        labels = [entry_label(m, r[m]) for r in rows]
         other = next((i for i, k in enumerate(labels) if k != labels[0]), None)
         if other is not None:
             ap.error(

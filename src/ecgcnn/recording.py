@@ -402,7 +402,7 @@ def conform(
     if missing:
         warn.append(f"lead(s) {', '.join(missing)} missing: filled with zeros")
     _check_amplitudes(out[:, [j for j, c in enumerate(wanted) if c in columns]], name, warn)
-    used = sorted({str(unit_list[i]).strip() for i in found.values()})
+    used = sorted({str(unit_list[found[c]]).strip() for c in columns if c in found})
     return Recording(
         name, out, fs, leads, tuple(missing), tuple(warn), allow_missing_leads, tuple(used)
     )

@@ -140,16 +140,14 @@ def load_database(root: str | Path) -> Database:
         bad = ~np.isfinite(values) | (values.abs() > 2**53) | (values != values.round())
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
+            # ecg_id is checked first, so the other columns' rows can be named by it
+            which = f" (ecg_id {df['ecg_id'].iloc[row]})" if col != "ecg_id" else ""
+            where = f"{db_path}: line {row + 2}{which}"  # the header is line 1
             if pd.isna(df[col].iloc[row]):
-                eid = df["ecg_id"].iloc[row]
-                which = f" (ecg_id {int(eid)})" if col != "ecg_id" and pd.notna(eid) else ""
-                raise EcgcnnError(f"{db_path}: line {row + 2}{which} has no {col}")
-            eid = pd.to_numeric(df["ecg_id"].iloc[row], errors="coerce")
-            which = f" (ecg_id {int(eid)})" if col != "ecg_id" and np.isfinite(eid) else ""
+                raise EcgcnnError(f"{where} has no {col}")
             blank = " or blank" if col == "strat_fold" else ""  # a record in no fold
             raise EcgcnnError(
-                f"{db_path}: line {row + 2}{which}: {col} must be a whole number{blank}, "
-                f"not {df[col].iloc[row]!r}"
+                f"{where}: {col} must be a whole number{blank}, not {df[col].iloc[row]!r}"
             )
         df[col] = values.astype(np.int64)
     if df["ecg_id"].duplicated().any():
