@@ -408,3 +408,17 @@ def test_an_end_of_file_inside_a_command_is_an_error_not_an_interrupt(ecgcnn_her
     # (typer writes an empty line first, as after an end of input at a prompt)
     assert out.returncode == 1 and out.stderr.strip().startswith("error: unexpected end of a file")
     assert "Ran out of input" in out.stderr and "interrupted" not in out.stderr
+
+
+def test_help_shows_no_value_placeholder_beside_an_on_off_flag():
+    """`--allow-missing-leads` takes no value; typer 0.29 printed `<bool>` beside it (and beside
+    `--help`), which reads as if a value were wanted, and `<list[Path]>` for a list argument."""
+    from typer.testing import CliRunner
+
+    from ecgcnn.cli import app
+
+    result = CliRunner().invoke(app, ["predict", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    flag_lines = [line for line in result.output.splitlines() if "--allow-missing-leads" in line]
+    assert flag_lines and "<bool>" not in flag_lines[0], flag_lines
+    assert "<list[" not in result.output
