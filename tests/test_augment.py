@@ -95,6 +95,8 @@ def test_augmentation_is_reproducible_for_a_generator_seed():
         {"lead_dropout": 1.0},
         {"lead_dropout": -0.1},
         {"mixup_alpha": -1.0},
+        {"label_smoothing": 1.0},
+        {"label_smoothing": -0.1},
     ],
 )
 def test_bad_settings_are_refused_with_their_name(bad):
@@ -103,6 +105,23 @@ def test_bad_settings_are_refused_with_their_name(bad):
         Augment(**bad)
     with pytest.raises(EcgcnnError, match=name):
         get_recipe("benchmark").with_overrides(**bad).validate()
+
+
+def test_label_smoothing_moves_every_target_towards_one_half_and_leaves_the_signal():
+    x, y = batch()
+    aug = Augment(label_smoothing=0.1)
+    assert aug.active
+    x2, y2 = aug(x, y, torch.Generator().manual_seed(0))
+    assert torch.equal(x2, x)
+    torch.testing.assert_close(y2, y * 0.9 + 0.05)
+    assert y2.unique().tolist() == pytest.approx([0.05, 0.95])
+
+
+def test_label_smoothing_applies_to_mixed_labels():
+    x, y = batch()
+    mixed = Augment(mixup_alpha=0.4)(x, y, torch.Generator().manual_seed(3))[1]
+    both = Augment(mixup_alpha=0.4, label_smoothing=0.2)(x, y, torch.Generator().manual_seed(3))[1]
+    torch.testing.assert_close(both, mixed * 0.8 + 0.1)
 
 
 def test_settings_must_be_numbers():

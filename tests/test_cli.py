@@ -177,6 +177,7 @@ def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_pat
         ("--wander", -1, "wander_mv must be a number >= 0"),
         ("--noise", "nan", "noise_std must be a number >= 0"),
         ("--scale-std", -0.1, "scale_std must be a number >= 0"),
+        ("--label-smoothing", 1, "label_smoothing must be in [0, 1), got 1"),
     ):
         assert_one_line_error(ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "o", flag, value),
                               message)  # fmt: skip

@@ -264,7 +264,7 @@ def test_ema_and_augmented_run_resumes_to_the_same_result(synthetic_root, tmp_pa
     import ecgcnn.train as train_module
 
     settings = {"ema_decay": 0.9, "mixup_alpha": 0.2, "lead_dropout": 0.1, "scale_std": 0.1,
-                "wander_mv": 0.1}  # fmt: skip
+                "wander_mv": 0.1, "label_smoothing": 0.1}  # fmt: skip
     straight = train(_benchmark_cfg(synthetic_root, tmp_path / "straight", **settings))
     plain = train(_benchmark_cfg(synthetic_root, tmp_path / "plain"))
     # the EMA weights are the ones scored: another model than the last step's
@@ -297,6 +297,7 @@ def test_ema_and_augmented_run_resumes_to_the_same_result(synthetic_root, tmp_pa
         np.testing.assert_allclose(a["y_prob"], b["y_prob"], atol=1e-6)
     config = json.loads((tmp_path / "resumed" / "config.json").read_text())
     assert config["recipe"]["ema_decay"] == 0.9 and config["recipe"]["mixup_alpha"] == 0.2
+    assert config["recipe"]["label_smoothing"] == 0.1
 
 
 def test_aux_task_trains_extra_outputs_and_cuts_them_off(synthetic_root, tmp_path):

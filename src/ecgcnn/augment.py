@@ -1,4 +1,5 @@
-"""Training-time augmentation of ECG batches: amplitude, baseline wander, lead dropout, mixup.
+"""Training-time augmentation of ECG batches: amplitude, baseline wander, lead dropout, mixup,
+label smoothing.
 
 With ~1,300 training records (the development data, or a small hospital set) a benchmark-grade
 network over-fits long before 30 epochs; these perturbations keep what a cardiologist reads (the
@@ -7,7 +8,9 @@ shape and timing of every beat) and change what varies between devices, electrod
 - baseline wander: a random sinusoid below 0.5 Hz on each lead (breathing, movement), in mV;
 - lead dropout: each lead of each record zeroed with probability ``lead_dropout`` (a detached electrode);
 - mixup (Zhang et al. 2018): each record mixed with another of the batch, ``lam ~ Beta(a, a)``,
-  labels mixed with the same weight.
+  labels mixed with the same weight;
+- label smoothing (Szegedy et al. 2016, for multi-label BCE): every target ``t`` becomes
+  ``t (1 - e) + e / 2``, so no output is pushed towards 0 or 1 on a label a reader might dispute.
 
 Everything works on a whole batch at once (raw mV, before the model's standardisation) with the
 dataset's generator, so a seeded run draws the same perturbations again.
@@ -16,7 +19,7 @@ dataset's generator, so a seeded run draws the same perturbations again.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -33,9 +36,10 @@ class Augment:
     wander_mv: float = 0.0  # peak amplitude of the baseline wander, mV
     lead_dropout: float = 0.0  # probability of zeroing a lead
     mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing weights
+    label_smoothing: float = 0.0  # targets moved this far towards 1/2 (after mixup)
 
     def __post_init__(self) -> None:
-        for name in ("noise_std", "scale_std", "wander_mv", "lead_dropout", "mixup_alpha"):
+        for name in self.settings():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise EcgcnnError(f"augmentation {name} must be a number, got {value!r}")
@@ -43,14 +47,18 @@ class Augment:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise EcgcnnError(f"augmentation {name} must be a number >= 0, got {value!r}")
-        if not 0 <= self.lead_dropout < 1:
-            raise EcgcnnError(f"lead_dropout must be in [0, 1), got {self.lead_dropout!r}")
+        for name in ("lead_dropout", "label_smoothing"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise EcgcnnError(f"{name} must be in [0, 1), got {value!r}")
 
     @property
     def active(self) -> bool:
-        return any(
-            (self.noise_std, self.scale_std, self.wander_mv, self.lead_dropout, self.mixup_alpha)
-        )
+        return any(getattr(self, name) for name in self.settings())
+
+    @classmethod
+    def settings(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
 
     def __call__(
         self,
@@ -72,6 +80,8 @@ class Augment:
             x = x * keep
         if self.mixup_alpha > 0 and records > 1:
             x, y = mixup(x, y, self.mixup_alpha, generator)
+        if self.label_smoothing > 0:
+            y = y * (1 - self.label_smoothing) + self.label_smoothing / 2
         return x, y
 
 

@@ -190,6 +190,10 @@ def train_cmd(
     mixup: Annotated[
         float | None, typer.Option(help="Augmentation: mixup with Beta(a, a) weights (0: off).")
     ] = None,
+    label_smoothing: Annotated[
+        float | None,
+        typer.Option(help="Move each training target this far towards 1/2 (0: off)."),
+    ] = None,
     ema: Annotated[
         float | None,
         typer.Option(help="Score and keep an exponential moving average of the weights (decay)."),
@@ -292,6 +296,7 @@ def train_cmd(
             wander_mv=wander,
             lead_dropout=lead_dropout,
             mixup_alpha=mixup,
+            label_smoothing=label_smoothing,
             ema_decay=ema,
             aux_task=aux_task,
             members=members,

@@ -35,6 +35,7 @@ class Recipe:
     wander_mv: float = 0.0  # baseline wander up to this many mV
     lead_dropout: float = 0.0  # probability of zeroing a lead
     mixup_alpha: float = 0.0  # mixup with Beta(alpha, alpha) weights
+    label_smoothing: float = 0.0  # training targets moved this far towards 1/2
     # evaluate and keep an exponential moving average of the weights (per step); 0 is off
     ema_decay: float = 0.0
     # also train on this task's labels as extra outputs, cut off after training (e.g. superdiagnostic
@@ -100,6 +101,7 @@ class Recipe:
             wander_mv=self.wander_mv,
             lead_dropout=self.lead_dropout,
             mixup_alpha=self.mixup_alpha,
+            label_smoothing=self.label_smoothing,
         )
 
     def to_dict(self) -> dict:
