@@ -183,6 +183,32 @@ def test_baseline_applies_to_the_benchmark_recipe_entries_alone(synthetic_root, 
     assert "cnn1d, median baseline" in markdown and "cnn1d@seed, " not in markdown
 
 
+def test_ema_and_label_smoothing_apply_to_the_benchmark_recipe_entries_alone(
+    synthetic_root, tmp_path
+):
+    """``--ema`` and ``--label-smoothing`` are benchmark-recipe settings like ``--baseline``: written to
+    the entry's config, named in its leaderboard label, and not given to an entry with its own recipe."""
+    run_benchmark(synthetic_root, tmp_path / "b", ["superdiagnostic"], ["cnn1d", "cnn1d@seed"],
+                  epochs=1, batch_size=32, ema=0.9, label_smoothing=0.1, val_fold=9, test_fold=10,
+                  progress=False)  # fmt: skip
+
+    def recipe(spec):
+        path = tmp_path / "b" / "superdiagnostic" / spec / "config.json"
+        return json.loads(path.read_text())["recipe"]
+
+    assert recipe("cnn1d")["ema_decay"] == 0.9 and recipe("cnn1d")["label_smoothing"] == 0.1
+    assert recipe("cnn1d@seed")["ema_decay"] == 0 and recipe("cnn1d@seed")["label_smoothing"] == 0
+    rows = json.loads((tmp_path / "b" / "leaderboard.json").read_text())["tasks"]["superdiagnostic"]
+    assert rows["cnn1d"]["ema_decay"] == 0.9 and rows["cnn1d"]["label_smoothing"] == 0.1
+    markdown = (tmp_path / "b" / "leaderboard.md").read_text()
+    assert "cnn1d, EMA 0.9, label smoothing 0.1" in markdown and "cnn1d@seed, " not in markdown
+    # a second look with another setting is another experiment: refused before training
+    with pytest.raises(EcgcnnError, match="label_smoothing"):
+        run_benchmark(synthetic_root, tmp_path / "b", ["superdiagnostic"], ["cnn1d"], epochs=1,
+                      batch_size=32, ema=0.9, label_smoothing=0.2, val_fold=9, test_fold=10,
+                      progress=False)  # fmt: skip
+
+
 def test_aux_task_applies_to_the_benchmark_recipe_entries_of_other_tasks(synthetic_root, tmp_path):
     """``--aux-task all`` trains the benchmark-recipe entries of every other task with the `all`
     labels as extra outputs; the `all` task's own entries, and entries with their own recipe, without."""

@@ -9,8 +9,9 @@
 
 A model may name its own recipe as ``MODEL@RECIPE`` (``cnn1d@seed``: the original repository's cnn1d
 with its own training, 10 epochs of whole records); such an entry keeps that recipe's settings, while
-``--epochs``, ``--batch-size``, ``--aggregate``, ``--baseline``, ``--members`` and ``--aux-task`` apply to
-the entries trained with the benchmark's recipe (``--aux-task`` to those of the other tasks). An entry
+``--epochs``, ``--batch-size``, ``--aggregate``, ``--baseline``, ``--members``, ``--aux-task``, ``--ema``
+and ``--label-smoothing`` apply to the entries trained with the benchmark's recipe (``--aux-task`` to
+those of the other tasks). An entry
 may also name its own ensemble size as ``MODEL[@RECIPE]-xK`` (``fcn_wang-x2``: two networks), so one
 benchmark holds a network and its ensemble side by side;
 ``--members`` sizes the benchmark-recipe entries that do not.
@@ -57,6 +58,8 @@ def run_benchmark(
     members: int | None = None,
     baseline: str | None = None,
     aux_task: str | None = None,
+    ema: float | None = None,
+    label_smoothing: float | None = None,
     fs: int = 100,
     seed: int = 42,
     reference: str = "cnn1d",
@@ -76,7 +79,7 @@ def run_benchmark(
             if not own:
                 entry_recipe = entry_recipe.with_overrides(
                     epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members,
-                    baseline=baseline,
+                    baseline=baseline, ema_decay=ema, label_smoothing=label_smoothing,
                     # a task's own labels are no auxiliary outputs for it: its entries go without
                     aux_task=aux_task if aux_task != task else None,
                 )  # fmt: skip
@@ -146,6 +149,8 @@ def _entry(run: Path) -> dict[str, Any] | None:
         "members": members,
         "baseline": str(config["recipe"].get("baseline") or "keep"),
         "aux_task": config["recipe"].get("aux_task"),
+        "ema_decay": float(config["recipe"].get("ema_decay", 0.0)),
+        "label_smoothing": float(config["recipe"].get("label_smoothing", 0.0)),
         "parameters": count_parameters(build_network(config["model"], len(config["classes"]), members)),
     }  # fmt: skip
 
@@ -193,6 +198,8 @@ def leaderboard(
                 "members": e["members"],
                 "baseline": e["baseline"],
                 "aux_task": e["aux_task"],
+                "ema_decay": e["ema_decay"],
+                "label_smoothing": e["label_smoothing"],
             }
             ref = entries.get(reference)
             if ref is not None and name != reference:
@@ -243,8 +250,9 @@ def _ci(interval: dict[str, float]) -> str:
 def entry_label(model: str, row: dict[str, Any]) -> str:
     """A leaderboard entry's name for people: ``fcn_wang (2 members)`` for an ensemble; an entry
     that names its size (``fcn_wang-x2``) says it once; one trained on filtered records says how
-    (``fcn_wang, highpass baseline``) and with which auxiliary labels
-    (``fcn_wang, all labels as auxiliary outputs``)."""
+    (``fcn_wang, highpass baseline``), with which auxiliary labels
+    (``fcn_wang, all labels as auxiliary outputs``), and an averaged or smoothed one so
+    (``fcn_wang, EMA 0.99, label smoothing 0.1``)."""
     members = row.get("members", 1)
     label = model if model.endswith(f"-x{members}") else model_label(model, members)
     baseline = row.get("baseline", "keep")
@@ -252,6 +260,10 @@ def entry_label(model: str, row: dict[str, Any]) -> str:
         label += f", {baseline} baseline"
     if row.get("aux_task"):
         label += f", {row['aux_task']} labels as auxiliary outputs"
+    if row.get("ema_decay"):
+        label += f", EMA {row['ema_decay']:g}"
+    if row.get("label_smoothing"):
+        label += f", label smoothing {row['label_smoothing']:g}"
     return label
 
 

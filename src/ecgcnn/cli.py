@@ -835,6 +835,19 @@ def benchmark_cmd(
             "as extra outputs (cut off after training)."
         ),
     ] = None,
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            help="Score and keep an exponential moving average of the benchmark-recipe models' "
+            "weights (decay)."
+        ),
+    ] = None,
+    label_smoothing: Annotated[
+        float | None,
+        typer.Option(
+            help="Move each training target of the benchmark-recipe models this far towards 1/2."
+        ),
+    ] = None,
     train_folds: Annotated[str, typer.Option(help="Training strat_folds, e.g. 1-8.")] = "1-8",
     val_fold: Annotated[int, typer.Option(help="Validation strat_fold.")] = 9,
     test_fold: Annotated[int, typer.Option(help="Test strat_fold.")] = 10,
@@ -856,7 +869,8 @@ def benchmark_cmd(
             [m.strip() for m in models.split(",") if m.strip()], recipe=recipe,
             train_folds=parse_folds(train_folds), val_fold=val_fold, test_fold=test_fold,
             epochs=epochs, aggregate=aggregate, batch_size=batch_size, members=members,
-            baseline=baseline, aux_task=aux_task, fs=fs, seed=seed,
+            baseline=baseline, aux_task=aux_task, ema=ema, label_smoothing=label_smoothing,
+            fs=fs, seed=seed,
             reference=reference, cache_dir=str(cache_dir) if cache_dir else None, device=device,
             progress=not no_progress, skip_missing=skip_missing,
         )  # fmt: skip
