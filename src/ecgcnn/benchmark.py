@@ -11,9 +11,8 @@ A model may name its own recipe as ``MODEL@RECIPE`` (``cnn1d@seed``: the origina
 with its own training, 10 epochs of whole records); such an entry keeps that recipe's settings, while
 ``--epochs``, ``--batch-size``, ``--aggregate``, ``--baseline``, ``--members``, ``--aux-task``, ``--ema``
 and ``--label-smoothing`` apply to the entries trained with the benchmark's recipe (``--aux-task`` to
-those of the other tasks). An entry
-may also name its own ensemble size as ``MODEL[@RECIPE]-xK`` (``fcn_wang-x2``: two networks), so one
-benchmark holds a network and its ensemble side by side;
+those of the other tasks). An entry may also name its own ensemble size as ``MODEL[@RECIPE]-xK``
+(``fcn_wang-x2``: two networks), so one benchmark holds a network and its ensemble side by side;
 ``--members`` sizes the benchmark-recipe entries that do not.
 
 The leaderboard is a function of the saved predictions: ``ecgcnn leaderboard RUN`` recomputes it
