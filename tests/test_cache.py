@@ -143,15 +143,21 @@ def test_reader_workers_leave_ctrl_c_to_the_parent(synthetic_root, monkeypatch):
     paths = [str(db.record_path(int(i), 100)) for i in db.records.index[:20]] * 40  # 25 chunks
     monkeypatch.setattr(cache_module, "PARALLEL_MIN_RECORDS", 2)
     monkeypatch.setattr(cache_module.os, "cpu_count", lambda: 2)
-    reads = cache_module._read_all(paths, 100, 1000)
-    first = next(reads)
-    workers = multiprocessing.active_children()
-    assert workers and isinstance(first, np.ndarray)
-    for worker in workers:
-        os.kill(worker.pid, signal.SIGINT)
-    rest = list(reads)  # no worker died of it
-    assert len(rest) == len(paths) - 1 and all(isinstance(r, np.ndarray) for r in rest)
-    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the parent's handler is back
+    # Python's own handler, whatever this process was started with: a job put in the background by
+    # a shell without job control starts with SIGINT ignored (and rightly gets that back)
+    started_with = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        reads = cache_module._read_all(paths, 100, 1000)
+        first = next(reads)
+        workers = multiprocessing.active_children()
+        assert workers and isinstance(first, np.ndarray)
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGINT)
+        rest = list(reads)  # no worker died of it
+        assert len(rest) == len(paths) - 1 and all(isinstance(r, np.ndarray) for r in rest)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the parent's is back
+    finally:
+        signal.signal(signal.SIGINT, started_with)
 
 
 @pytest.fixture(scope="session")
