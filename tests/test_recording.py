@@ -486,6 +486,16 @@ def test_csv_with_decimal_commas(tmp_path):
         np.testing.assert_allclose(rec.signal, sig, atol=1e-6)
 
 
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_csv_with_decimal_commas_under_a_units_row(tmp_path, sep):
+    """A European spreadsheet export with a units row: the decimal commas are in the third line."""
+    sig = ecg(seed=7)
+    body = [sep.join(f"{v * 1000:.3f}".replace(".", ",") for v in row) for row in sig]
+    (tmp_path / "units.csv").write_text("\n".join([sep.join(LEADS), sep.join(["uV"] * 12), *body]))
+    rec = read_recording(tmp_path / "units.csv", fs=100)
+    np.testing.assert_allclose(rec.signal, sig, atol=1e-6)
+
+
 def test_csv_with_header_aliases_time_column_and_semicolons(tmp_path):
     sig = ecg()
     order = np.random.default_rng(2).permutation(12)

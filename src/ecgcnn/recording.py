@@ -837,13 +837,14 @@ def _read_csv(
 
     try:
         with open(path, encoding="utf-8-sig") as f:
-            first, second = f.readline(), f.readline()
+            head = [f.readline() for _ in range(4)]  # a header, a units row, samples
     except FileNotFoundError:
         raise RecordError(name, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecordError(name, f"not a readable text CSV ({exc})") from None
+    first = head[0]
     sep = next((s for s in ("\t", ";") if s in first), ",")
-    comma = sep != "," and re.search(r"\d,\d", first + second) is not None  # decimal commas
+    comma = sep != "," and re.search(r"\d,\d", "".join(head)) is not None  # decimal commas
     has_header = any(not _is_number(cell.replace(",", ".") if comma else cell)
                      for cell in first.strip().split(sep))  # fmt: skip
     try:
