@@ -361,7 +361,7 @@ def test_npy_either_orientation_and_units(tmp_path):
     # microvolts taken as millivolts: no ECG is hundreds of mV, so this is an error, not labels
     with pytest.raises(RecordError) as exc:
         read_recording(tmp_path / "uv.npy", fs=100)
-    one_line(exc, str(tmp_path / "uv.npy"), "is the signal in microvolts? (--units uV)")
+    one_line(exc, str(tmp_path / "uv.npy"), "is the signal in microvolts? (--units uV for .npy")
     # volts taken as millivolts: every lead looks flat; the error says why it may be
     np.save(tmp_path / "volts.npy", sig / 1000)
     with pytest.raises(RecordError) as exc:
@@ -395,6 +395,20 @@ def test_wfdb_header_without_a_rate_needs_one(tmp_path):
     assert "(--fs HZ)" in str(exc.value)
     rec = read_recording(tmp_path / "norate", fs=500)
     assert rec.fs == 500 and rec.duration_s == 10 and rec.warnings == ()
+
+
+@pytest.mark.parametrize("micro", ["\u00b5V", "\u03bcV"])  # the micro sign and the Greek mu
+def test_a_wfdb_header_in_microvolts_with_a_micro_sign(tmp_path, micro):
+    """wfdb reads a header as ASCII and drops the µ: 'µV' would arrive as volts, a millionfold error.
+    Both the recording reader and the PTB-XL record reader take the unit as written."""
+    sig = ecg(seed=8)
+    write_wfdb(tmp_path / "micro", sig * 1000, units=micro)
+    assert micro.encode() in (tmp_path / "micro.hea").read_bytes()
+    rec = read_recording(tmp_path / "micro")
+    np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
+    signal, fs = read_record(tmp_path / "micro")
+    assert fs == 100
+    np.testing.assert_allclose(signal, sig, atol=6e-4)
 
 
 def test_header_units_win_over_the_units_option_with_a_warning(tmp_path):

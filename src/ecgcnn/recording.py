@@ -26,7 +26,7 @@ from ecgcnn.cinc import later_matlab, read_later_matlab
 from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.holter import ISHNE_SUFFIXES, is_ishne, ishne_length, read_ishne
 from ecgcnn.mfer import MFER_SUFFIXES, is_mfer, read_mfer
-from ecgcnn.records import LEADS, unit_scale
+from ecgcnn.records import LEADS, header_units, unit_scale
 from ecgcnn.waveforms import (
     DICOM_SUFFIXES,
     SCP_SUFFIXES,
@@ -452,7 +452,8 @@ def _check_amplitudes(signal: np.ndarray, name: str, warn: list[str]) -> None:
         raise RecordError(
             name,
             f"leads span about {spread:.0f} mV, far beyond any ECG: is the signal in microvolts? "
-            "(--units uV)",
+            "(--units uV for .npy or CSV; a file that gives its units is read in them: check its "
+            "header)",
         )
     peak = float(np.nanmax(np.abs(finite)))
     if peak > IMPLAUSIBLE_MV:
@@ -672,7 +673,7 @@ def _read_wfdb(
             _truncation(name) or f"signal has shape {shape}, the header says {expected} samples"
         )
         raise RecordError(name, problem)
-    units = list(fields.get("units") or ["mV"] * signal.shape[1])
+    units = header_units(name, fields.get("units") or ["mV"] * signal.shape[1])
     rate = float(fields["fs"]) if has_rate else None
     if segment is not None and sampto is None and (rate or fs):  # a header without a length
         i, j = segment_samples(*segment, signal.shape[0], float(rate or fs), name)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import codecs
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,6 +208,36 @@ def unit_scale(unit: object) -> float | None:
     return UNIT_SCALE.get(str(unit).strip().lower())
 
 
+def header_units(name: str, units: Sequence[str]) -> list[str]:
+    """``units`` as wfdb read them from ``name``.hea, with any unit wfdb mangled taken as written.
+
+    wfdb reads a header as ASCII and drops what is not: 'µV' (micro sign or Greek mu, as
+    ``wfdb.wrsamp`` itself writes them) arrives as 'V', a millionfold error. Those units are read
+    from the header's bytes (UTF-8, else Latin-1). A multi-segment or unreadable header keeps wfdb's.
+    """
+    units = list(units)
+    try:
+        raw = Path(f"{name}.hea").read_bytes()
+    except OSError:
+        return units
+    if raw.isascii():
+        return units
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    lines = [line.split() for line in text.splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
+    if not lines or "/" in lines[0][0] or len(lines) - 1 < len(units):
+        return units
+    for i, parts in enumerate(lines[1 : 1 + len(units)]):
+        gain = parts[2] if len(parts) > 2 else ""
+        written = gain.split("/", 1)[1] if "/" in gain else ""
+        if written and not written.isascii():
+            units[i] = written
+    return units
+
+
 def read_record(path: str | Path, leads: tuple[str, ...] = LEADS) -> tuple[np.ndarray, int]:
     """Read a WFDB record (path without extension) as float32 millivolts of shape (T, leads).
 
@@ -238,7 +269,7 @@ def read_record(path: str | Path, leads: tuple[str, ...] = LEADS) -> tuple[np.nd
             name, f"missing lead(s) {', '.join(absent)}; has {', '.join(names)}"
         ) from None
     signal = signal[:, order]
-    units = np.asarray(fields.get("units") or ["mV"] * len(names))[order]
+    units = np.asarray(header_units(name, fields.get("units") or ["mV"] * len(names)))[order]
     scale = np.array([unit_scale(u) or 1.0 for u in units])
     signal = signal * scale
     if not np.isfinite(signal).all():
