@@ -339,6 +339,29 @@ def test_evaluate_checks_the_fold_before_reading_records_and_warns_of_training_r
         assert ("was in this checkpoint's training data" in proc.stderr) == warned, proc.stderr
 
 
+def test_scoring_every_record_warns_only_of_the_folds_the_root_holds(caplog):
+    """Without --test-fold the warning is about the root's own folds: a root holding only unseen
+    folds (a held-out fold 10, a hospital's records without strat_fold) is a fair test."""
+    import logging
+
+    from ecgcnn.evaluate import warn_if_trained_on
+    from ecgcnn.records import NO_FOLD
+
+    config = {"protocol": "benchmark", "train_folds": [1, 2, 3, 4, 5, 6, 7, 8]}
+    for present, warned in (([10], None), ([NO_FOLD], None), ([8, 9, 10], "strat_folds 8")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            warn_if_trained_on(config, None, "ckpt.pt", [1, 2, 3, 4, 5, 6, 7, 8, 9], present)
+        messages = " ".join(r.getMessage() for r in caplog.records)
+        assert (warned is not None) == bool(messages), (present, messages)
+        if warned:
+            assert f"including {warned}, 9 that ckpt.pt trained on" in messages, messages
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # no fold list: as before, every record may be seen
+        warn_if_trained_on(config, None, "ckpt.pt")
+    assert "scoring every record" in caplog.text
+
+
 def test_evaluate_on_a_fold_reads_that_fold_s_records_alone(ecgcnn_here, run_dir, synthetic_root,
                                                             synthetic_copy, tmp_path):  # fmt: skip
     df = pd.read_csv(synthetic_copy / "ptbxl_database.csv")

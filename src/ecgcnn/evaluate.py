@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -169,11 +170,16 @@ def evaluate_run(
 
 
 def warn_if_trained_on(
-    config: dict[str, Any], test_fold: int | None, checkpoint: object, seen: list[int] | None = None
+    config: dict[str, Any],
+    test_fold: int | None,
+    checkpoint: object,
+    seen: list[int] | None = None,
+    present: Iterable[int] | None = None,
 ) -> None:
     """Warn when the scored strat_fold(s) trained the checkpoint (PTB-XL's folds are the same in
     every copy): such figures are optimistic, not a test. ``seen``: the strat_folds of its training
-    and validation records, as checkpoints store them; older ones are judged by their settings."""
+    and validation records, as checkpoints store them; older ones are judged by their settings.
+    ``present``: the strat_folds of the scored root (without ``test_fold``); None: any."""
     if seen is not None:
         trained = set(seen)
         how = f"strat_folds {', '.join(map(str, sorted(trained)))}"
@@ -186,7 +192,13 @@ def warn_if_trained_on(
         how = "cross-validation over every strat_fold" + (f" but {holdout}" if holdout else "")
     else:
         return
-    if test_fold is None and trained:
+    if test_fold is None and present is not None:
+        both = sorted(trained & set(present))
+        if both:
+            log.warning("scoring every record, including strat_folds %s that %s trained on (%s): "
+                        "pass --test-fold for a fair test", ", ".join(map(str, both)), checkpoint,
+                        how)  # fmt: skip
+    elif test_fold is None and trained:
         log.warning("scoring every record, including those %s trained on (%s): pass --test-fold "
                     "for a fair test", checkpoint, how)  # fmt: skip
     elif test_fold in trained:
@@ -228,8 +240,9 @@ def evaluate_checkpoint(
                 f"no record of strat_fold {test_fold} in {data_root} has a label of task "
                 f"{payload['task']!r} ({', '.join(classes)})"
             )
+    scored = db.records.loc[labels.ecg_ids, "strat_fold"]  # the folds of the records it can score
     warn_if_trained_on(payload.get("config") or {}, test_fold, checkpoint,
-                       payload.get("strat_folds_seen"))  # fmt: skip
+                       payload.get("strat_folds_seen"), scored.unique().tolist())  # fmt: skip
     fs = payload["fs"]
     read_fs = rate_to_read(db, fs)  # PTB-XL's other rate, to be resampled, where it lacks this one
     baseline = checkpoint_baseline(payload)  # records treated as the model's were in training
