@@ -27,6 +27,21 @@ def test_missing_root_and_files(tmp_path):
         load_database(tmp_path)
 
 
+def test_windows_paths_in_the_database_read_the_same(synthetic_copy):
+    """A database CSV edited on Windows may name records as records100\\00000\\00001_lr."""
+    expected = load_database(synthetic_copy)
+    path = synthetic_copy / "ptbxl_database.csv"
+    df = pd.read_csv(path)
+    for column in ("filename_lr", "filename_hr"):
+        df[column] = df[column].str.replace("/", "\\")
+    df.to_csv(path, index=False)
+    db = load_database(synthetic_copy)
+    pd.testing.assert_frame_equal(db.records, expected.records, check_like=True)
+    ecg_id = int(db.records.index[0])
+    assert db.record_path(ecg_id, 100) == expected.record_path(ecg_id, 100)
+    read_record(db.record_path(ecg_id, 100))
+
+
 @pytest.mark.parametrize(
     ("sep", "decimal", "encoding"),
     [(";", ",", "utf-8"), (";", ".", "utf-8"), ("\t", ".", "utf-8"), ("\t", ",", "utf-8"),

@@ -158,6 +158,9 @@ def load_database(root: str | Path) -> Database:
         parse_scp_codes(text, f"{db_path} ecg_id {eid}")
         for eid, text in zip(df["ecg_id"], df["scp_codes"], strict=True)
     ]
+    for col in RATES.values():  # a CSV edited on Windows: records100\00000\00001_lr
+        if not pd.api.types.is_numeric_dtype(df[col]):
+            df[col] = df[col].str.replace("\\", "/", regex=False)
     df = df.set_index("ecg_id").sort_index()
     statements = _load_statements(st_path)
     return Database(root=root, records=df, statements=statements, has_strat_fold_column=has_folds)
