@@ -117,6 +117,21 @@ def test_rate_without_records_is_an_error(synthetic_root, tmp_path):
         load_signals(db, 250, tmp_path / "c", progress=False)
 
 
+def test_a_root_without_its_record_folders_names_a_few_of_them(synthetic_root, tmp_path):
+    """Records named under many folders the root lacks: the error names three, not hundreds."""
+    from ecgcnn.cache import rate_to_read
+
+    db = load_database(synthetic_root)
+    db.records["filename_lr"] = [f"export{i}/rec_{i}" for i in db.records.index]
+    db.records["filename_hr"] = [f"export{i}/rec_{i}_hr" for i in db.records.index]
+    n = len(db.records)
+    with pytest.raises(EcgcnnError) as exc:
+        rate_to_read(db, 100)
+    message = str(exc.value)
+    assert f"has no export1/, export10/, export100/ folder (and {n - 3} more)" in message, message
+    assert len(message) < 300, message
+
+
 def test_modified_or_foreign_cache_file_of_the_same_size_is_rebuilt(
     synthetic_root, tmp_path, caplog
 ):

@@ -358,6 +358,13 @@ def _rate_folders(db: Database, fs: int) -> tuple[set[str], bool]:
     return tops, not tops or any((db.root / top).is_dir() for top in tops)
 
 
+def _named(tops: set[str], most: int = 3) -> str:
+    """'records100/ folder', or the first ``most`` of many folders and how many more."""
+    names = sorted(tops)
+    shown = "/, ".join(names[:most]) + "/ folder"
+    return shown if len(names) <= most else f"{shown} (and {len(names) - most} more)"
+
+
 def check_rate_folder(db: Database, fs: int) -> None:
     """Refuse a root without the folder its records at ``fs`` live in (records100/ or records500/)."""
     tops, present = _rate_folders(db, fs)
@@ -369,7 +376,7 @@ def check_rate_folder(db: Database, fs: int) -> None:
         if (db.root / f"records{other}").is_dir()
         else ""
     )
-    raise EcgcnnError(f"{db.root} has no {'/, '.join(sorted(tops))}/ folder for --fs {fs}{hint}")
+    raise EcgcnnError(f"{db.root} has no {_named(tops)} for --fs {fs}{hint}")
 
 
 def rate_to_read(db: Database, fs: int) -> int:
@@ -385,7 +392,7 @@ def rate_to_read(db: Database, fs: int) -> int:
             log.warning("%s has no records%d/: reading records%d/ and resampling them to this "
                         "checkpoint's %d Hz", db.root, fs, other, fs)  # fmt: skip
             return other
-    raise EcgcnnError(f"{db.root} has no {'/, '.join(sorted(tops))}/ folder for this checkpoint's "
+    raise EcgcnnError(f"{db.root} has no {_named(tops)} for this checkpoint's "
                       f"{fs} Hz, nor records{other}/ to resample from")  # fmt: skip
 
 
