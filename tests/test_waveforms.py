@@ -215,6 +215,35 @@ def test_a_real_device_dicom_reads_as_a_12_lead_ecg(predictor):
     assert out.windows > 1 and set(out.probabilities) == set(predictor.classes)
 
 
+def test_a_real_muse_export_reads_as_its_own_checksummed_samples(predictor):
+    """A GE MUSE export from a MAC55 cart (tests/data/muse/NOTICE.md), not written by us: the
+    8-lead Rhythm waveform at 500 Hz, 4.88 µV per bit, beside median beats. Each lead's decoded
+    bytes match the file's own CRC32, the reader gives those samples in millivolts, the four limb
+    leads the cart did not store are derived, and it predicts."""
+    import base64
+    import xml.etree.ElementTree as ET
+    import zlib
+
+    path = Path(__file__).parent / "data" / "muse" / "muse_ecg1.xml"
+    rec = read_recording(path)
+    assert rec.fs == 500 and rec.signal.shape == (5000, 12)
+    assert len(rec.warnings) == 1 and "III, AVR, AVL, AVF derived from I and II" in rec.warnings[0]
+    rhythm = next(w for w in ET.parse(path).getroot().iter("Waveform")
+                  if w.findtext("WaveformType") == "Rhythm")  # fmt: skip
+    stored = rhythm.findall("LeadData")
+    assert len(stored) == 8
+    for lead in stored:
+        raw = base64.b64decode(lead.findtext("WaveFormData"))
+        assert zlib.crc32(raw) == int(lead.findtext("LeadDataCRC32")), lead.findtext("LeadID")
+        microvolts = np.frombuffer(raw, "<i2") * float(lead.findtext("LeadAmplitudeUnitsPerBit"))
+        got = rec.signal[:, LEADS.index(lead.findtext("LeadID").upper())]
+        np.testing.assert_allclose(got, microvolts / 1000, atol=1e-6)
+    spans = np.ptp(rec.signal, axis=0)
+    assert (spans > 0.1).all() and (spans < 5).all()  # millivolts
+    out = predictor.predict_record(path)
+    assert out.windows > 1 and set(out.probabilities) == set(predictor.classes)
+
+
 def test_dicom_leads_by_code_value_without_code_meaning(tmp_path):
     sig = ecg(seed=1)
     rec = read_recording(write_dicom(tmp_path / "ecg.dcm", sig, meanings=False))
