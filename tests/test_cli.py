@@ -357,6 +357,11 @@ def test_scoring_every_record_warns_only_of_the_folds_the_root_holds(caplog):
         if warned:
             assert f"including {warned}, 9 that ckpt.pt trained on" in messages, messages
     caplog.clear()
+    with caplog.at_level(logging.WARNING):  # trained and scored on records without a strat_fold
+        warn_if_trained_on({"protocol": "cv"}, None, "ckpt.pt", [NO_FOLD], [NO_FOLD])
+        warn_if_trained_on({"protocol": "cv"}, None, "ckpt.pt", [NO_FOLD, 3], [NO_FOLD, 4])
+    assert not caplog.records, caplog.text
+    caplog.clear()
     with caplog.at_level(logging.WARNING):  # no fold list: as before, every record may be seen
         warn_if_trained_on(config, None, "ckpt.pt")
     assert "scoring every record" in caplog.text

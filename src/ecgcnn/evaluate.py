@@ -180,8 +180,10 @@ def warn_if_trained_on(
     every copy): such figures are optimistic, not a test. ``seen``: the strat_folds of its training
     and validation records, as checkpoints store them; older ones are judged by their settings.
     ``present``: the strat_folds of the scored root (without ``test_fold``); None: any."""
-    if seen is not None:
-        trained = set(seen)
+    from ecgcnn.records import NO_FOLD
+
+    if seen is not None:  # records without a strat_fold (NO_FOLD): no fold to tell a test by
+        trained = set(seen) - {NO_FOLD}
         how = f"strat_folds {', '.join(map(str, sorted(trained)))}"
     elif config.get("protocol") == "benchmark":
         trained = set(config.get("train_folds") or [])
