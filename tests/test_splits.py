@@ -36,6 +36,19 @@ def test_folds_are_stratified_by_label():
         assert per_fold.max() - per_fold.min() <= max(6, 0.35 * per_fold.mean()), per_fold
 
 
+def test_a_task_of_one_class_is_stratified_too():
+    """One label column (a binary task, or a root whose records all share one class): the
+    stratifier wants two, so the column's complement is balanced with it."""
+    pids, y = make_data(n_patients=200)
+    one = y[:, :1]
+    folds = cv_folds(pids, one, k=5, seed=0)
+    assert set(folds.tolist()) == set(range(5))
+    per_fold = np.array([one[folds == f, 0].sum() for f in range(5)])
+    assert per_fold.max() - per_fold.min() <= max(6, 0.35 * per_fold.mean()), per_fold
+    every = cv_folds(pids, np.ones((len(pids), 1), np.float32), k=5, seed=0)
+    assert set(every.tolist()) == set(range(5))
+
+
 def test_more_folds_than_patients_is_a_clear_error():
     pids, y = make_data(n_patients=3)
     with pytest.raises(EcgcnnError, match="larger than the number of patients"):

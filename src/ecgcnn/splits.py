@@ -37,7 +37,10 @@ def cv_folds(patient_ids: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 42)
     per_patient = np.zeros((len(patients), y.shape[1]), dtype=np.float32)
     np.maximum.at(per_patient, inverse, y)
     # A column of zeros gives the stratifier nothing to balance but is harmless; a patient without any
-    # label still has to be placed, which it is.
+    # label still has to be placed, which it is. One column (one class) is refused by the
+    # stratifier as binary: its complement makes it multi-label and is balanced the same way.
+    if per_patient.shape[1] == 1:
+        per_patient = np.hstack([per_patient, 1 - per_patient])
     splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     patient_fold = np.empty(len(patients), dtype=np.int64)
     for fold, (_, test_idx) in enumerate(splitter.split(np.zeros(len(patients)), per_patient)):
