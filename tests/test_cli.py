@@ -184,6 +184,20 @@ def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_pat
     assert not (tmp_path / "o").exists()  # refused before any work
 
 
+def test_split_flags_of_the_other_protocol_are_refused(ecgcnn_here, synthetic_root, tmp_path):
+    """--train-folds/--val-fold/--test-fold say a strat_fold split: under --protocol cv (the
+    default) they would be ignored and cross-validation trained instead; --folds the reverse."""
+    for args, message in (
+        (("--recipe", "benchmark", "--train-folds", "1-7", "--val-fold", 8, "--test-fold", 9),
+         "--train-folds, --val-fold, --test-fold apply to --protocol benchmark"),
+        (("--test-fold", 9), "--test-fold applies to --protocol benchmark"),
+        (("--protocol", "benchmark", "--folds", 3), "--folds applies to --protocol cv"),
+    ):  # fmt: skip
+        proc = ecgcnn_here("train", "--data-root", synthetic_root, "--out", tmp_path / "o", *args)
+        assert_one_line_error(proc, message)
+    assert not (tmp_path / "o").exists()  # refused before any work
+
+
 def test_corrupt_record_is_a_one_line_error_then_skippable(ecgcnn_here, synthetic_copy, tmp_path):
     dat = next((synthetic_copy / "records100").rglob("*.dat"))
     dat.write_bytes(dat.read_bytes()[:777])

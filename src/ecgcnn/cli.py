@@ -272,6 +272,19 @@ def train_cmd(
         return
     if data_root is None or out is None:
         raise EcgcnnError("train needs --data-root DIR and --out RUN_DIR (or --resume RUN_DIR)")
+    given = {name for name in ctx.params
+             if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}  # fmt: skip
+    other = {"cv": ["train_folds", "val_fold", "test_fold"], "benchmark": ["folds"]}.get(
+        protocol, []
+    )
+    if given & set(other):
+        flags = [f"--{name.replace('_', '-')}" for name in other if name in given]
+        wanted = "benchmark" if protocol == "cv" else "cv"
+        raise EcgcnnError(
+            f"{', '.join(flags)} {'apply' if len(flags) > 1 else 'applies'} to --protocol {wanted}, "
+            f"not {protocol} (add --protocol {wanted}, or leave {'them' if len(flags) > 1 else 'it'}"
+            " out)"
+        )
     cfg = TrainConfig(
         data_root=str(data_root),
         out=str(out),
