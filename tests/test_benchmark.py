@@ -88,6 +88,40 @@ def test_a_class_left_out_of_the_bootstrap_is_warned_of_once_per_task(bench, tmp
     )
 
 
+def test_a_task_with_no_class_to_score_is_left_out_of_the_leaderboard(bench, tmp_path, caplog):
+    """A small root's test fold may hold one class only for a task (every record SR in rhythm):
+    that task is left out with a warning naming it, and the other tasks' tables are written."""
+    import shutil
+
+    import numpy as np
+
+    out = tmp_path / "copy"
+    shutil.copytree(bench[0], out)
+    shutil.copytree(out / "superdiagnostic", out / "rhythm")
+    for npz in out.glob("rhythm/*/benchmark/predictions_test.npz"):
+        saved = dict(np.load(npz))
+        saved["y_true"][:] = 1  # every test record has every class: no negatives anywhere
+        np.savez(npz, **saved)
+    with caplog.at_level(logging.WARNING):
+        board = leaderboard(out)
+    assert list(board["tasks"]) == ["superdiagnostic"]
+    assert (
+        "no class has at least 1 positive(s) and one negative" in board["skipped_tasks"]["rhythm"]
+    )
+    assert any(
+        r.getMessage().startswith("rhythm: left out of the leaderboard") for r in caplog.records
+    )
+    markdown = (out / "leaderboard.md").read_text()
+    assert "rhythm: not scored (no class has at least 1 positive(s)" in markdown
+    assert (
+        json.loads((out / "leaderboard.json").read_text())["skipped_tasks"]
+        == board["skipped_tasks"]
+    )
+    shutil.rmtree(out / "superdiagnostic")
+    with pytest.raises(EcgcnnError, match="no task could be scored.*rhythm: no class has"):
+        leaderboard(out)
+
+
 def test_finished_models_are_not_retrained(bench, synthetic_root, caplog):
     out, _ = bench
     before = (out / "superdiagnostic" / "cnn1d" / "benchmark" / "checkpoint.pt").stat().st_mtime_ns

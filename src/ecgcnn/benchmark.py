@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ecgcnn import __version__, atomic
-from ecgcnn.bootstrap import bootstrap_auc, paired_bootstrap_auc
+from ecgcnn.bootstrap import bootstrap_auc, evaluable_classes, paired_bootstrap_auc
 from ecgcnn.errors import EcgcnnError
 from ecgcnn.labels import check_task
 from ecgcnn.models import build_network, check_model, count_parameters, model_label
@@ -181,6 +181,13 @@ def leaderboard(
         }
         if not entries:
             continue
+        y_test = next(iter(entries.values()))["test"]["y_true"]
+        if not evaluable_classes(y_test).any():  # e.g. a small root whose test fold is all SR
+            reason = (f"no class has at least 1 positive(s) and one negative in the {len(y_test)} "
+                      "test records")  # fmt: skip
+            log.warning("%s: left out of the leaderboard: %s", task, reason)
+            board.setdefault("skipped_tasks", {})[task] = reason
+            continue
         rows: dict[str, Any] = {}
         for name, e in entries.items():
             y, p = e["test"]["y_true"], e["test"]["y_prob"]
@@ -227,6 +234,9 @@ def leaderboard(
                 "left out of the bootstrap: %s", task, len(excluded), ", ".join(excluded),
             )  # fmt: skip
         board["tasks"][task] = rows
+    if not board["tasks"] and board.get("skipped_tasks"):
+        reasons = "; ".join(f"{t}: {r}" for t, r in board["skipped_tasks"].items())
+        raise EcgcnnError(f"{out}: no task could be scored ({reasons})")
     if not board["tasks"]:
         raise EcgcnnError(
             f"{out}: no finished benchmark runs (TASK/MODEL/{FOLD}/metrics.json) found"
@@ -317,4 +327,6 @@ def leaderboard_markdown(board: dict[str, Any]) -> str:
         excluded = sorted({c for r in rows.values() for c in r["excluded_classes"]})
         if excluded:
             lines += ["", f"Left out (no positives in the test fold): {', '.join(excluded)}."]
+    for task, reason in board.get("skipped_tasks", {}).items():
+        lines += ["", f"## {task}", "", f"{task}: not scored ({reason})."]
     return "\n".join(lines) + "\n"
