@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ecgcnn.errors import EcgcnnError
-from ecgcnn.splits import benchmark_split, cv_folds, cv_splits, patients_overlap
+from ecgcnn.splits import benchmark_split, cv_folds, cv_splits, patient_leaks, patients_overlap
 
 
 def make_data(n_patients=60, seed=0):
@@ -77,3 +77,14 @@ def test_benchmark_split_by_strat_fold():
     )
     with pytest.raises(EcgcnnError, match="must not overlap"):
         benchmark_split(strat, [1, 9], 9, 10)
+
+
+def test_patients_across_the_split_s_parts_are_found():
+    """PTB-XL's strat_folds keep a patient's records in one fold; a user's own folds may not."""
+    pids = np.array([1, 1, 2, 3, 3, 4, 5, 5])
+    strat = np.array([1, 9, 1, 2, 10, 9, 10, 10])
+    split = benchmark_split(strat, [1, 2], 9, 10)
+    leaks = patient_leaks(pids, split)
+    assert leaks == {"validation and training": {1}, "test and training/validation": {3}}
+    tidy = benchmark_split(np.array([1, 1, 1, 2, 2, 9, 10, 10]), [1, 2], 9, 10)
+    assert patient_leaks(pids, tidy) == {}

@@ -117,6 +117,28 @@ def test_holdout_fold_is_kept_out_of_cv_and_scored_by_every_fold_and_the_ensembl
     assert results["holdout"]["ensemble"]["records"] == int((data.strat_fold == 10).sum())
 
 
+def test_a_patient_in_two_strat_folds_is_warned_of(synthetic_copy, tmp_path, caplog):
+    """Folds of a user's own data that split a patient's records: the test is not a clean one."""
+    import logging
+
+    from ecgcnn.train import prepare
+
+    csv = synthetic_copy / "ptbxl_database.csv"
+    df = pd.read_csv(csv)
+    clean = prepare(config(synthetic_copy, tmp_path / "a", protocol="benchmark"))
+    assert clean.splits[0].test is not None and not caplog.records
+    patient = int(df.loc[df.strat_fold == 10, "patient_id"].iloc[0])
+    df.loc[df.index[df.strat_fold == 1][0], "patient_id"] = patient  # one of its records in fold 1
+    df.to_csv(csv, index=False)
+    for kw in ({"protocol": "benchmark"}, {"holdout_fold": 10}):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            prepare(config(synthetic_copy, tmp_path / "b", **kw))
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("1 patient(s) have records in both test and training" in m
+                   and f"patient {patient}" in m for m in messages), messages  # fmt: skip
+
+
 def test_benchmark_protocol_uses_strat_folds(synthetic_root, tmp_path):
     cfg = config(synthetic_root, tmp_path / "b", protocol="benchmark", task="superdiagnostic", epochs=1,
                  val_fold=8, test_fold=9, train_folds=list(range(1, 8)), model="cnn2d")  # fmt: skip

@@ -101,6 +101,23 @@ def describe(split_rows: dict[str, np.ndarray], y: np.ndarray, classes: tuple[st
     }
 
 
+def patient_leaks(patient_ids: pd.Series | np.ndarray, split: Split) -> dict[str, set]:
+    """Patients with records in two parts of a strat_fold split, by the parts they join.
+
+    PTB-XL's strat_folds keep each patient's records in one fold, so its splits have none; a
+    user's own folds may not, and then the validation or test figures are optimistic.
+    """
+    leaks: dict[str, set] = {}
+    both = patients_overlap(patient_ids, split.train, split.val)
+    if both:
+        leaks["validation and training"] = both
+    if split.test is not None:
+        both = patients_overlap(patient_ids, np.concatenate([split.train, split.val]), split.test)
+        if both:
+            leaks["test and training/validation"] = both
+    return leaks
+
+
 def patients_overlap(patient_ids: pd.Series | np.ndarray, a: np.ndarray, b: np.ndarray) -> set:
     """Patients that have records in both row sets (should be empty)."""
     pid = np.asarray(patient_ids)

@@ -59,7 +59,15 @@ from ecgcnn.metrics import compute_metrics, summarize, tune_thresholds
 from ecgcnn.models import Classifier, Ensemble, check_model, create_model, keep_outputs
 from ecgcnn.recipes import Recipe, get_recipe
 from ecgcnn.records import LEADS, Database, check_rate, load_database, require_strat_folds
-from ecgcnn.splits import PROTOCOLS, Split, benchmark_split, cv_folds, cv_splits, describe
+from ecgcnn.splits import (
+    PROTOCOLS,
+    Split,
+    benchmark_split,
+    cv_folds,
+    cv_splits,
+    describe,
+    patient_leaks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +177,12 @@ def prepare(cfg: TrainConfig) -> Prepared:
             Split(s.name, cv_rows[s.train], cv_rows[s.val], s.test)
             for s in cv_splits(folds, cfg.folds, test)
         ]
+    if cfg.protocol == "benchmark" or cfg.holdout_fold is not None:
+        for parts, patients in patient_leaks(patient_ids, splits[0]).items():
+            log.warning("%d patient(s) have records in both %s strat_folds (e.g. patient %s): the "
+                        "%s figures are optimistic (PTB-XL's strat_folds keep each patient in one "
+                        "fold)", len(patients), parts, sorted(patients)[0],
+                        parts.split(" and ")[0])  # fmt: skip
     aux = None if cfg.recipe.aux_task is None else aux_labels(db, cfg.recipe.aux_task, labels)
     return Prepared(
         labels, signals, signals.rows(labels.ecg_ids), patient_ids, strat_fold, splits, aux
