@@ -184,6 +184,27 @@ def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_pat
     assert not (tmp_path / "o").exists()  # refused before any work
 
 
+def test_the_same_train_command_again_keeps_the_work_already_done(
+    ecgcnn_here, synthetic_root, tmp_path
+):
+    """After Ctrl-C the natural move is to run the command again: that must not start the
+    finished or interrupted folds afresh, it says how to resume them."""
+    out = tmp_path / "r"
+    args = ("train", "--data-root", synthetic_root, "--out", out, "--folds", 2, "--epochs", 1,
+            "--no-progress")  # fmt: skip
+    proc = ecgcnn_here(*args, "--only-fold", 0)
+    assert proc.returncode == 0, proc.stderr
+    checkpoint = (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns
+    assert_one_line_error(ecgcnn_here(*args, "--only-fold", 0),
+                          f"{out} already holds fold_0 (finished): resume with `ecgcnn train "
+                          f"--resume {out} --only-fold 0`")  # fmt: skip
+    (out / "fold_1").mkdir()
+    (out / "fold_1" / "state.pt").write_bytes(b"an interrupted epoch")
+    assert_one_line_error(ecgcnn_here(*args), "holds fold_0 (finished), fold_1 (interrupted)")
+    assert (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns == checkpoint
+    assert (out / "fold_1" / "state.pt").read_bytes() == b"an interrupted epoch"
+
+
 def test_split_flags_of_the_other_protocol_are_refused(ecgcnn_here, synthetic_root, tmp_path):
     """--train-folds/--val-fold/--test-fold say a strat_fold split: under --protocol cv (the
     default) they would be ignored and cross-validation trained instead; --folds the reverse."""

@@ -250,7 +250,7 @@ def train_cmd(
         with on_interrupt((run or Path("-")) / "config.json", resume_command(run, only_fold)):
             sys.exit(launch_torchrun(nproc))
     from ecgcnn.recipes import get_recipe
-    from ecgcnn.train import TrainConfig, resume_config, train
+    from ecgcnn.train import TrainConfig, resume_config, train, work_in_run
 
     if resume is not None:
         ignored = [f"--{name.replace('_', '-')}" for name in ctx.params if name not in RESUME_OPTIONS
@@ -325,6 +325,12 @@ def train_cmd(
         device=device,
         progress=not no_progress,
     )
+    held = work_in_run(cfg)
+    if held:  # the same command again after Ctrl-C would otherwise start these afresh
+        raise EcgcnnError(
+            f"{out} already holds {', '.join(held)}: {resume_command(out, only_fold)}, or train "
+            "into another --out (or delete those folds to train them again)"
+        )
     with on_interrupt(out / "config.json", resume_command(out, only_fold)):
         results = train(cfg)
     if results:  # ranks other than 0 under torchrun return nothing to report

@@ -275,6 +275,27 @@ def _train(cfg: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
     return cv_summary(out)
 
 
+def work_in_run(cfg: TrainConfig) -> list[str]:
+    """What ``cfg``'s folds already hold in its run folder: 'fold_0 (finished)', 'fold_1
+    (interrupted)'. ``train(cfg)`` without ``resume`` would start those folds afresh."""
+    out = Path(cfg.out)
+    if not (out / "config.json").is_file():
+        return []
+    if cfg.protocol == "benchmark":
+        names = ["benchmark"]
+    else:
+        names = [f"fold_{k}" for k in range(cfg.folds)] if cfg.only_fold is None else [
+            f"fold_{cfg.only_fold}"]  # fmt: skip
+    held = []
+    for name in names:
+        fold_dir = out / name
+        if (fold_dir / "metrics.json").is_file():
+            held.append(f"{name} (finished)")
+        elif any(fold_dir.glob("state*.pt")) or any(fold_dir.glob("member*.pt")):
+            held.append(f"{name} (interrupted)")
+    return held
+
+
 def load_fold_results(fold_dir: Path) -> dict[str, Any]:
     result = {"val": json.loads((fold_dir / "metrics.json").read_text())}
     if (fold_dir / "metrics_test.json").is_file():
