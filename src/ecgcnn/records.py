@@ -171,15 +171,15 @@ def require_strat_folds(db: Database, ecg_ids: np.ndarray, why: str) -> None:
     where = db.root / DATABASE_CSV
     if not db.has_strat_fold_column:
         raise EcgcnnError(
-            f"{where} has no strat_fold column; {why} needs one (--protocol cv without "
-            "--holdout-fold splits by patient and needs none)"
+            f"{where} has no strat_fold column; {why} needs one (`ecgcnn train --protocol cv` "
+            "without --holdout-fold splits by patient and needs none)"
         )
     folds = db.records.loc[ecg_ids, "strat_fold"].to_numpy()
     if (folds == NO_FOLD).any():
         first = int(np.asarray(ecg_ids)[folds == NO_FOLD][0])
         raise EcgcnnError(
             f"{where}: ecg_id {first} has no strat_fold; {why} needs one for every record "
-            "(--protocol cv without --holdout-fold does not)"
+            "(`ecgcnn train --protocol cv` without --holdout-fold does not)"
         )
 
 
