@@ -135,6 +135,7 @@ def test_a_run_resumes_from_any_working_directory_and_from_a_moved_root(
     (run / "fold_1" / "metrics.json").unlink()
     proc = run_cli("train", "--resume", run, "--only-fold", 1, "--no-progress")
     assert proc.returncode == 1 and "does not exist" in proc.stderr, proc.stderr
+    assert "if the data moved, add --data-root NEW_PATH" in proc.stderr, proc.stderr
     proc = run_cli(
         "train", "--resume", run, "--data-root", moved, "--only-fold", 1, "--no-progress"
     )

@@ -265,6 +265,11 @@ def train_cmd(
             data_root=str(data_root) if data_root else None,
             cache_dir=str(cache_dir) if cache_dir else None,
         )  # fmt: skip
+        if data_root is None and not Path(cfg.data_root).is_dir():
+            raise EcgcnnError(
+                f"the run's data root {cfg.data_root} does not exist; if the data moved, add "
+                "--data-root NEW_PATH"
+            )
         with on_interrupt(resume / "config.json", resume_command(resume, only_fold)):
             results = train(cfg, resume=True)
         if results:
