@@ -238,6 +238,11 @@ def test_a_real_muse_export_reads_as_its_own_checksummed_samples(predictor):
         microvolts = np.frombuffer(raw, "<i2") * float(lead.findtext("LeadAmplitudeUnitsPerBit"))
         got = rec.signal[:, LEADS.index(lead.findtext("LeadID").upper())]
         np.testing.assert_allclose(got, microvolts / 1000, atol=1e-6)
+    lead = {name: rec.signal[:, k].astype(np.float64) for k, name in enumerate(LEADS)}
+    i, ii = lead["I"], lead["II"]
+    derived = {"III": ii - i, "AVR": -(i + ii) / 2, "AVL": i - ii / 2, "AVF": ii - i / 2}
+    for name, want in derived.items():
+        np.testing.assert_allclose(lead[name], want, atol=1e-5, err_msg=name)
     spans = np.ptp(rec.signal, axis=0)
     assert (spans > 0.1).all() and (spans < 5).all()  # millivolts
     out = predictor.predict_record(path)
