@@ -1,6 +1,7 @@
 """The `ecgcnn` command as a user runs it: a real subprocess for the main commands, `ecgcnn.cli.main`
 in this process (the `ecgcnn_here` fixture) for refusals and follow-up commands."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -187,22 +188,30 @@ def test_bad_input_gives_one_line_errors(synthetic_root, synthetic_copy, tmp_pat
 def test_the_same_train_command_again_keeps_the_work_already_done(
     ecgcnn_here, synthetic_root, tmp_path
 ):
-    """After Ctrl-C the natural move is to run the command again: that must not start the
-    finished or interrupted folds afresh, it says how to resume them."""
+    """After Ctrl-C (or a retried Kubernetes/SLURM job) the natural move is to run the command
+    again: that continues the run as --resume would, never starts finished folds afresh."""
+    from ecgcnn.recipes import get_recipe
+    from ecgcnn.train import TrainConfig, work_in_run
+
     out = tmp_path / "r"
     args = ("train", "--data-root", synthetic_root, "--out", out, "--folds", 2, "--epochs", 1,
             "--no-progress")  # fmt: skip
     proc = ecgcnn_here(*args, "--only-fold", 0)
     assert proc.returncode == 0, proc.stderr
     checkpoint = (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns
-    assert_one_line_error(ecgcnn_here(*args, "--only-fold", 0),
-                          f"{out} already holds fold_0 (finished): resume with `ecgcnn train "
-                          f"--resume {out} --only-fold 0`")  # fmt: skip
+    proc = ecgcnn_here(*args, "--only-fold", 0)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{out} already holds fold_0 (finished): continuing, as --resume would" in proc.stderr
+    assert (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns == checkpoint  # not retrained
+    assert_one_line_error(ecgcnn_here(*args[:-3], "--epochs", 2, "--no-progress", "--only-fold", 0),
+                          "already holds a run with other settings")  # fmt: skip
+    assert (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns == checkpoint
     (out / "fold_1").mkdir()
     (out / "fold_1" / "state.pt").write_bytes(b"an interrupted epoch")
-    assert_one_line_error(ecgcnn_here(*args), "holds fold_0 (finished), fold_1 (interrupted)")
-    assert (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns == checkpoint
-    assert (out / "fold_1" / "state.pt").read_bytes() == b"an interrupted epoch"
+    cfg = TrainConfig(data_root=str(synthetic_root), out=str(out), folds=2,
+                      recipe=get_recipe("seed").with_overrides(epochs=1))  # fmt: skip
+    assert work_in_run(cfg) == ["fold_0 (finished)", "fold_1 (interrupted or in progress)"]
+    assert work_in_run(dataclasses.replace(cfg, out=str(tmp_path / "new"))) == []
 
 
 def test_split_flags_of_the_other_protocol_are_refused(ecgcnn_here, synthetic_root, tmp_path):

@@ -245,12 +245,25 @@ def train_cmd(
     no_progress: NoProgress = False,
 ) -> None:
     """Train a model with cross-validation or the benchmark split; one run = one folder."""
+    given = {name for name in ctx.params
+             if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}  # fmt: skip
+    other = {"cv": ["train_folds", "val_fold", "test_fold"], "benchmark": ["folds"]}.get(
+        protocol, []
+    )
+    if resume is None and given & set(other):  # before torchrun: one error, not one a rank
+        flags = [f"--{name.replace('_', '-')}" for name in other if name in given]
+        wanted = "benchmark" if protocol == "cv" else "cv"
+        raise EcgcnnError(
+            f"{', '.join(flags)} {'apply' if len(flags) > 1 else 'applies'} to --protocol {wanted}, "
+            f"not {protocol} (add --protocol {wanted}, or leave {'them' if len(flags) > 1 else 'it'}"
+            " out)"
+        )
     if nproc > 1 and "RANK" not in os.environ:
         run = resume if resume is not None else out
         with on_interrupt((run or Path("-")) / "config.json", resume_command(run, only_fold)):
             sys.exit(launch_torchrun(nproc))
     from ecgcnn.recipes import get_recipe
-    from ecgcnn.train import TrainConfig, resume_config, train, work_in_run
+    from ecgcnn.train import TrainConfig, check_same_run, resume_config, train, work_in_run
 
     if resume is not None:
         ignored = [f"--{name.replace('_', '-')}" for name in ctx.params if name not in RESUME_OPTIONS
@@ -277,19 +290,6 @@ def train_cmd(
         return
     if data_root is None or out is None:
         raise EcgcnnError("train needs --data-root DIR and --out RUN_DIR (or --resume RUN_DIR)")
-    given = {name for name in ctx.params
-             if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}  # fmt: skip
-    other = {"cv": ["train_folds", "val_fold", "test_fold"], "benchmark": ["folds"]}.get(
-        protocol, []
-    )
-    if given & set(other):
-        flags = [f"--{name.replace('_', '-')}" for name in other if name in given]
-        wanted = "benchmark" if protocol == "cv" else "cv"
-        raise EcgcnnError(
-            f"{', '.join(flags)} {'apply' if len(flags) > 1 else 'applies'} to --protocol {wanted}, "
-            f"not {protocol} (add --protocol {wanted}, or leave {'them' if len(flags) > 1 else 'it'}"
-            " out)"
-        )
     cfg = TrainConfig(
         data_root=str(data_root),
         out=str(out),
@@ -331,13 +331,13 @@ def train_cmd(
         progress=not no_progress,
     )
     held = work_in_run(cfg)
-    if held:  # the same command again after Ctrl-C would otherwise start these afresh
-        raise EcgcnnError(
-            f"{out} already holds {', '.join(held)}: {resume_command(out, only_fold)}, or train "
-            "into another --out (or delete those folds to train them again)"
-        )
+    if held:  # the same command again (after Ctrl-C, a retried job) continues, never starts afresh
+        check_same_run(out / "config.json", cfg.to_dict(), quiet=True)  # other settings: refused
+        if os.environ.get("RANK", "0") == "0":
+            print(f"{out} already holds {', '.join(held)}: continuing, as --resume would (delete "
+                  "those folds to train them again)", file=sys.stderr)  # fmt: skip
     with on_interrupt(out / "config.json", resume_command(out, only_fold)):
-        results = train(cfg)
+        results = train(cfg, resume=bool(held))
     if results:  # ranks other than 0 under torchrun return nothing to report
         report_training(results, model, task, protocol, out, only_fold)
 

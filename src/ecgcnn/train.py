@@ -292,7 +292,7 @@ def work_in_run(cfg: TrainConfig) -> list[str]:
         if (fold_dir / "metrics.json").is_file():
             held.append(f"{name} (finished)")
         elif any(fold_dir.glob("state*.pt")) or any(fold_dir.glob("member*.pt")):
-            held.append(f"{name} (interrupted)")
+            held.append(f"{name} (interrupted or in progress)")
     return held
 
 
