@@ -405,6 +405,9 @@ def test_scoring_every_record_warns_only_of_the_folds_the_root_holds(caplog):
         warn_if_trained_on({"protocol": "cv"}, None, "ckpt.pt", [NO_FOLD], [NO_FOLD])
         warn_if_trained_on({"protocol": "cv"}, None, "ckpt.pt", [NO_FOLD, 3], [NO_FOLD, 4])
     assert not caplog.records, caplog.text
+    with caplog.at_level(logging.WARNING):  # ... unless it is the root the model trained on
+        warn_if_trained_on({"protocol": "cv"}, None, "ckpt.pt", [NO_FOLD], [NO_FOLD], True)
+    assert "scoring every record of the root ckpt.pt trained on" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING):  # no fold list: as before, every record may be seen
         warn_if_trained_on(config, None, "ckpt.pt")

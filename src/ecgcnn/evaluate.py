@@ -175,12 +175,18 @@ def warn_if_trained_on(
     checkpoint: object,
     seen: list[int] | None = None,
     present: Iterable[int] | None = None,
+    same_root: bool = False,
 ) -> None:
     """Warn when the scored strat_fold(s) trained the checkpoint (PTB-XL's folds are the same in
     every copy): such figures are optimistic, not a test. ``seen``: the strat_folds of its training
     and validation records, as checkpoints store them; older ones are judged by their settings.
-    ``present``: the strat_folds of the scored root (without ``test_fold``); None: any."""
+    ``present``: the strat_folds of the scored root (without ``test_fold``); None: any.
+    ``same_root``: the scored root is the one it trained on (for records without a strat_fold)."""
     from ecgcnn.records import NO_FOLD
+
+    if test_fold is None and same_root and NO_FOLD in (seen or []) and NO_FOLD in (present or []):
+        log.warning("scoring every record of the root %s trained on, records without a strat_fold "
+                    "among them: these figures are optimistic, not a test", checkpoint)  # fmt: skip
 
     if seen is not None:  # records without a strat_fold (NO_FOLD): no fold to tell a test by
         trained = set(seen) - {NO_FOLD}
@@ -243,8 +249,12 @@ def evaluate_checkpoint(
                 f"{payload['task']!r} ({', '.join(classes)})"
             )
     scored = db.records.loc[labels.ecg_ids, "strat_fold"]  # the folds of the records it can score
+    trained_root = (payload.get("config") or {}).get("data_root")
+    same_root = (
+        trained_root is not None and Path(trained_root).resolve() == Path(data_root).resolve()
+    )
     warn_if_trained_on(payload.get("config") or {}, test_fold, checkpoint,
-                       payload.get("strat_folds_seen"), scored.unique().tolist())  # fmt: skip
+                       payload.get("strat_folds_seen"), scored.unique().tolist(), same_root)  # fmt: skip
     fs = payload["fs"]
     read_fs = rate_to_read(db, fs)  # PTB-XL's other rate, to be resampled, where it lacks this one
     baseline = checkpoint_baseline(payload)  # records treated as the model's were in training
