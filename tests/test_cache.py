@@ -124,11 +124,10 @@ def test_a_root_without_its_record_folders_names_a_few_of_them(synthetic_root, t
     db = load_database(synthetic_root)
     db.records["filename_lr"] = [f"export{i}/rec_{i}" for i in db.records.index]
     db.records["filename_hr"] = [f"export{i}/rec_{i}_hr" for i in db.records.index]
-    n = len(db.records)
     with pytest.raises(EcgcnnError) as exc:
         rate_to_read(db, 100)
     message = str(exc.value)
-    assert f"has no export1/, export10/, export100/ folder (and {n - 3} more)" in message, message
+    assert "has no export1/, export10/, export100/ folder (and more)" in message, message
     assert len(message) < 300, message
 
 

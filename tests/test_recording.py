@@ -508,6 +508,10 @@ def test_csv_with_decimal_commas_under_a_units_row(tmp_path, sep):
     (tmp_path / "units.csv").write_text("\n".join([sep.join(LEADS), sep.join(["uV"] * 12), *body]))
     rec = read_recording(tmp_path / "units.csv", fs=100)
     np.testing.assert_allclose(rec.signal, sig, atol=1e-6)
+    flat = [sep.join(["0"] * 12)] * 20  # a lead-in of whole numbers before the first decimal comma
+    (tmp_path / "lead-in.csv").write_text("\n".join([sep.join(LEADS), *flat, *body]))
+    rec = read_recording(tmp_path / "lead-in.csv", fs=100, units="uV")
+    np.testing.assert_allclose(rec.signal[20:], sig, atol=1e-6)
 
 
 def test_csv_with_header_aliases_time_column_and_semicolons(tmp_path):

@@ -359,10 +359,10 @@ def _rate_folders(db: Database, fs: int) -> tuple[set[str], bool]:
 
 
 def _named(tops: set[str], most: int = 3) -> str:
-    """'records100/ folder', or the first ``most`` of many folders and how many more."""
+    """'records100/ folder', or the first ``most`` of many folders (``tops`` may be a sample)."""
     names = sorted(tops)
     shown = "/, ".join(names[:most]) + "/ folder"
-    return shown if len(names) <= most else f"{shown} (and {len(names) - most} more)"
+    return shown if len(names) <= most else f"{shown} (and more)"
 
 
 def check_rate_folder(db: Database, fs: int) -> None:

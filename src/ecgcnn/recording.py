@@ -838,7 +838,7 @@ def _read_csv(
 
     try:
         with open(path, encoding="utf-8-sig") as f:
-            head = [f.readline() for _ in range(4)]  # a header, a units row, samples
+            head = [f.readline() for _ in range(200)]  # a header, a units row, samples
     except FileNotFoundError:
         raise RecordError(name, "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
