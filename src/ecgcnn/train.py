@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import random
 import re
 import time
@@ -177,7 +178,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
             Split(s.name, cv_rows[s.train], cv_rows[s.val], s.test)
             for s in cv_splits(folds, cfg.folds, test)
         ]
-    if cfg.protocol == "benchmark" or cfg.holdout_fold is not None:
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun every rank prepares
+    if main_rank and (cfg.protocol == "benchmark" or cfg.holdout_fold is not None):
         for parts, patients in patient_leaks(patient_ids, splits[0]).items():
             log.warning("%d patient(s) have records in both %s strat_folds (e.g. patient %s): the "
                         "%s figures are optimistic (PTB-XL's strat_folds keep each patient in one "
