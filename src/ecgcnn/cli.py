@@ -266,8 +266,8 @@ def train_cmd(
     from ecgcnn.train import TrainConfig, check_same_run, resume_config, train, work_in_run
 
     if resume is not None:
-        ignored = [f"--{name.replace('_', '-')}" for name in ctx.params if name not in RESUME_OPTIONS
-                   and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]  # fmt: skip
+        ignored = [f"--{name.replace('_', '-')}" for name in ctx.params
+                   if name not in RESUME_OPTIONS and name in given]  # fmt: skip
         if ignored:
             raise EcgcnnError(
                 f"--resume continues with the run's saved settings; {', '.join(ignored)} cannot "
