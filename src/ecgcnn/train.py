@@ -279,7 +279,7 @@ def _train(cfg: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
 
 def work_in_run(cfg: TrainConfig) -> list[str]:
     """What ``cfg``'s folds already hold in its run folder: 'fold_0 (finished)', 'fold_1
-    (interrupted)'. ``train(cfg)`` without ``resume`` would start those folds afresh."""
+    (interrupted or in progress)'. ``train(cfg)`` without ``resume`` would start those afresh."""
     out = Path(cfg.out)
     if not (out / "config.json").is_file():
         return []
@@ -293,7 +293,7 @@ def work_in_run(cfg: TrainConfig) -> list[str]:
         fold_dir = out / name
         if (fold_dir / "metrics.json").is_file():
             held.append(f"{name} (finished)")
-        elif any(fold_dir.glob("state*.pt")) or any(fold_dir.glob("member*.pt")):
+        elif any(any(fold_dir.glob(pattern)) for pattern in SCRATCH):
             held.append(f"{name} (interrupted or in progress)")
     return held
 
@@ -497,9 +497,13 @@ def train_fold(
     return result
 
 
+# What an unfinished fold keeps for resuming: epoch states and finished members.
+SCRATCH = ("state*.pt", "member*.pt")
+
+
 def remove_scratch(fold_dir: Path) -> None:
-    """Delete what an unfinished fold keeps for resuming: epoch states and finished members."""
-    for scratch in (*fold_dir.glob("state*.pt"), *fold_dir.glob("member*.pt")):
+    """Delete what an unfinished fold keeps for resuming (SCRATCH)."""
+    for scratch in [p for pattern in SCRATCH for p in fold_dir.glob(pattern)]:
         scratch.unlink(missing_ok=True)
 
 
