@@ -122,6 +122,53 @@ def test_a_task_with_no_class_to_score_is_left_out_of_the_leaderboard(bench, tmp
         leaderboard(out)
 
 
+def test_a_task_whose_bootstrap_hits_the_draw_cap_is_left_out(bench, tmp_path, monkeypatch):
+    """Rare classes can make the bootstrap give up (its draw cap): that task is left out with the
+    reason, the other tasks are scored, and a --reference trained only there is named as such."""
+    import shutil
+
+    import numpy as np
+
+    from ecgcnn import bootstrap
+
+    out = tmp_path / "copy"
+    shutil.copytree(bench[0], out)
+    shutil.copytree(out / "superdiagnostic", out / "rare")
+    for npz in out.glob("rare/*/benchmark/predictions_test.npz"):
+        saved = dict(np.load(npz))
+        saved["y_true"][:] = 0
+        for j in range(saved["y_true"].shape[1]):  # one positive per class
+            saved["y_true"][j, j] = 1
+        np.savez(npz, **saved)
+    monkeypatch.setattr(bootstrap, "DRAWS_PER_RESAMPLE", 5)  # rare: ~7% of draws held every class
+    board = leaderboard(out)
+    assert list(board["tasks"]) == ["superdiagnostic"]
+    assert "bootstrap resamples held every class" in board["skipped_tasks"]["rare"]
+    shutil.rmtree(out / "superdiagnostic" / "fcn_wang")
+    with pytest.raises(EcgcnnError, match="fcn_wang was trained only in a task left out.*rare"):
+        leaderboard(out, reference="fcn_wang")
+
+
+def test_a_leaderboard_with_no_task_to_score_removes_the_old_one(bench, tmp_path):
+    """The leaderboard files always match the folder: when no task can be scored any more, the
+    previous table is removed rather than left to be read as current."""
+    import shutil
+
+    import numpy as np
+
+    out = tmp_path / "copy"
+    shutil.copytree(bench[0], out)
+    leaderboard(out)
+    assert (out / "leaderboard.md").is_file()
+    for npz in out.glob("superdiagnostic/*/benchmark/predictions_test.npz"):
+        saved = dict(np.load(npz))
+        saved["y_true"][:] = 1
+        np.savez(npz, **saved)
+    with pytest.raises(EcgcnnError, match="no task could be scored.*previous leaderboard removed"):
+        leaderboard(out)
+    assert not (out / "leaderboard.md").exists() and not (out / "leaderboard.json").exists()
+
+
 def test_finished_models_are_not_retrained(bench, synthetic_root, caplog):
     out, _ = bench
     before = (out / "superdiagnostic" / "cnn1d" / "benchmark" / "checkpoint.pt").stat().st_mtime_ns

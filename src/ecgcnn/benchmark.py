@@ -31,7 +31,7 @@ import numpy as np
 
 from ecgcnn import __version__, atomic
 from ecgcnn.bootstrap import bootstrap_auc, evaluable_classes, paired_bootstrap_auc
-from ecgcnn.errors import EcgcnnError
+from ecgcnn.errors import BootstrapError, EcgcnnError
 from ecgcnn.labels import check_task
 from ecgcnn.models import build_network, check_model, count_parameters, model_label
 from ecgcnn.recipes import Recipe, get_recipe
@@ -175,12 +175,16 @@ def leaderboard(
     tasks = sorted(p.name for p in out.iterdir() if p.is_dir()) if out.is_dir() else []
     board: dict[str, Any] = {"run": str(out), "reference": reference, "level": 0.9,
                              "n_resamples": n_resamples, "tasks": {}}  # fmt: skip
+    in_skipped: set[str] = (
+        set()
+    )  # models of the tasks left out, for a --reference trained only there
     for task in tasks:
         entries = {
             e["model"]: e for e in map(_entry, sorted((out / task).iterdir())) if e is not None
         }
         if not entries:
             continue
+        in_skipped |= set(entries)  # taken back below for the tasks that are scored
         y_test = next(iter(entries.values()))["test"]["y_true"]
         if not evaluable_classes(y_test).any():  # e.g. a small root whose test fold is all SR
             reason = (f"no class has at least 1 positive(s) and one negative in the {len(y_test)} "
@@ -188,68 +192,92 @@ def leaderboard(
             log.warning("%s: left out of the leaderboard: %s", task, reason)
             board.setdefault("skipped_tasks", {})[task] = reason
             continue
-        rows: dict[str, Any] = {}
-        for name, e in entries.items():
-            y, p = e["test"]["y_true"], e["test"]["y_prob"]
-            boot = bootstrap_auc(y, p, e["config"]["classes"], n_resamples=n_resamples, seed=seed,
-                                 warn=False)  # fmt: skip
-            row = {
-                "roc_auc": boot.roc_auc.to_dict(),
-                "pr_auc": boot.pr_auc.to_dict(),
-                "excluded_classes": boot.excluded,
-                "test_records": int(len(y)),
-                "parameters": e["parameters"],
-                "train_seconds": e["train_seconds"],
-                "epochs": e["epochs"],
-                "members": e["members"],
-                "baseline": e["baseline"],
-                "aux_task": e["aux_task"],
-                "ema_decay": e["ema_decay"],
-                "label_smoothing": e["label_smoothing"],
-            }
-            ref = entries.get(reference)
-            if ref is not None and name != reference:
-                if not np.array_equal(ref["test"]["ecg_ids"], e["test"]["ecg_ids"]):
-                    raise EcgcnnError(
-                        f"{task}: {name} and {reference} were tested on different records"
-                    )
-                paired = paired_bootstrap_auc(y, p, ref["test"]["y_prob"], e["config"]["classes"],
-                                              n_resamples=n_resamples, seed=seed, warn=False)  # fmt: skip
-                row["vs_reference"] = {"roc_auc_diff": paired.roc_auc_diff.to_dict(),
-                                       "pr_auc_diff": paired.pr_auc_diff.to_dict()}  # fmt: skip
-            rows[name] = row
-        any_entry = next(iter(entries.values()))
-        if any_entry["train"] is not None:
-            prior = any_entry["train"]["y_true"].mean(axis=0)
-            y = any_entry["test"]["y_true"]
-            naive = bootstrap_auc(y, np.tile(prior, (len(y), 1)), any_entry["config"]["classes"],
-                                  n_resamples=n_resamples, seed=seed, warn=False)  # fmt: skip
-            rows[NAIVE] = {"roc_auc": naive.roc_auc.to_dict(), "pr_auc": naive.pr_auc.to_dict(),
-                           "excluded_classes": naive.excluded, "test_records": int(len(y)),
-                           "parameters": 0, "train_seconds": 0.0, "epochs": 0, "members": 0}  # fmt: skip
-        excluded = sorted({c for row in rows.values() for c in row["excluded_classes"]})
-        if excluded:  # once per task, not once per model
-            log.warning(
-                "%s: %d class(es) without positives (or without negatives) in the test fold are "
-                "left out of the bootstrap: %s", task, len(excluded), ", ".join(excluded),
-            )  # fmt: skip
+        try:
+            rows = _score_task(task, entries, reference, n_resamples, seed)
+        except BootstrapError as e:  # rare classes: the other tasks are still worth a table
+            log.warning("%s: left out of the leaderboard: %s", task, e)
+            board.setdefault("skipped_tasks", {})[task] = str(e)
+            continue
         board["tasks"][task] = rows
+    in_skipped -= {m for rows in board["tasks"].values() for m in rows}
     if not board["tasks"] and board.get("skipped_tasks"):
         reasons = "; ".join(f"{t}: {r}" for t, r in board["skipped_tasks"].items())
-        raise EcgcnnError(f"{out}: no task could be scored ({reasons})")
+        stale = [f for f in (out / "leaderboard.json", out / "leaderboard.md") if f.is_file()]
+        for f in stale:  # a table that no longer matches the folder must not be read as current
+            f.unlink()
+        removed = "; the previous leaderboard removed" if stale else ""
+        raise EcgcnnError(f"{out}: no task could be scored ({reasons}){removed}")
     if not board["tasks"]:
         raise EcgcnnError(
             f"{out}: no finished benchmark runs (TASK/MODEL/{FOLD}/metrics.json) found"
         )
     trained = sorted({m for rows in board["tasks"].values() for m in rows} - {NAIVE})
     if reference not in trained:
-        problem = f"--reference {reference} was not trained in this benchmark (it has {', '.join(trained)})"
+        if reference in in_skipped:
+            skipped = ", ".join(board.get("skipped_tasks", {}))
+            problem = (f"--reference {reference} was trained only in a task left out of the "
+                       f"leaderboard ({skipped}); the scored tasks have {', '.join(trained)}")  # fmt: skip
+        else:
+            problem = f"--reference {reference} was not trained in this benchmark (it has {', '.join(trained)})"
         if strict:
             raise EcgcnnError(problem)
         log.warning("%s: the leaderboard has no paired differences", problem)
     atomic.write_json(out / "leaderboard.json", board)
     atomic.write_text(out / "leaderboard.md", leaderboard_markdown(board))
     return board
+
+
+def _score_task(
+    task: str, entries: dict[str, dict[str, Any]], reference: str, n_resamples: int, seed: int
+) -> dict[str, Any]:
+    """One task's rows: each model's bootstrap intervals, its paired difference to ``reference``
+    and the naive baseline (the training-set prior)."""
+    rows: dict[str, Any] = {}
+    for name, e in entries.items():
+        y, p = e["test"]["y_true"], e["test"]["y_prob"]
+        boot = bootstrap_auc(y, p, e["config"]["classes"], n_resamples=n_resamples, seed=seed,
+                             warn=False)  # fmt: skip
+        row = {
+            "roc_auc": boot.roc_auc.to_dict(),
+            "pr_auc": boot.pr_auc.to_dict(),
+            "excluded_classes": boot.excluded,
+            "test_records": int(len(y)),
+            "parameters": e["parameters"],
+            "train_seconds": e["train_seconds"],
+            "epochs": e["epochs"],
+            "members": e["members"],
+            "baseline": e["baseline"],
+            "aux_task": e["aux_task"],
+            "ema_decay": e["ema_decay"],
+            "label_smoothing": e["label_smoothing"],
+        }
+        ref = entries.get(reference)
+        if ref is not None and name != reference:
+            if not np.array_equal(ref["test"]["ecg_ids"], e["test"]["ecg_ids"]):
+                raise EcgcnnError(
+                    f"{task}: {name} and {reference} were tested on different records"
+                )
+            paired = paired_bootstrap_auc(y, p, ref["test"]["y_prob"], e["config"]["classes"],
+                                          n_resamples=n_resamples, seed=seed, warn=False)  # fmt: skip
+            row["vs_reference"] = {"roc_auc_diff": paired.roc_auc_diff.to_dict(),
+                                   "pr_auc_diff": paired.pr_auc_diff.to_dict()}  # fmt: skip
+        rows[name] = row
+    any_entry = next(iter(entries.values()))
+    if any_entry["train"] is not None:
+        prior = any_entry["train"]["y_true"].mean(axis=0)
+        y = any_entry["test"]["y_true"]
+        naive = bootstrap_auc(y, np.tile(prior, (len(y), 1)), any_entry["config"]["classes"],
+                              n_resamples=n_resamples, seed=seed, warn=False)  # fmt: skip
+        rows[NAIVE] = {"roc_auc": naive.roc_auc.to_dict(), "pr_auc": naive.pr_auc.to_dict(),
+                       "excluded_classes": naive.excluded, "test_records": int(len(y)),
+                       "parameters": 0, "train_seconds": 0.0, "epochs": 0, "members": 0}  # fmt: skip
+    excluded = sorted({c for row in rows.values() for c in row["excluded_classes"]})
+    if excluded:  # once per task, not once per model
+        log.warning(
+            "%s: %d class(es) without positives (or without negatives) in the test fold are "
+            "left out of the bootstrap: %s", task, len(excluded), ", ".join(excluded),
+        )  # fmt: skip
+    return rows
 
 
 def _ci(interval: dict[str, float]) -> str:

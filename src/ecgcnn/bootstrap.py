@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ecgcnn.errors import EcgcnnError
+from ecgcnn.errors import BootstrapError, EcgcnnError
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ def bootstrap_indices(
 
     Returns the (n_resamples, records) record indices and the number of draws it took. Raises
     :class:`EcgcnnError` at once for a class no resample can hold (no positives or no negatives),
-    and after ``max_draws`` draws (default 1000 per resample) without enough resamples; ``classes``
-    names the classes in those messages.
+    and :class:`BootstrapError` after ``max_draws`` draws (default 1000 per resample) without
+    enough resamples; ``classes`` names the classes in those messages.
     """
     y = np.asarray(y_true).astype(bool)
     records, n_classes = y.shape
@@ -147,7 +147,7 @@ def bootstrap_indices(
             rarest = ", ".join(
                 f"{names[j]} ({int(counts[j])})" for j in np.argsort(counts, kind="stable")[:5]
             )
-            raise EcgcnnError(
+            raise BootstrapError(
                 f"only {len(accepted)} of {n_resamples} bootstrap resamples held every class after "
                 f"{draws} draws (the cap); rarest classes (positives in {records} records): "
                 f"{rarest}; leave out rare classes (min_positives) or raise max_draws"

@@ -14,3 +14,7 @@ class RecordError(EcgcnnError):
         super().__init__(f"{record}: {problem}")
         self.record = record
         self.problem = problem
+
+
+class BootstrapError(EcgcnnError):
+    """The bootstrap could not draw enough resamples holding every class (its draw cap)."""
