@@ -27,7 +27,7 @@ def ecg(fs=100, seconds=10.0, seed=0, statements=("NORM",)):
 
 def write_wfdb(path, signal, names=LEADS, fs=100, units="mV", fmt="16"):
     """A WFDB record as wfdb.wrsamp writes it (gain 1000 per mV, or 1 per µV)."""
-    gain = 1000.0 if units == "mV" else 1.0
+    gain = 1000.0 if units in ("mV", "\u043c\u0412") else 1.0  # mV, or the Cyrillic мВ
     wfdb.wrsamp(
         path.name, fs=fs, units=[units] * len(names), sig_name=list(names),
         p_signal=np.asarray(signal, dtype=np.float64), fmt=[fmt] * len(names),
@@ -408,6 +408,18 @@ def test_a_wfdb_header_in_microvolts_with_a_micro_sign(tmp_path, micro):
     np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
     signal, fs = read_record(tmp_path / "micro")
     assert fs == 100
+    np.testing.assert_allclose(signal, sig, atol=6e-4)
+
+
+@pytest.mark.parametrize(("unit", "scale"), [("\u043c\u0412", 1.0), ("\u043c\u043a\u0412", 1000.0)])
+def test_a_wfdb_header_in_cyrillic_millivolts_or_microvolts(tmp_path, unit, scale):
+    """Russian-language carts write мВ / мкВ; wfdb keeps only the ASCII, which is no unit at all."""
+    sig = ecg(seed=9)
+    write_wfdb(tmp_path / "ru", sig * scale, units=unit)
+    rec = read_recording(tmp_path / "ru")
+    np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
+    assert not any("unknown unit" in w for w in rec.warnings)
+    signal, _ = read_record(tmp_path / "ru")
     np.testing.assert_allclose(signal, sig, atol=6e-4)
 
 

@@ -198,11 +198,13 @@ def _load_statements(path: Path) -> pd.DataFrame:
     return st
 
 
-# Factors to millivolts by lower-cased unit name (both micro signs: U+00B5 and Greek U+03BC).
+# Factors to millivolts by lower-cased unit name (both micro signs: U+00B5 and Greek U+03BC; the
+# Cyrillic мВ, мкВ and В of Russian-language carts).
 UNIT_SCALE: dict[str, float] = {
-    "mv": 1.0, "millivolt": 1.0, "millivolts": 1.0,
+    "mv": 1.0, "millivolt": 1.0, "millivolts": 1.0, "\u043c\u0432": 1.0,
     "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3, "microvolts": 1e-3,
-    "v": 1e3, "volt": 1e3, "volts": 1e3,
+    "\u043c\u043a\u0432": 1e-3,
+    "v": 1e3, "volt": 1e3, "volts": 1e3, "\u0432": 1e3,
 }  # fmt: skip
 
 
