@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from ecgcnn.errors import EcgcnnError
 from ecgcnn.evaluate import evaluate_run
 from ecgcnn.recipes import get_recipe
 from ecgcnn.synthetic import write_synthetic_ptbxl
-from ecgcnn.train import TrainConfig, train
+from ecgcnn.train import TrainConfig, check_same_run, train, work_in_run
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +27,14 @@ def run_demo(
     seed: int = 42,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Write synthetic data to ``out/synthetic-ptbxl``, train with CV into ``out``, evaluate every fold."""
+    """Write synthetic data to ``out/synthetic-ptbxl``, train with CV into ``out``, evaluate every fold.
+
+    Run again with the same settings, it goes on from what the folder holds, as ``ecgcnn train``
+    does (finished folds are not retrained). Other settings, or another number of patients, are
+    refused, as by ``ecgcnn train``, before anything is rewritten: a run folder holds one run.
+    """
     out = Path(out)
     data_root = out / "synthetic-ptbxl"
-    if not (data_root / "ptbxl_database.csv").is_file():
-        log.info("writing synthetic PTB-XL (%d patients) to %s", n_patients, data_root)
-        write_synthetic_ptbxl(data_root, n_patients=n_patients, seed=seed, progress=progress)
     cfg = TrainConfig(
         data_root=str(data_root),
         out=str(out),
@@ -41,6 +47,24 @@ def run_demo(
         cache_dir=str(out / "cache"),
         progress=progress,
     )
-    results = train(cfg)
+    check_same_run(out / "config.json", cfg.to_dict(), quiet=True)
+    database = data_root / "ptbxl_database.csv"
+    if database.is_file():
+        held = pd.read_csv(database, usecols=["patient_id"])["patient_id"].nunique()
+        a_run = (out / "config.json").is_file() or (out / "splits.json").is_file()
+        if held != n_patients and a_run:
+            raise EcgcnnError(
+                f"{out} already holds a demo on {held} synthetic patients, not {n_patients}; "
+                "choose another --out"
+            )
+        if held != n_patients:  # data without a run: the demo's own, written again
+            shutil.rmtree(data_root)
+    if not database.is_file():
+        log.info("writing synthetic PTB-XL (%d patients) to %s", n_patients, data_root)
+        write_synthetic_ptbxl(data_root, n_patients=n_patients, seed=seed, progress=progress)
+    held_folds = work_in_run(cfg)
+    if held_folds:
+        log.info("%s already holds %s: continuing", out, ", ".join(held_folds))
+    results = train(cfg, resume=bool(held_folds))
     evaluate_run(out)
     return results
