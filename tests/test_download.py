@@ -315,6 +315,19 @@ def test_a_mismatching_local_file_is_replaced(server: Server, tree: Path, tmp_pa
     assert (dest / "scp_statements.csv").read_bytes() == (tree / "scp_statements.csv").read_bytes()
 
 
+def test_a_mismatching_local_file_is_kept_until_its_replacement_is_verified(
+    server: Server, tree: Path, tmp_path
+):
+    """A server that fails must not cost the user the copy they had (it is only replaced)."""
+    dest = tmp_path / "ptbxl"
+    assert fetch(dest, server, rate="100").succeeded
+    (dest / "scp_statements.csv").write_text("my local edit\n")
+    server.behaviour.errors = {"scp_statements.csv": [503] * 10}
+    report = fetch(dest, server, rate="100", retries=0)
+    assert [f.path for f in report.failed] == ["scp_statements.csv"]
+    assert (dest / "scp_statements.csv").read_text() == "my local edit\n"
+
+
 def test_server_errors_are_retried_and_missing_files_are_not(server: Server, tree: Path, tmp_path):
     flaky, gone, down = "scp_statements.csv", "LICENSE.txt", "ptbxl_database.csv"
     server.behaviour.errors = {flaky: [503, 500], gone: [404], down: [503] * 10}
@@ -400,6 +413,8 @@ def test_parse_checksums_reads_sha256sum_output():
         parse_checksums(f"{'a' * 64}  x\n{'b' * 64}  x\n", "s")
     with pytest.raises(EcgcnnError, match="lists no files"):
         parse_checksums("\n", "s")
+    # a listing re-saved by Windows Notepad starts with a byte-order mark
+    assert parse_checksums(f"\ufeff{'a' * 64}  x\n", "s") == {"x": "a" * 64}
 
 
 def test_options_are_checked():

@@ -194,6 +194,7 @@ def parse_checksums(text: str, source: str) -> dict[str, str]:
     naming the line, since a listing that is wrong in one place cannot be trusted in the others.
     """
     entries: dict[str, str] = {}
+    text = text.removeprefix("\ufeff")  # the byte-order mark of a listing re-saved on Windows
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -384,8 +385,7 @@ class _Fetcher:
                 if sha256_file(target) == digest:
                     return FileResult(entry, "ok", present=True)
                 log.debug("%s: checksum mismatch, fetching it again", entry)
-                target.unlink()
-                replaced = True
+                replaced = True  # only once the new copy is verified: a failed fetch keeps it
             target.parent.mkdir(parents=True, exist_ok=True)
             for fetch in range(1, MAX_FETCHES + 1):
                 self.transfer(_file_url(base_url, entry), part, MAX_FILE_BYTES, count)
