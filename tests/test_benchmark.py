@@ -169,6 +169,45 @@ def test_a_leaderboard_with_no_task_to_score_removes_the_old_one(bench, tmp_path
     assert not (out / "leaderboard.md").exists() and not (out / "leaderboard.json").exists()
 
 
+def test_saved_files_missing_or_corrupt_are_named(bench, synthetic_root, tmp_path, caplog):
+    """A finished entry whose test predictions went missing is named, never taken for untrained;
+    the benchmark does not call it finished; corrupt saved files are one-line errors naming them."""
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(bench[0], out)
+    entry = out / "superdiagnostic" / "fcn_wang" / "benchmark"
+    (entry / "predictions_test.npz").unlink()
+    with caplog.at_level(logging.WARNING):
+        board = leaderboard(out, reference="cnn1d")
+    assert "fcn_wang" not in board["tasks"]["superdiagnostic"]
+    assert f"{entry / 'predictions_test.npz'} is missing" in caplog.text
+    with pytest.raises(
+        EcgcnnError, match=r"--reference fcn_wang: .*predictions_test.npz is missing"
+    ):
+        leaderboard(out, reference="fcn_wang")
+    with pytest.raises(EcgcnnError, match=r"predictions_test.npz is missing.*delete .*fcn_wang"):
+        run_benchmark(synthetic_root, out, ["superdiagnostic"], ["cnn1d", "fcn_wang"], epochs=2,
+                      batch_size=8, val_fold=9, test_fold=10, progress=False)  # fmt: skip
+
+    shutil.rmtree(entry.parent)
+    reference = out / "superdiagnostic" / "cnn1d" / "benchmark"
+    (reference / "predictions_test.npz").write_text("garbage")
+    with pytest.raises(EcgcnnError, match=r"cnn1d/benchmark/predictions_test.npz: not readable"):
+        leaderboard(out)
+    shutil.copy(bench[0] / "superdiagnostic" / "cnn1d" / "benchmark" / "predictions_test.npz",
+                reference)  # fmt: skip
+    (reference / "history.json").write_text("[")
+    with pytest.raises(EcgcnnError, match=r"cnn1d/benchmark/history.json: not readable JSON"):
+        leaderboard(out)
+    shutil.copy(bench[0] / "superdiagnostic" / "cnn1d" / "benchmark" / "history.json", reference)
+    (out / "leaderboard.json").write_text("{")  # its own output: rewritten, with a warning
+    with caplog.at_level(logging.WARNING):
+        assert leaderboard(out)["reference"] == "cnn1d"
+    assert "leaderboard.json: not readable JSON" in caplog.text
+    assert json.loads((out / "leaderboard.json").read_text())["reference"] == "cnn1d"
+
+
 def test_finished_models_are_not_retrained(bench, synthetic_root, caplog):
     out, _ = bench
     before = (out / "superdiagnostic" / "cnn1d" / "benchmark" / "checkpoint.pt").stat().st_mtime_ns
@@ -186,6 +225,10 @@ def test_bad_names_and_empty_folders(tmp_path, synthetic_root):
         run_benchmark(synthetic_root, tmp_path / "x", ["superdiagnostic"], ["nope"])
     with pytest.raises(EcgcnnError, match="unknown task"):
         run_benchmark(synthetic_root, tmp_path / "x", ["nope"], ["cnn1d"])
+    with pytest.raises(EcgcnnError, match="no model given"):
+        run_benchmark(synthetic_root, tmp_path / "x", ["superdiagnostic"], [])
+    with pytest.raises(EcgcnnError, match="no task given"):
+        run_benchmark(synthetic_root, tmp_path / "x", [], ["cnn1d"])
     with pytest.raises(EcgcnnError, match="no finished benchmark runs"):
         leaderboard(tmp_path)
 

@@ -115,6 +115,19 @@ def test_holdout_fold_is_kept_out_of_cv_and_scored_by_every_fold_and_the_ensembl
     assert set(results["holdout"]["folds"]) == {"fold_0", "fold_1", "fold_2"}
     assert results["holdout"]["ensemble"]["models"] == 3
     assert results["holdout"]["ensemble"]["records"] == int((data.strat_fold == 10).sum())
+    # cv-summary: held-out predictions that went missing are named and the merged results kept;
+    # a corrupt saved file is a one-line error naming it
+    saved = (tmp_path / "h" / "cv_results.json").read_text()
+    (tmp_path / "h" / "fold_1" / "predictions_test.npz").unlink()
+    with pytest.raises(EcgcnnError, match=r"fold_1/predictions_test.npz is missing"):
+        cv_summary(tmp_path / "h")
+    assert (tmp_path / "h" / "cv_results.json").read_text() == saved
+    (tmp_path / "h" / "fold_2" / "metrics.json").write_text('{"a":')
+    with pytest.raises(EcgcnnError, match=r"fold_2/metrics.json: not readable JSON"):
+        cv_summary(tmp_path / "h")
+    (tmp_path / "h" / "config.json").write_text("{")
+    with pytest.raises(EcgcnnError, match=r"h/config.json: not readable JSON"):
+        cv_summary(tmp_path / "h")
 
 
 def test_a_patient_in_two_strat_folds_is_warned_of(synthetic_copy, tmp_path, caplog):

@@ -21,7 +21,6 @@ without retraining, and an interrupted benchmark resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -35,6 +34,7 @@ from ecgcnn.errors import BootstrapError, EcgcnnError
 from ecgcnn.labels import check_task
 from ecgcnn.models import build_network, check_model, count_parameters, model_label
 from ecgcnn.recipes import Recipe, get_recipe
+from ecgcnn.saved import read_json, read_predictions
 from ecgcnn.train import TrainConfig, check_same_run, train
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,10 @@ def run_benchmark(
     skip_missing: bool = False,
 ) -> dict[str, Any]:
     """Train each model on each task (skipping finished ones, resuming interrupted ones), then rank."""
+    if not tasks:
+        raise EcgcnnError("no task given (--tasks superdiagnostic,all for example)")
+    if not models:
+        raise EcgcnnError("no model given (--models fcn_wang,cnn1d for example)")
     for task in (*tasks, *([aux_task] if aux_task is not None else [])):
         check_task(task)
     entries = [parse_entry(m, recipe) for m in models]
@@ -95,6 +99,7 @@ def run_benchmark(
             cfg.validate()
             check_same_run(out / task / spec / "config.json",
                            cfg.to_dict() | {"version": __version__}, quiet=True)  # fmt: skip
+            _entry(out / task / spec)  # a finished entry without its predictions: refused here
             runs.append((task, spec, cfg))
     for task, spec, cfg in runs:
         if (Path(cfg.out) / FOLD / "metrics.json").is_file():
@@ -132,17 +137,26 @@ def parse_entry(spec: str, recipe: str) -> Entry:
 
 
 def _entry(run: Path) -> dict[str, Any] | None:
+    """A finished entry's saved files (None: not finished). A finished one whose test predictions
+    are gone is named: it was trained, and its row cannot be computed."""
     fold = run / FOLD
-    if not (fold / "metrics.json").is_file() or not (fold / "predictions_test.npz").is_file():
+    if not (fold / "metrics.json").is_file():
         return None
-    config = json.loads((run / "config.json").read_text())
-    history = json.loads((fold / "history.json").read_text())
+    if not (fold / "predictions_test.npz").is_file():
+        raise MissingPredictions(
+            f"{fold / 'predictions_test.npz'} is missing (the entry finished training): delete "
+            f"{run} to train it again"
+        )
+    config = read_json(run / "config.json")
+    history = read_json(fold / "history.json")
+    n_classes = len(config["classes"])
     members = int(config["recipe"].get("members", 1))
+    train_file = fold / "predictions_train.npz"
     return {
         "model": run.name,  # MODEL or MODEL@RECIPE
         "config": config,
-        "test": np.load(fold / "predictions_test.npz"),
-        "train": np.load(fold / "predictions_train.npz") if (fold / "predictions_train.npz").is_file() else None,
+        "test": read_predictions(fold / "predictions_test.npz", n_classes),
+        "train": read_predictions(train_file, n_classes, ("y_true",)) if train_file.is_file() else None,
         "train_seconds": float(sum(h["seconds"] for h in history)),  # every member's
         "epochs": max((h["epoch"] for h in history), default=0),
         "members": members,
@@ -150,8 +164,12 @@ def _entry(run: Path) -> dict[str, Any] | None:
         "aux_task": config["recipe"].get("aux_task"),
         "ema_decay": float(config["recipe"].get("ema_decay", 0.0)),
         "label_smoothing": float(config["recipe"].get("label_smoothing", 0.0)),
-        "parameters": count_parameters(build_network(config["model"], len(config["classes"]), members)),
+        "parameters": count_parameters(build_network(config["model"], n_classes, members)),
     }  # fmt: skip
+
+
+class MissingPredictions(EcgcnnError):
+    """A finished benchmark entry without its predictions_test.npz."""
 
 
 def leaderboard(
@@ -169,19 +187,23 @@ def leaderboard(
     """
     out = Path(out)
     if reference is None:
-        saved = out / "leaderboard.json"
-        reference = json.loads(saved.read_text()).get("reference") if saved.is_file() else None
-        reference, strict = reference or "cnn1d", False
+        reference, strict = _saved_reference(out / "leaderboard.json") or "cnn1d", False
     tasks = sorted(p.name for p in out.iterdir() if p.is_dir()) if out.is_dir() else []
     board: dict[str, Any] = {"run": str(out), "reference": reference, "level": 0.9,
                              "n_resamples": n_resamples, "tasks": {}}  # fmt: skip
-    in_skipped: set[str] = (
-        set()
-    )  # models of the tasks left out, for a --reference trained only there
+    in_skipped: set[str] = set()  # the models of tasks left out (a --reference trained only there)
+    unscorable: dict[str, str] = {}  # model: why an entry of it is left out
     for task in tasks:
-        entries = {
-            e["model"]: e for e in map(_entry, sorted((out / task).iterdir())) if e is not None
-        }
+        entries = {}
+        for run in sorted((out / task).iterdir()):
+            try:
+                entry = _entry(run)
+            except MissingPredictions as e:
+                log.warning("%s / %s: left out of the leaderboard: %s", task, run.name, e)
+                unscorable.setdefault(run.name, str(e))
+                continue
+            if entry is not None:
+                entries[entry["model"]] = entry
         if not entries:
             continue
         in_skipped |= set(entries)  # taken back below for the tasks that are scored
@@ -213,7 +235,9 @@ def leaderboard(
         )
     trained = sorted({m for rows in board["tasks"].values() for m in rows} - {NAIVE})
     if reference not in trained:
-        if reference in in_skipped:
+        if reference in unscorable:
+            problem = f"--reference {reference}: {unscorable[reference]}"
+        elif reference in in_skipped:
             skipped = ", ".join(board.get("skipped_tasks", {}))
             problem = (f"--reference {reference} was trained only in a task left out of the "
                        f"leaderboard ({skipped}); the scored tasks have {', '.join(trained)}")  # fmt: skip
@@ -225,6 +249,19 @@ def leaderboard(
     atomic.write_json(out / "leaderboard.json", board)
     atomic.write_text(out / "leaderboard.md", leaderboard_markdown(board))
     return board
+
+
+def _saved_reference(path: Path) -> str | None:
+    """The reference of the folder's last leaderboard (a file this command rewrites: one that is
+    unreadable is only warned of)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = read_json(path)
+    except EcgcnnError as e:
+        log.warning("%s; it is written again", e)
+        return None
+    return saved.get("reference") if isinstance(saved, dict) else None
 
 
 def _score_task(

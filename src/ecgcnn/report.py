@@ -16,7 +16,6 @@ import html
 import json
 import logging
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from ecgcnn.errors import EcgcnnError  # noqa: E402
 from ecgcnn.metrics import summarize  # noqa: E402
 from ecgcnn.models import model_label  # noqa: E402
 from ecgcnn.paper import figure_png  # noqa: E402
+from ecgcnn.saved import read_json, read_predictions  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -90,27 +90,9 @@ class Run:
     results: dict[str, Any] | None
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EcgcnnError(f"{path}: not readable JSON ({exc})") from None
-
-
 def _read_predictions(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    try:
-        with np.load(path) as p:
-            y_true, y_prob, ids = p["y_true"], p["y_prob"], p["ecg_ids"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise EcgcnnError(
-            f"{path}: not readable predictions (expected y_true, y_prob, ecg_ids; {exc})"
-        ) from None
-    if y_prob.shape != y_true.shape or y_prob.shape != (len(ids), n_classes):
-        raise EcgcnnError(
-            f"{path}: y_true {y_true.shape} and y_prob {y_prob.shape} should both be "
-            f"({len(ids)} records, {n_classes} classes)"
-        )
-    return y_true, y_prob, ids
+    p = read_predictions(path, n_classes)
+    return p["y_true"], p["y_prob"], p["ecg_ids"]
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -119,7 +101,7 @@ def load_run(run_dir: str | Path) -> Run:
     config_path = run / "config.json"
     if not config_path.is_file():
         raise EcgcnnError(f"{run} is not a run folder (no config.json)")
-    config = _read_json(config_path)
+    config = read_json(config_path)
     for key in ("classes", "fold_names"):
         if key not in config:
             raise EcgcnnError(f"{config_path}: missing {key!r}; was it written by ecgcnn train?")
@@ -130,15 +112,15 @@ def load_run(run_dir: str | Path) -> Run:
             missing.append(name)
             continue
         y_true, y_prob, ids = _read_predictions(d / "predictions_val.npz", len(config["classes"]))
-        history = _read_json(d / "history.json") if (d / "history.json").is_file() else []
-        test = _read_json(d / "metrics_test.json") if (d / "metrics_test.json").is_file() else None
+        history = read_json(d / "history.json") if (d / "history.json").is_file() else []
+        test = read_json(d / "metrics_test.json") if (d / "metrics_test.json").is_file() else None
         folds.append(
-            Fold(name, d, _read_json(d / "metrics.json"), y_true, y_prob, ids, history, test)
+            Fold(name, d, read_json(d / "metrics.json"), y_true, y_prob, ids, history, test)
         )
     if not folds:
         raise EcgcnnError(f"{run}: no fold trained yet (no metrics.json with predictions_val.npz)")
     results_path = run / "cv_results.json"
-    results = _read_json(results_path) if results_path.is_file() else None
+    results = read_json(results_path) if results_path.is_file() else None
     return Run(run, config, list(config["classes"]), folds, missing, results)
 
 

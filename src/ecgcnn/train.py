@@ -60,6 +60,7 @@ from ecgcnn.metrics import compute_metrics, summarize, tune_thresholds
 from ecgcnn.models import Classifier, Ensemble, check_model, create_model, keep_outputs
 from ecgcnn.recipes import Recipe, get_recipe
 from ecgcnn.records import LEADS, Database, check_rate, load_database, require_strat_folds
+from ecgcnn.saved import read_json, read_predictions
 from ecgcnn.splits import (
     PROTOCOLS,
     Split,
@@ -854,17 +855,24 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def cv_summary(run_dir: str | Path) -> dict[str, Any]:
-    """Merge the fold results of a run into cv_results.json (also after ``--only-fold`` runs)."""
+    """Merge the fold results of a run into cv_results.json (also after ``--only-fold`` runs).
+
+    A run with a held-out test fold (``--holdout-fold``, the benchmark split) needs every fold's
+    test predictions: one that is missing is an error naming it, and cv_results.json is kept.
+    """
     run = Path(run_dir)
     config_path = run / "config.json"
     if not config_path.is_file():
         raise EcgcnnError(f"{run} is not a run folder (no config.json)")
-    config = json.loads(config_path.read_text())
+    config = read_json(config_path)
+    for key in ("fold_names", "classes", "model", "task", "protocol"):
+        if not isinstance(config, dict) or key not in config:
+            raise EcgcnnError(f"{config_path}: missing {key!r}; was it written by ecgcnn train?")
     names = config["fold_names"]
     missing = [n for n in names if not (run / n / "metrics.json").is_file()]
     if missing:
         raise EcgcnnError(f"{run}: fold(s) {', '.join(missing)} not trained yet (no metrics.json)")
-    folds = {n: json.loads((run / n / "metrics.json").read_text()) for n in names}
+    folds = {n: read_json(run / n / "metrics.json") for n in names}
     results: dict[str, Any] = {
         "run": str(run),
         "model": config["model"],
@@ -876,8 +884,16 @@ def cv_summary(run_dir: str | Path) -> dict[str, Any]:
         "mean_std": summarize(list(folds.values())),
     }
     tests = {n: run / n / "predictions_test.npz" for n in names}
-    if all(p.is_file() for p in tests.values()):
-        test_metrics = {n: json.loads((run / n / "metrics_test.json").read_text()) for n in names}
+    tested = config["protocol"] == "benchmark" or config.get("holdout_fold") is not None
+    if tested or any(p.is_file() for p in tests.values()):
+        for n, path in tests.items():
+            for file in (path, run / n / "metrics_test.json"):
+                if not file.is_file():
+                    raise EcgcnnError(
+                        f"{file} is missing (the run scores a held-out fold); delete {run / n} "
+                        f"and train it again (ecgcnn train --resume {run})"
+                    )
+        test_metrics = {n: read_json(run / n / "metrics_test.json") for n in names}
         part: dict[str, Any] = {
             "folds": {
                 n: scalar_metrics(m) | {"per_class": m["per_class"]}
@@ -894,13 +910,13 @@ def cv_summary(run_dir: str | Path) -> dict[str, Any]:
 
 def ensemble_metrics(run: Path, names: list[str], classes: list[str]) -> dict[str, Any]:
     """Mean-probability ensemble of the fold models on the test records, at the mean fold thresholds."""
-    preds = [np.load(run / n / "predictions_test.npz") for n in names]
+    preds = [read_predictions(run / n / "predictions_test.npz", len(classes)) for n in names]
     ids = preds[0]["ecg_ids"]
     if any(not np.array_equal(p["ecg_ids"], ids) for p in preds):
         raise EcgcnnError(f"{run}: fold test predictions cover different records; cannot ensemble")
     prob = np.mean([p["y_prob"] for p in preds], axis=0)
     thr = np.mean(
-        [[c["threshold"] for c in json.loads((run / n / "metrics.json").read_text())["per_class"].values()]
+        [[c["threshold"] for c in read_json(run / n / "metrics.json")["per_class"].values()]
          for n in names],
         axis=0,
     )  # fmt: skip
