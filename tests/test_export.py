@@ -76,6 +76,33 @@ def test_onnx_matches_pytorch_for_every_registered_model(name, tmp_path):
     assert info["max_abs_diff_vs_pytorch"] < 1e-4
 
 
+def test_an_ensemble_of_confident_members_exports_exact_logits(tmp_path):
+    """The ensemble's log-space mean must survive ONNX: logits far beyond +-17 (a confident
+    member) once came back as +-inf from onnxruntime, so such ensembles could not be exported."""
+    from ecgcnn.models import Ensemble
+
+    class Fixed(torch.nn.Module):  # a member whose logits are its input's first samples, scaled
+        def __init__(self, scale: float) -> None:
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, 0, :5] * self.scale
+
+    ensemble = Ensemble([Fixed(1.0), Fixed(1.5)]).eval()
+    x = torch.tensor([[-120.0, -30.0, -17.0, 17.0, 30.0]]).repeat(12, 1)[None]
+    buf = tmp_path / "e.onnx"
+    torch.onnx.export(ensemble, (x,), str(buf), input_names=["x"], output_names=["y"],
+                      opset_version=17, dynamo=False)  # fmt: skip
+    got = ort.InferenceSession(str(buf), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x.numpy()}
+    )[0]
+    with torch.no_grad():
+        want = ensemble(x).numpy()
+    assert np.isfinite(want).all() and np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
 def test_metadata_travels_in_the_onnx_file_and_the_sidecar(tmp_path):
     random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
     export_onnx(tmp_path / "checkpoint.pt", tmp_path / "model.onnx")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ecgcnn.errors import EcgcnnError
@@ -70,7 +69,13 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = torch.stack([member(x) for member in self.members])
-        return torch.logsumexp(F.logsigmoid(logits), 0) - torch.logsumexp(F.logsigmoid(-logits), 0)
+        return torch.logsumexp(_logsigmoid(logits), 0) - torch.logsumexp(_logsigmoid(-logits), 0)
+
+
+def _logsigmoid(x: torch.Tensor) -> torch.Tensor:
+    """log(sigmoid(x)) as min(x, 0) - log(1 + exp(-|x|)): exact at any size, and in ONNX too, where
+    F.logsigmoid is exported as Log(Sigmoid(x)) and gives -inf beyond |x| of about 17 (float32)."""
+    return torch.clamp(x, max=0.0) - torch.log1p(torch.exp(-torch.abs(x)))
 
 
 def check_members(members: object) -> int:
