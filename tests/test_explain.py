@@ -415,3 +415,40 @@ def test_explain_a_ptbxl_record_of_a_root_with_only_the_other_rate(tmp_path):
     from500 = explain_record(ckpt, tmp_path / "b", data_root=root, ecg_id=2, class_name="NORM")
     assert abs(at100[0].probability - from500[0].probability) < 0.02
     assert from500[0].paths[0].read_bytes()[:8] == PNG
+
+
+def test_the_service_explains_an_image_model_from_many_threads_at_once(tmp_path, monkeypatch):
+    """The web page asks for ?explain=true: requests served at once on one image model must not
+    share hooks (the image maps, which the service does not return, used to hook the shared model
+    and failed other threads' requests with 'differentiated Tensor ... not used in the graph')."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ecgcnn import explain
+    from ecgcnn.predict import Predictor
+    from ecgcnn.recording import Recording
+    from ecgcnn.serve import explain_prediction
+
+    p = Predictor.from_checkpoint(fake_checkpoint(tmp_path / "cnn2d.pt", "cnn2d"))
+
+    def no_image_maps(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the service asked for image maps")
+
+    monkeypatch.setattr(explain, "image_layer", no_image_maps)
+    records = [
+        Recording(
+            f"r{i}",
+            np.random.default_rng(i).normal(scale=0.3, size=(1000, 12)).astype(np.float32),
+            100,
+            tuple(LEADS),
+        )
+        for i in range(12)
+    ]
+
+    def one(rec: Recording) -> dict:
+        return explain_prediction(p, rec, p.predict(rec.signal, rec.fs, rec.leads, name=rec.name))
+
+    with ThreadPoolExecutor(6) as pool:
+        maps = list(pool.map(one, records))
+    alone = one(records[0])
+    assert all(len(m["saliency"]) == 12 for m in maps)
+    np.testing.assert_allclose(maps[0]["saliency"], alone["saliency"], atol=1e-3)

@@ -228,11 +228,14 @@ def explain_signal(
     window: int | None = None,
     stride: int | None = None,
     aggregate: str = "max",
+    image_maps: bool = True,
 ) -> Explanation:
     """Attribute one class of one ECG (leads, T) with ``method``; image maps too for image models.
 
     With ``window`` (samples; a checkpoint's ``window``, ``stride`` and ``aggregate``), the record
     is scored as sliding windows whose probabilities are aggregated, as ``predict`` does.
+    ``image_maps=False`` leaves out the maps over an image model's picture: saliency and integrated
+    gradients then put no hook on the model, so threads sharing it may explain at once.
     """
     from captum.attr import (
         IntegratedGradients,
@@ -255,7 +258,7 @@ def explain_signal(
         raise EcgcnnError(f"class index {class_index} is not one of the model's {logits.shape[1]}")
     probability = float(torch.sigmoid(logits[0, class_index]))
     # image maps need one rendered picture: a windowed image model gets the input maps only
-    render = None if windowed else image_layer(model, x)
+    render = None if windowed or not image_maps else image_layer(model, x)
     image = image_attr = None
     if method == "saliency":
         attr = Saliency(scorer).attribute(x, target=class_index, abs=True)

@@ -788,8 +788,9 @@ def explain_prediction(
     signal = remove_baseline(rec.signal, rec.fs, baseline or p.default_baseline)
     x, _ = pad_near_miss(resample(signal, rec.fs, p.fs), p.window)
     x = np.ascontiguousarray(x.T, dtype=np.float32)
+    # no image maps (not returned): they would hook the model other requests are using
     ex = explain_signal(p.model, x, p.classes.index(target), "saliency", p.window, p.stride,
-                        p.aggregate)  # fmt: skip
+                        p.aggregate, image_maps=False)  # fmt: skip
     saliency = ex.attribution
     top = float(saliency.max())
     if top > 0:
