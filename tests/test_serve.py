@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from ecgcnn.cli import app as cli_app
 from ecgcnn.predict import Predictor
 from ecgcnn.recording import remove_baseline
+from ecgcnn.records import LEADS
 from ecgcnn.serve import EXAMPLES, MiB, Settings, create_app, example_body
 
 pytestmark = pytest.mark.slow
@@ -279,6 +280,36 @@ def test_the_baseline_is_filtered_unless_kept_by_json_and_upload(client, predict
     assert up.json()["probabilities"] == pytest.approx(median.probabilities, abs=1e-5)
     bad = client.post("/v1/predict", files=upload([npy]), data={"fs": "100", "baseline": "mean"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "baseline"
+
+
+def test_a_record_too_long_by_its_header_is_refused_before_it_is_decoded(
+    client, tmp_path, monkeypatch
+):
+    """A compressed CinC .mat of a few KiB can inflate to hours of signal (hundreds of MB once
+    scored): the header's length refuses it before a sample is read."""
+    import scipy.io
+
+    from ecgcnn import recording
+
+    samples = 2_000_000  # 20,000 s at 100 Hz
+    scipy.io.savemat(tmp_path / "bomb.mat", {"val": np.zeros((12, samples), np.int16)},
+                     do_compression=True)  # fmt: skip
+    lines = [f"bomb 12 100 {samples}"] + [
+        f"bomb.mat 16+24 1000/mV 16 0 0 0 0 {lead}" for lead in LEADS
+    ]
+    (tmp_path / "bomb.hea").write_text("\n".join(lines) + "\n")
+    assert (tmp_path / "bomb.mat").stat().st_size < 2 * MiB
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the record was decoded")
+
+    monkeypatch.setattr(recording, "read_recording", never)
+    files = upload([tmp_path / "bomb.hea", tmp_path / "bomb.mat"])
+    for url in ("/v1/predict", "/v1/predict/batch"):
+        r = client.post(url, files=files)
+        error = r.json()["error"] if url == "/v1/predict" else r.json()["results"][0]["error"]
+        assert error["code"] == "too_long", r.text
+        assert "bomb lasts 20000 s" in error["message"]
 
 
 def test_upload_errors_name_the_files(client, synthetic_root):

@@ -698,16 +698,23 @@ def _predict_json(
 def _predict_upload(
     p: Predictor, name: str, upload: Upload, settings: Settings, mid: str, explain: bool
 ) -> dict[str, Any]:
-    from ecgcnn.recording import read_recording
+    from ecgcnn import recording
+
+    def too_long(seconds: float) -> ApiError:
+        return ApiError(422, "too_long", f"files: record {name} lasts {seconds:g} s; at most "
+                        f"{settings.max_duration_s:g} s", "files")  # fmt: skip
 
     spec = p.input_spec(upload.fs, upload.units, upload.allow_missing_leads,
                         baseline=upload.baseline)  # fmt: skip
+    # by the header first: a compressed .mat of a few KiB may hold hours of signal
+    length = recording.record_length(upload.record_path(), upload.fs)
+    if length is not None and length[0] / length[1] > settings.max_duration_s:
+        raise too_long(length[0] / length[1])
     try:
-        rec = read_recording(upload.record_path(), p.leads, upload.fs, upload.units,
-                             upload.allow_missing_leads)  # fmt: skip
+        rec = recording.read_recording(upload.record_path(), p.leads, upload.fs, upload.units,
+                                       upload.allow_missing_leads)  # fmt: skip
         if rec.duration_s > settings.max_duration_s:
-            raise ApiError(422, "too_long", f"files: record {name} lasts {rec.duration_s:g} s; "
-                           f"at most {settings.max_duration_s:g} s", "files")  # fmt: skip
+            raise too_long(rec.duration_s)
         prepared = spec.prepare(rec)
     except EcgcnnError as exc:
         raise _record_error(exc, "files", upload.folder.name) from None
