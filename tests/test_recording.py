@@ -613,6 +613,27 @@ def test_wrong_lead_count_and_non_numeric_arrays(tmp_path):
         read_recording(tmp_path / "eight.npy")
 
 
+def test_npy_files_that_lie_or_are_not_npy_get_plain_errors(tmp_path):
+    """A header promising 12 trillion samples is refused by the file's size, not by a failed 87 TiB
+    allocation; a file that is not .npy is said to be so, without numpy's hint to unpickle it."""
+    import struct
+
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000, 12), }"
+    header += " " * (118 - len(header)) + "\n"
+    (tmp_path / "huge.npy").write_bytes(
+        b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode()
+        + ecg().astype("<f8").tobytes()
+    )  # fmt: skip
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "huge.npy", fs=100)
+    one_line(exc, str(tmp_path / "huge.npy"), "the header promises (1000000000000, 12) float64")
+    (tmp_path / "hello.npy").write_text("hello world")
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "hello.npy", fs=100)
+    one_line(exc, str(tmp_path / "hello.npy"), "not a NumPy .npy file")
+    assert "allow_pickle" not in str(exc.value) and "unsafely" not in str(exc.value)
+
+
 def test_non_numeric_csv(tmp_path):
     df = pd.DataFrame(ecg(), columns=list(LEADS)).astype(object)
     df.iloc[16, 7] = "1,2mV"

@@ -814,14 +814,44 @@ def _read_edf(
 
 def _read_npy(path: Path, name: str) -> tuple[np.ndarray, None]:
     try:
+        _check_npy_size(path, name)
         arr = np.load(path, allow_pickle=False)  # never unpickle objects from a data file
     except FileNotFoundError:
         raise RecordError(name, "file not found") from None
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, MemoryError) as exc:
+        if "pickle" in str(exc):  # numpy's words for any non-.npy file, with a hint not to follow
+            raise RecordError(name, "not a NumPy .npy file (nor is it unpickled: ecgcnn never "
+                              "loads Python objects from data)") from None  # fmt: skip
         raise RecordError(name, f"not a readable numeric .npy array ({exc})") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
         raise RecordError(name, f"not a numeric array (dtype {getattr(arr, 'dtype', '?')})")
     return arr, None
+
+
+def _check_npy_size(path: Path, name: str) -> None:
+    """Refuse a .npy whose header promises more samples than the file holds, before numpy
+    allocates them (a damaged or crafted header can ask for terabytes)."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+        except ValueError:
+            return  # not .npy at all: np.load says so
+        try:
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)  # fmt: skip
+            shape, _, dtype = read(f)
+        except (ValueError, SyntaxError, UnicodeDecodeError):
+            return  # np.load gives the header's problem
+        data = Path(path).stat().st_size - f.tell()
+    if dtype.hasobject:
+        raise RecordError(name, "not a readable numeric .npy array (it holds Python objects, "
+                          "which ecgcnn never unpickles)")  # fmt: skip
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > data:
+        raise RecordError(
+            name, f"the header promises {shape} {dtype} ({need:,} bytes) but the file holds "
+            f"{data:,} bytes of data: truncated or damaged"
+        )  # fmt: skip
 
 
 def _read_csv(
