@@ -156,6 +156,18 @@ def test_sidecar_only_and_foreign_onnx_files(tmp_path):
         Predictor.from_onnx(tmp_path / "junk.onnx")
 
 
+class Arbitrary:  # an object only a full (unsafe) unpickling would build
+    pass
+
+
+def test_a_pickled_object_checkpoint_is_refused_without_advice_to_load_it_unsafely(tmp_path):
+    torch.save({"format": "ecgcnn-checkpoint/2", "x": Arbitrary()}, tmp_path / "evil.pt")
+    with pytest.raises(EcgcnnError, match="Python objects beyond tensors") as exc:
+        load_checkpoint(tmp_path / "evil.pt")
+    message = str(exc.value)
+    assert "weights_only" not in message and "trust" not in message and "\x1b" not in message
+
+
 def test_a_model_is_told_from_a_checkpoint_by_its_content_not_its_name(tmp_path):
     from ecgcnn.checkpoint import load_checkpoint
 

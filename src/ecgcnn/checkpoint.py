@@ -6,6 +6,7 @@ A checkpoint is a plain dict of tensors, numbers, strings and lists, saved atomi
 
 from __future__ import annotations
 
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise EcgcnnError(f"{path}: not a loadable ecgcnn checkpoint (not a PyTorch file){hint}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # torch's message goes on to say how to load it unsafely
+        raise EcgcnnError(
+            f"{path}: not a loadable ecgcnn checkpoint (it holds Python objects beyond tensors and "
+            "plain data, which ecgcnn never unpickles)"
+        ) from None
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise EcgcnnError(
