@@ -351,6 +351,36 @@ def test_the_units_control_says_what_a_npy_file_cannot(
 
 
 @pytest.mark.slow
+def test_a_npy_without_a_rate_typed_is_not_scored_at_a_guessed_one(
+    live_server, driver, synthetic_root, tmp_path
+):
+    """The rate box starts empty: a .npy uploaded before a rate is typed gets the server's
+    request for one, never a prediction at a rate the page assumed (once 500 Hz)."""
+    import numpy as np
+    from selenium.webdriver.common.by import By
+
+    from ecgcnn.records import read_record
+
+    signal, fs = read_record(
+        sorted((synthetic_root / "records100").rglob("*.hea"))[0].with_suffix("")
+    )
+    npy = tmp_path / "rate.npy"
+    np.save(npy, signal)
+    open_page(driver, live_server)
+    assert driver.find_element(By.ID, "fs-input").get_attribute("value") == ""
+    driver.find_element(By.ID, "file-input").send_keys(str(npy))
+    assert wait_for(driver, "done", "error") == "error"
+    assert "has no sampling rate" in error_text(driver) and "form field fs" in error_text(driver)
+    driver.find_element(By.ID, "fs-input").send_keys(str(fs))
+    driver.find_element(By.ID, "fs-input").send_keys("\t")  # the change event: scored again
+    status, expected = post_files(live_server + "/v1/predict", [npy], {"fs": str(fs)})
+    assert status == 200, expected
+    assert wait_for(driver, "done") == "done", error_text(driver)
+    assert_matches(shown_probabilities(driver), expected)
+    assert not js_errors(driver, allow="422")
+
+
+@pytest.mark.slow
 def test_broken_upload_shows_the_servers_message(live_server, driver, tmp_path):
     from selenium.webdriver.common.by import By
 

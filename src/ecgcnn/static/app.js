@@ -141,7 +141,8 @@ function upload(files) {
   const form = new FormData();
   for (const f of files) form.append("files", f, f.name);
   if (files.some((f) => /\.(csv|npy)$/i.test(f.name))) {
-    form.append("fs", $("fs-input").value);
+    // no rate typed: none sent (a CSV's time column gives it; the server asks for a .npy's)
+    if ($("fs-input").value.trim()) form.append("fs", $("fs-input").value);
     form.append("units", $("units-select").value);
   }
   if ($("baseline-select").value) form.append("baseline", $("baseline-select").value);
