@@ -208,6 +208,12 @@ def test_batch_answers_each_record(client, body):
     assert r.status_code == 413 and r.json()["error"]["field"] == "records"
     r = client.post("/v1/predict/batch", json={"records": []})
     assert r.status_code == 422 and r.json()["error"]["field"] == "records"
+    r = client.post("/v1/predict/batch", json={"records": [body], "x": 1})  # as /v1/predict
+    assert r.status_code == 422 and r.json()["error"]["field"] == "x", r.text
+    # a record's errors name it the same way, found by the schema or after it
+    short = {**body, "signal": [row[:100] for row in body["signal"]]}
+    r = client.post("/v1/predict/batch", json={"records": [body, short]})
+    assert r.json()["results"][1]["error"]["field"] == "records[1].signal", r.text
 
 
 # --- uploads -------------------------------------------------------------------------------------
@@ -364,6 +370,7 @@ BAD = {
     "microvolts as mV": (lambda b: case(b, signal=[[v * 1000 for v in r] for r in b["signal"]]), 422,
                          "invalid_record", "signal"),  # fmt: skip
     "unknown field": (lambda b: case(b, sgnal=[]), 422, "invalid_field", "sgnal"),
+    "no leads": (lambda b: case(b, leads=[]), 422, "invalid_field", "leads"),
     "nested too deep": (lambda b: b"[" * 100_000 + b"]" * 100_000, 400, "malformed_json", "body"),
 }  # fmt: skip
 

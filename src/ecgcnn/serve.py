@@ -107,6 +107,7 @@ class EcgIn(BaseModel):
     fs: float = Field(gt=0, le=20000, description="Sampling rate in Hz (resampled to the model's).")
     leads: list[str] | None = Field(
         default=None,
+        min_length=1,
         max_length=64,
         description="Lead names of the channels, e.g. I, II, III, aVR, aVL, aVF, V1-V6 (aliases "
         "such as AVR, DI, C1 are understood). Default: the model's 12 leads in its order.",
@@ -412,6 +413,10 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             if not isinstance(records, list) or not records:
                 raise ApiError(422, "invalid_field", "expected a non-empty list of records like "
                                "/v1/predict's body", "records")  # fmt: skip
+            extra = sorted(set(raw) - set(BatchIn.model_fields))
+            if extra:  # as /v1/predict does: a misspelt field is not silently dropped
+                raise ApiError(422, "invalid_field", f"{extra[0]}: unknown field; expected only "
+                               "records", extra[0])  # fmt: skip
             _check_batch(len(records), settings)
             for i, item in enumerate(records):
                 label = item.get("name") if isinstance(item, dict) else None
@@ -421,8 +426,11 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
                     out = await run(_predict_json, p, body, settings, state.model_id, False)
                     results.append({"record": record, "prediction": out})
                 except ApiError as exc:
+                    field = exc.field
+                    if field is not None and not field.startswith("records["):
+                        field = f"records[{i}].{field}"  # as the schema's errors name it
                     results.append({"record": record, "error": error_body(
-                        exc.status, exc.code, exc.message, exc.field)["error"]})  # fmt: skip
+                        exc.status, exc.code, exc.message, field)["error"]})  # fmt: skip
         else:
             groups = await _uploads(request, settings)
             _check_batch(len(groups), settings)
