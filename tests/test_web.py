@@ -52,6 +52,34 @@ def test_page_and_its_files_are_served_and_need_no_other_host(tmp_path):
     assert all(u.startswith("data:") for u in re.findall(r"url\(([^)]*)\)", css.text))
 
 
+def test_the_api_docs_need_no_other_host(tmp_path):
+    """/docs and /redoc load their scripts from this server (a hospital network has no CDN)."""
+    client = TestClient(create_app(Settings(str(tmp_path / "never-loaded.pt"))))
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        links = re.findall(r'(?:src|href)="([^"]*)"', html)
+        assert links and all(re.match(r"/[^/]", link) for link in links), (page, links)
+        assert "cdn." not in html and "fonts.googleapis" not in html, page
+        for link in links:
+            asset = client.get(link)
+            assert asset.status_code == 200 and len(asset.content) > 1000, link
+    assert "/openapi.json" in client.get("/docs").text
+
+
+@pytest.mark.slow
+def test_the_api_docs_render_offline_in_a_browser(live_server, driver):
+    """Swagger UI draws the operations with no network beyond this server."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(live_server + "/docs")
+    WebDriverWait(driver, 60, poll_frequency=0.2).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock")
+    )
+    paths = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/v1/predict", "/v1/predict/batch"} <= paths, paths
+
+
 # --- the API, as the tests' reference ------------------------------------------------------------
 
 

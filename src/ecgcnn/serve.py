@@ -289,6 +289,8 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         summary="12-lead ECG classification with CNNs trained on PTB-XL (a research tool, "
         "not a medical device).",
         lifespan=lifespan,
+        docs_url=None,  # served below from this package's dependencies, not from a CDN
+        redoc_url=None,
     )
     app.state.ecgcnn = state
     app.state.settings = settings
@@ -311,6 +313,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
 
     static = resources.files("ecgcnn").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    _api_docs(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -448,6 +451,34 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         return {"model_id": state.model_id, "results": results}
 
     return app
+
+
+def _api_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc with their scripts from the fastapi-offline package: FastAPI's
+    own pages load them from cdn.jsdelivr.net and stay blank on a network without the internet."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    assets = resources.files("fastapi_offline").joinpath("static")
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} API",
+            swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs-assets/favicon.png",
+        )  # fmt: skip
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} API",
+            redoc_js_url=f"{root}/docs-assets/redoc.standalone.js",
+            redoc_favicon_url=f"{root}/docs-assets/favicon.png", with_google_fonts=False,
+        )  # fmt: skip
 
 
 def app_from_env() -> FastAPI:
