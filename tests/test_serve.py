@@ -288,11 +288,13 @@ def test_the_baseline_is_filtered_unless_kept_by_json_and_upload(client, predict
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "baseline"
 
 
+@pytest.mark.parametrize("header_length", [True, False])  # WFDB lets a header leave it out
 def test_a_record_too_long_by_its_header_is_refused_before_it_is_decoded(
-    client, tmp_path, monkeypatch
+    client, tmp_path, monkeypatch, header_length
 ):
     """A compressed CinC .mat of a few KiB can inflate to hours of signal (hundreds of MB once
-    scored): the header's length refuses it before a sample is read."""
+    scored): the header's length (else the .mat's own matrix header) refuses it before a sample is
+    read."""
     import scipy.io
 
     from ecgcnn import recording
@@ -300,7 +302,7 @@ def test_a_record_too_long_by_its_header_is_refused_before_it_is_decoded(
     samples = 2_000_000  # 20,000 s at 100 Hz
     scipy.io.savemat(tmp_path / "bomb.mat", {"val": np.zeros((12, samples), np.int16)},
                      do_compression=True)  # fmt: skip
-    lines = [f"bomb 12 100 {samples}"] + [
+    lines = [f"bomb 12 100 {samples}" if header_length else "bomb 12 100"] + [
         f"bomb.mat 16+24 1000/mV 16 0 0 0 0 {lead}" for lead in LEADS
     ]
     (tmp_path / "bomb.hea").write_text("\n".join(lines) + "\n")

@@ -95,6 +95,17 @@ def _check_inflation(path: Path, name: str, limit: int) -> None:
         pos += size + (-size % 8 if kind != 15 else 0)
 
 
+def mat_samples(name: str, path: Path) -> int | None:
+    """Samples per lead of the 'val' matrix in ``path`` (leads x samples), from its matrix header,
+    without loading it: for a header that does not give the record's length. None if unknown."""
+    import scipy.io
+
+    _check_inflation(path, name, MAX_MAT_BYTES)  # scipy inflates a compressed element to look in
+    shapes = {v[0]: v[1] for v in scipy.io.whosmat(path)}
+    shape = shapes.get("val")
+    return int(shape[1]) if shape is not None and len(shape) == 2 else None
+
+
 def read_later_matlab(
     name: str, path: Path, sampfrom: int = 0, sampto: int | None = None
 ) -> tuple[np.ndarray, dict]:

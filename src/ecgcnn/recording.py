@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ecgcnn.cinc import later_matlab, read_later_matlab
+from ecgcnn.cinc import later_matlab, mat_samples, read_later_matlab
 from ecgcnn.errors import EcgcnnError, RecordError
 from ecgcnn.holter import ISHNE_SUFFIXES, is_ishne, ishne_length, read_ishne
 from ecgcnn.mfer import MFER_SUFFIXES, is_mfer, read_mfer
@@ -517,8 +517,9 @@ def record_name(path: str | Path) -> str:
 
 def record_length(path: str | Path, fs: float | None = None) -> tuple[int, float] | None:
     """Samples per lead and rate as the header says, without reading a sample: WFDB records (at
-    ``fs`` when the header gives no rate) and ISHNE Holter files. None for other formats, or a
-    header that does not say (reading the record tells what is wrong with it)."""
+    ``fs`` when the header gives no rate; the length of a MATLAB v5/v7 ``val`` from its matrix
+    header when the WFDB header leaves it out) and ISHNE Holter files. None for other formats, or
+    a header that does not say (reading the record tells what is wrong with it)."""
     p = Path(path)
     try:
         kind = record_kind(p)
@@ -530,12 +531,17 @@ def record_length(path: str | Path, fs: float | None = None) -> tuple[int, float
 
         name = record_name(p)
         header = wfdb.rdheader(name)
-        rate = float(header.fs) if _gives_rate(_header_lines(name)) else fs
+        lines = _header_lines(name)
+        rate = float(header.fs) if _gives_rate(lines) else fs
+        length = header.sig_len
+        if not length:  # WFDB lets a header leave it out: a MATLAB file's matrix says it
+            mat = later_matlab(name, lines)
+            length = mat_samples(name, mat) if mat is not None else None
     except Exception:  # any damage: the full read reports it
         return None
-    if not header.sig_len or not rate or rate <= 0:
+    if not length or not rate or rate <= 0:
         return None
-    return int(header.sig_len), float(rate)
+    return int(length), float(rate)
 
 
 def read_recording(
