@@ -207,6 +207,14 @@ def test_saved_files_missing_or_corrupt_are_named(bench, synthetic_root, tmp_pat
     assert "leaderboard.json: not readable JSON" in caplog.text
     assert json.loads((out / "leaderboard.json").read_text())["reference"] == "cnn1d"
 
+    # every entry of the only task without its predictions: named, and no stale table left
+    for npz in out.glob("superdiagnostic/*/benchmark/predictions_test.npz"):
+        npz.unlink()
+    with pytest.raises(EcgcnnError, match=r"no task could be scored \(superdiagnostic: .*"
+                       r"predictions_test.npz is missing.*previous leaderboard removed"):  # fmt: skip
+        leaderboard(out)
+    assert not (out / "leaderboard.md").exists()
+
 
 def test_finished_models_are_not_retrained(bench, synthetic_root, caplog):
     out, _ = bench

@@ -194,16 +194,19 @@ def leaderboard(
     in_skipped: set[str] = set()  # the models of tasks left out (a --reference trained only there)
     unscorable: dict[str, str] = {}  # model: why an entry of it is left out
     for task in tasks:
-        entries = {}
+        entries, missing = {}, []
         for run in sorted((out / task).iterdir()):
             try:
                 entry = _entry(run)
             except MissingPredictions as e:
                 log.warning("%s / %s: left out of the leaderboard: %s", task, run.name, e)
                 unscorable.setdefault(run.name, str(e))
+                missing.append(str(e))
                 continue
             if entry is not None:
                 entries[entry["model"]] = entry
+        if not entries and missing:  # finished, yet nothing to score: named, not passed over
+            board.setdefault("skipped_tasks", {})[task] = "; ".join(missing)
         if not entries:
             continue
         in_skipped |= set(entries)  # taken back below for the tasks that are scored
@@ -222,16 +225,16 @@ def leaderboard(
             continue
         board["tasks"][task] = rows
     in_skipped -= {m for rows in board["tasks"].values() for m in rows}
-    if not board["tasks"] and board.get("skipped_tasks"):
-        reasons = "; ".join(f"{t}: {r}" for t, r in board["skipped_tasks"].items())
+    if not board["tasks"]:
         stale = [f for f in (out / "leaderboard.json", out / "leaderboard.md") if f.is_file()]
         for f in stale:  # a table that no longer matches the folder must not be read as current
             f.unlink()
         removed = "; the previous leaderboard removed" if stale else ""
-        raise EcgcnnError(f"{out}: no task could be scored ({reasons}){removed}")
-    if not board["tasks"]:
+        if board.get("skipped_tasks"):
+            reasons = "; ".join(f"{t}: {r}" for t, r in board["skipped_tasks"].items())
+            raise EcgcnnError(f"{out}: no task could be scored ({reasons}){removed}")
         raise EcgcnnError(
-            f"{out}: no finished benchmark runs (TASK/MODEL/{FOLD}/metrics.json) found"
+            f"{out}: no finished benchmark runs (TASK/MODEL/{FOLD}/metrics.json) found{removed}"
         )
     trained = sorted({m for rows in board["tasks"].values() for m in rows} - {NAIVE})
     if reference not in trained:
