@@ -166,6 +166,20 @@ def test_a_pickled_object_checkpoint_is_refused_without_advice_to_load_it_unsafe
         load_checkpoint(tmp_path / "evil.pt")
     message = str(exc.value)
     assert "weights_only" not in message and "trust" not in message and "\x1b" not in message
+    # a damaged pickle stream is not called one of objects
+    import zipfile
+
+    random_checkpoint("cnn1d", tmp_path / "good.pt")
+    with (
+        zipfile.ZipFile(tmp_path / "good.pt") as src,
+        zipfile.ZipFile(tmp_path / "bad.pt", "w") as dst,
+    ):
+        for item in src.infolist():
+            data = src.read(item)
+            dst.writestr(item, b"\x80\x02garbage" if item.filename.endswith("data.pkl") else data)
+    with pytest.raises(EcgcnnError, match="damaged") as exc:
+        load_checkpoint(tmp_path / "bad.pt")
+    assert "Python objects" not in str(exc.value) and "weights_only" not in str(exc.value)
 
 
 def test_a_model_is_told_from_a_checkpoint_by_its_content_not_its_name(tmp_path):

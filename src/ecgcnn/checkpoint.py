@@ -55,11 +55,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise EcgcnnError(f"{path}: not a loadable ecgcnn checkpoint (not a PyTorch file){hint}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:  # torch's message goes on to say how to load it unsafely
-        raise EcgcnnError(
-            f"{path}: not a loadable ecgcnn checkpoint (it holds Python objects beyond tensors and "
-            "plain data, which ecgcnn never unpickles)"
-        ) from None
+    except pickle.UnpicklingError as exc:  # torch's message goes on to say how to load it unsafely
+        if "Unsupported global" in str(exc):
+            problem = ("it holds Python objects beyond tensors and plain data, which ecgcnn never "
+                       "unpickles")  # fmt: skip
+        else:
+            said = [line for line in str(exc).splitlines() if line.startswith("Unsupported")]
+            problem = f"damaged: unpickling failed{f' ({said[0]})' if said else ''}"
+        raise EcgcnnError(f"{path}: not a loadable ecgcnn checkpoint ({problem})") from None
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise EcgcnnError(
