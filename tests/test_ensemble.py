@@ -40,6 +40,18 @@ def test_an_ensemble_outputs_the_logit_of_its_members_mean_probability():
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
+def test_the_ensembles_log_sigmoid_matches_torchs_in_value_and_gradient():
+    """Written for ONNX, it must still be log(sigmoid(x)) for saliency: the gradient too, at 0."""
+    from ecgcnn.models import _logsigmoid
+
+    x = torch.tensor([-200.0, -30.0, -1.0, 0.0, 1e-4, 2.0, 40.0, 300.0], dtype=torch.float64)
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    torch.testing.assert_close(_logsigmoid(a), torch.nn.functional.logsigmoid(b))
+    _logsigmoid(a).sum().backward()
+    torch.nn.functional.logsigmoid(b).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
 def test_an_ensemble_needs_a_member():
     with pytest.raises(EcgcnnError, match="at least one"):
         Ensemble([])

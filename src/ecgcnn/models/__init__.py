@@ -74,8 +74,10 @@ class Ensemble(nn.Module):
 
 def _logsigmoid(x: torch.Tensor) -> torch.Tensor:
     """log(sigmoid(x)) as min(x, 0) - log(1 + exp(-|x|)): exact at any size, and in ONNX too, where
-    F.logsigmoid is exported as Log(Sigmoid(x)) and gives -inf beyond |x| of about 17 (float32)."""
-    return torch.clamp(x, max=0.0) - torch.log1p(torch.exp(-torch.abs(x)))
+    F.logsigmoid is exported as Log(Sigmoid(x)) and gives -inf beyond |x| of about 17 (float32).
+    min(x, 0) is written (x - |x|) / 2, whose gradient at 0 is the true 1/2 (clamp's is 1)."""
+    magnitude = torch.abs(x)
+    return 0.5 * (x - magnitude) - torch.log1p(torch.exp(-magnitude))
 
 
 def check_members(members: object) -> int:
