@@ -62,6 +62,22 @@ def test_evaluate_run_writes_metrics_and_a_confusion_matrix_per_class(run_dir):
     assert all(c["threshold"] == 0.9 for c in high["per_class"].values())
 
 
+def test_evaluate_and_resume_name_a_damaged_saved_file(run_dir, tmp_path, ecgcnn_here):
+    """A truncated predictions file or a hand-broken config.json is one line naming the file."""
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(run_dir, run)
+    (run / "fold_0" / "predictions_val.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert_one_line_error(ecgcnn_here("evaluate", "--run", run, "--fold", 0),
+                          "fold_0/predictions_val.npz: not readable predictions")  # fmt: skip
+    (run / "config.json").write_text("{")
+    assert_one_line_error(ecgcnn_here("evaluate", "--run", run),
+                          "copy/config.json: not readable JSON")  # fmt: skip
+    assert_one_line_error(ecgcnn_here("train", "--resume", run),
+                          "copy/config.json: not readable JSON")  # fmt: skip
+
+
 def test_evaluate_checkpoint_on_a_strat_fold(run_dir, synthetic_root, tmp_path):
     proc = ecgcnn("evaluate", "--checkpoint", run_dir / "fold_0" / "checkpoint.pt", "--data-root", synthetic_root,
                   "--test-fold", 9, "--out", tmp_path / "ev", "--no-progress")  # fmt: skip

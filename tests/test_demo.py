@@ -52,3 +52,13 @@ def test_a_demo_run_again_continues_and_other_settings_start_afresh(tmp_path, ca
             shutil.rmtree(run_file) if run_file.is_dir() else run_file.unlink()
     run_demo(out, n_patients=50, folds=2, epochs=1, progress=False)
     assert pd.read_csv(database)["patient_id"].nunique() == 50
+
+
+def test_a_demo_folder_holding_another_database_is_refused_in_one_line(tmp_path):
+    from ecgcnn.errors import EcgcnnError
+
+    database = tmp_path / "demo" / "synthetic-ptbxl" / "ptbxl_database.csv"
+    database.parent.mkdir(parents=True)
+    database.write_text("ecg_id,foo\n1,2\n")
+    with pytest.raises(EcgcnnError, match="not the demo's synthetic database"):
+        run_demo(tmp_path / "demo", n_patients=40, folds=2, epochs=1, progress=False)

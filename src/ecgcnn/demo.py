@@ -50,7 +50,11 @@ def run_demo(
     check_same_run(out / "config.json", cfg.to_dict(), quiet=True)
     database = data_root / "ptbxl_database.csv"
     if database.is_file():
-        held = pd.read_csv(database, usecols=["patient_id"])["patient_id"].nunique()
+        try:
+            held = pd.read_csv(database, usecols=["patient_id"])["patient_id"].nunique()
+        except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise EcgcnnError(f"{database}: not the demo's synthetic database ({exc}); choose "
+                              "another --out") from None  # fmt: skip
         a_run = (out / "config.json").is_file() or (out / "splits.json").is_file()
         if held != n_patients and a_run:
             raise EcgcnnError(

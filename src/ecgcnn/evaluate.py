@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ from torch import nn  # noqa: E402
 from ecgcnn import atomic  # noqa: E402
 from ecgcnn.errors import EcgcnnError  # noqa: E402
 from ecgcnn.metrics import compute_metrics  # noqa: E402
+from ecgcnn.saved import read_json, read_predictions  # noqa: E402
 from ecgcnn.windows import aggregate as aggregate_windows  # noqa: E402
 from ecgcnn.windows import sliding_windows  # noqa: E402
 
@@ -144,7 +144,10 @@ def evaluate_run(
     config_path = run / "config.json"
     if not config_path.is_file():
         raise EcgcnnError(f"{run} is not a run folder (no config.json)")
-    names = json.loads(config_path.read_text())["fold_names"]
+    config = read_json(config_path)
+    if not isinstance(config, dict) or "fold_names" not in config:
+        raise EcgcnnError(f"{config_path}: missing 'fold_names'; was it written by ecgcnn train?")
+    names = config["fold_names"]
     if fold is not None:
         if not 0 <= fold < len(names):
             raise EcgcnnError(f"--fold {fold} is not a fold of this run (0..{len(names) - 1})")
@@ -160,7 +163,7 @@ def evaluate_run(
             pred_path = fold_dir / f"predictions_{split}.npz"
             if not pred_path.is_file():
                 continue
-            p = np.load(pred_path)
+            p = read_predictions(pred_path, len(meta["classes"]))
             results[f"{name}/{split}"] = write_evaluation(
                 p["y_true"], p["y_prob"], p["ecg_ids"], meta["classes"], thr, fold_dir / "evaluation",
                 split, {"fold": name, "thresholds": "override" if threshold is not None else "stored"},

@@ -235,7 +235,8 @@ def explain_signal(
     With ``window`` (samples; a checkpoint's ``window``, ``stride`` and ``aggregate``), the record
     is scored as sliding windows whose probabilities are aggregated, as ``predict`` does.
     ``image_maps=False`` leaves out the maps over an image model's picture: saliency and integrated
-    gradients then put no hook on the model, so threads sharing it may explain at once.
+    gradients then put no hook on the model, so threads sharing it may explain at once (Grad-CAM,
+    which is drawn on the picture, ignores it).
     """
     from captum.attr import (
         IntegratedGradients,
@@ -258,7 +259,8 @@ def explain_signal(
         raise EcgcnnError(f"class index {class_index} is not one of the model's {logits.shape[1]}")
     probability = float(torch.sigmoid(logits[0, class_index]))
     # image maps need one rendered picture: a windowed image model gets the input maps only
-    render = None if windowed or not image_maps else image_layer(model, x)
+    # (Grad-CAM of an image model is drawn on its picture: it needs the image whatever image_maps)
+    render = None if windowed or (not image_maps and method != "gradcam") else image_layer(model, x)
     image = image_attr = None
     if method == "saliency":
         attr = Saliency(scorer).attribute(x, target=class_index, abs=True)

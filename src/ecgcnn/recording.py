@@ -824,7 +824,11 @@ def _read_npy(path: Path, name: str) -> tuple[np.ndarray, None]:
         arr = np.load(path, allow_pickle=False)  # never unpickle objects from a data file
     except FileNotFoundError:
         raise RecordError(name, "file not found") from None
-    except (ValueError, OSError, EOFError, MemoryError) as exc:
+    except MemoryError:
+        size = Path(path).stat().st_size
+        raise RecordError(name, f"a .npy array of {size:,} bytes is too large for this machine's "
+                          "memory") from None  # fmt: skip
+    except (ValueError, OSError, EOFError) as exc:
         if "pickle" in str(exc):  # numpy's words for any non-.npy file, with a hint not to follow
             raise RecordError(name, "not a NumPy .npy file (nor is it unpickled: ecgcnn never "
                               "loads Python objects from data)") from None  # fmt: skip

@@ -300,9 +300,9 @@ def work_in_run(cfg: TrainConfig) -> list[str]:
 
 
 def load_fold_results(fold_dir: Path) -> dict[str, Any]:
-    result = {"val": json.loads((fold_dir / "metrics.json").read_text())}
+    result = {"val": read_json(fold_dir / "metrics.json")}
     if (fold_dir / "metrics_test.json").is_file():
-        result["test"] = json.loads((fold_dir / "metrics_test.json").read_text())
+        result["test"] = read_json(fold_dir / "metrics_test.json")
     return result
 
 
@@ -311,7 +311,7 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise EcgcnnError(f"{run_dir} is not a run folder (no config.json): nothing to resume")
-    saved = json.loads(path.read_text())
+    saved = read_json(path)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in saved.items() if k in names}
     values["recipe"] = Recipe.from_dict(values["recipe"], str(path))
@@ -337,7 +337,7 @@ def check_same_run(
     """
     if not config_path.is_file():
         return {}
-    old = json.loads(config_path.read_text())
+    old = read_json(config_path)
     if isinstance(old.get("recipe"), dict):  # a run from before a setting existed had its default
         old["recipe"] = Recipe.from_dict(old["recipe"], str(config_path)).to_dict()
     diff = []
@@ -385,7 +385,7 @@ def check_same_splits(path: Path, splits: dict[str, Any]) -> None:
     """Refuse to continue a run whose data now gives other folds than the ones it began with."""
     if not path.is_file():
         return
-    old = json.loads(path.read_text())
+    old = read_json(path)
     new = json.loads(json.dumps(splits))
     if old == new:
         return
