@@ -423,6 +423,19 @@ def test_a_wfdb_header_in_cyrillic_millivolts_or_microvolts(tmp_path, unit, scal
     np.testing.assert_allclose(signal, sig, atol=6e-4)
 
 
+def test_a_wfdb_header_saved_in_windows_1251_keeps_its_cyrillic_unit(tmp_path):
+    """Russian Windows software saves text in Windows-1251, not UTF-8: мкВ must not become
+    Latin-1's 'ìêÂ', an unknown unit read as mV (a thousandfold error)."""
+    sig = ecg(seed=10)
+    write_wfdb(tmp_path / "cp", sig * 1000, units="\u043c\u043a\u0412")
+    hea = tmp_path / "cp.hea"
+    hea.write_bytes(hea.read_bytes().decode("utf-8").encode("cp1251"))
+    rec = read_recording(tmp_path / "cp")
+    np.testing.assert_allclose(rec.signal, sig, atol=6e-4)
+    signal, _ = read_record(tmp_path / "cp")
+    np.testing.assert_allclose(signal, sig, atol=6e-4)
+
+
 def test_header_units_win_over_the_units_option_with_a_warning(tmp_path):
     write_wfdb(tmp_path / "mv", ecg())
     rec = read_recording(tmp_path / "mv", units="uV")

@@ -218,7 +218,8 @@ def header_units(name: str, units: Sequence[str]) -> list[str]:
 
     wfdb reads a header as ASCII and drops what is not: 'µV' (micro sign or Greek mu, as
     ``wfdb.wrsamp`` itself writes them) arrives as 'V', a millionfold error. Those units are read
-    from the header's bytes (UTF-8, else Latin-1). A multi-segment or unreadable header keeps wfdb's.
+    from the header's bytes (UTF-8, else Windows-1251 where that names a known unit, else
+    Latin-1). A multi-segment or unreadable header keeps wfdb's.
     """
     units = list(units)
     try:
@@ -228,18 +229,28 @@ def header_units(name: str, units: Sequence[str]) -> list[str]:
     if raw.isascii():
         return units
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+        texts = [raw.decode("utf-8")]
+    except UnicodeDecodeError:  # Windows-1251 (Russian Windows software) when it names a unit
+        texts = [raw.decode("cp1251", errors="replace"), raw.decode("latin-1")]
+    written = [_written_units(text, len(units)) for text in texts]
+    for i in range(len(units)):
+        found = [w[i] for w in written if w is not None and w[i]]
+        if found:
+            units[i] = next((u for u in found if unit_scale(u) is not None), found[-1])
+    return units
+
+
+def _written_units(text: str, n: int) -> list[str] | None:
+    """The non-ASCII units of a WFDB header's first ``n`` signal lines ('' where ASCII)."""
     lines = [line.split() for line in text.splitlines()
              if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
-    if not lines or "/" in lines[0][0] or len(lines) - 1 < len(units):
-        return units
-    for i, parts in enumerate(lines[1 : 1 + len(units)]):
+    if not lines or "/" in lines[0][0] or len(lines) - 1 < n:
+        return None
+    units = []
+    for parts in lines[1 : 1 + n]:
         gain = parts[2] if len(parts) > 2 else ""
-        written = gain.split("/", 1)[1] if "/" in gain else ""
-        if written and not written.isascii():
-            units[i] = written
+        unit = gain.split("/", 1)[1] if "/" in gain else ""
+        units.append(unit if unit and not unit.isascii() else "")
     return units
 
 
