@@ -777,6 +777,17 @@ def test_a_multi_segment_record_in_a_folder_is_one_record(tmp_path):
         read_recording(tmp_path / "rec_layout")  # named on its own: says what it is
 
 
+def test_a_malformed_multi_segment_header_in_a_folder_is_one_failure_not_a_crash(tmp_path):
+    """A header naming segments that are no file names (or random bytes whose first word has a '/')
+    is the record's failure when read; the folder's other records are still found."""
+    write_wfdb(tmp_path / "good", ecg())
+    (tmp_path / "multi.hea").write_text("multi/2 12 500 10000\nsub/dir/seg1 5000\n/ 5000\n")
+    found, errors = find_recordings([tmp_path])
+    assert tmp_path / "good.hea" in found and not errors
+    with pytest.raises(RecordError):
+        read_recording(tmp_path / "multi.hea")
+
+
 def test_find_recordings(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     write_wfdb(tmp_path / "a" / "b" / "rec1", ecg())

@@ -1057,7 +1057,10 @@ def _segments(header: Path) -> list[Path]:
             names = [line.split()[0] for line in f if line.strip() and line.lstrip()[0] != "#"]
     except OSError:
         return []
-    return [header.with_name(f"{n}.hea") for n in names if n != "~"]
+    # a name that is no file name (a path, a bare '/' of a damaged header) is no segment of this
+    # folder: the record's own read says what is wrong with it
+    return [header.with_name(f"{n}.hea") for n in names
+            if n != "~" and "/" not in n and "\\" not in n and n not in ("", ".", "..")]  # fmt: skip
 
 
 def _is_recording(path: Path, arrays: bool) -> bool:
