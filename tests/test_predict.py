@@ -343,3 +343,49 @@ def test_cli_predict_bad_options_are_one_line_errors(checkpoint, tmp_path):
     assert proc.returncode == 1 and lines == [
         "error: --baseline 'mean': expected one of keep, median, highpass"
     ]
+
+
+def test_cli_predict_checks_its_outputs_before_any_work(
+    checkpoint, tmp_path, ecgcnn_here, monkeypatch
+):
+    """A bad --out or --plot is found before hours of Holters are scored, and is named as typed;
+    an --out that is one of the recordings (or its files) is refused, not overwritten."""
+    from ecgcnn import predict
+
+    def never(*args, **kwargs):
+        raise AssertionError("predicted before the outputs were checked")
+
+    monkeypatch.setattr(predict, "predict_files", never)
+    csv = tmp_path / "sig.csv"
+    csv.write_text("I\n1\n")
+    write_wfdb(tmp_path / "rec", ecg())
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    cases = [
+        (["--out", tmp_path / "folder"], "--out " + str(tmp_path / "folder") + " is a folder"),
+        (["--out", csv], "is one of the recordings to predict"),
+        (["--out", tmp_path / "rec.hea", "--format", "csv"], "is one of the recordings to predict"),
+        (["--out", tmp_path / "a-file" / "x.csv"], "--out " + str(tmp_path / "a-file" / "x.csv")),
+        (
+            ["--every", 10, "--plot", tmp_path / "a-file"],
+            "--plot " + str(tmp_path / "a-file") + " is a file",
+        ),
+    ]
+    for extra, message in cases:
+        proc = ecgcnn_here(
+            "predict", "--checkpoint", checkpoint, csv, tmp_path / "rec", "--fs", 100, *extra
+        )
+        assert proc.returncode != 0 and message in proc.stderr, (extra, proc.stderr)
+        assert ".tmp" not in proc.stderr and "Traceback" not in proc.stderr
+    assert csv.read_text() == "I\n1\n"
+
+
+def test_explain_and_evaluate_check_their_output_folder_first(checkpoint, tmp_path, ecgcnn_here):
+    (tmp_path / "a-file").write_text("x")
+    write_wfdb(tmp_path / "rec", ecg())
+    proc = ecgcnn_here("explain", "--checkpoint", checkpoint, "--record", tmp_path / "rec",
+                       "--out", tmp_path / "a-file")  # fmt: skip
+    assert proc.returncode != 0 and f"--out {tmp_path / 'a-file'} is a file" in proc.stderr
+    proc = ecgcnn_here("evaluate", "--checkpoint", checkpoint, "--data-root", tmp_path,
+                       "--out", tmp_path / "a-file" / "sub")  # fmt: skip
+    assert proc.returncode != 0 and "cannot be made" in proc.stderr, proc.stderr

@@ -60,3 +60,26 @@ def write_with(path: str | Path, writer: Callable[[BinaryIO], None]) -> None:
     """Atomic write through a function that writes to a file object (torch.save, savefig...)."""
     with atomic_open(path) as f:
         writer(f)
+
+
+def unwritable(path: str | Path, folder: bool = False) -> str | None:
+    """Why ``path`` could not be written (a file, or a ``folder`` to make), or None: checked before
+    long work, so that its results are not lost to a typo at the end. Parents are made as the
+    writes make them; the nearest one that exists must be a writable folder."""
+    path = Path(path)
+    if not folder and path.is_dir():
+        return "is a folder; give a file name"
+    if folder and path.exists() and not path.is_dir():
+        return "is a file; give a folder"
+    base = path if folder and path.is_dir() else path.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        return f"cannot be made: {base} is a file"
+    try:
+        fd, tmp = tempfile.mkstemp(dir=base, prefix=".ecgcnn-write-check.")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return f"cannot be written in {base} ({exc.strerror or exc})"
+    return None

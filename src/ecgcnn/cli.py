@@ -342,6 +342,31 @@ def train_cmd(
         report_training(results, model, task, protocol, out, only_fold)
 
 
+def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: list[Path] = ()) -> None:
+    """Refuse, before any work, an output (option, path, is a folder) that cannot be written or
+    that is one of the ``inputs`` (or a file of an input WFDB record): named as typed."""
+    from ecgcnn import atomic
+
+    given = set()
+    for path in inputs:
+        path = Path(path)
+        given.add(path.resolve())
+        if path.suffix.lower() in ("", *WFDB_FILES):  # a record's name or one of its files
+            given |= {path.with_suffix(s).resolve() for s in WFDB_FILES}
+    for option, path, folder in outputs:
+        if path is None:
+            continue
+        if not folder and path.resolve() in given:
+            raise EcgcnnError(f"{option} {path} is one of the recordings to predict; choose "
+                              "another file")  # fmt: skip
+        problem = atomic.unwritable(path, folder)
+        if problem:
+            raise EcgcnnError(f"{option} {path} {problem}")
+
+
+WFDB_FILES = (".hea", ".dat", ".mat")
+
+
 def launch_torchrun(nproc: int) -> int:
     """Re-run this very command under torchrun with ``nproc`` processes (same arguments, minus --nproc)."""
     import subprocess
@@ -445,6 +470,7 @@ def evaluate(
         if data_root is None:
             raise EcgcnnError("--checkpoint needs --data-root")
         target = out or checkpoint.parent / "evaluation"
+        check_outputs(("--out", target, True))  # before the records are read and scored
         results = {
             str(target): evaluate_checkpoint(
                 checkpoint,
@@ -729,6 +755,7 @@ def predict(
     check_format(format)
     if plot is not None and every is None:
         raise EcgcnnError("--plot draws a timeline: it needs --every SECONDS")
+    check_outputs(("--out", out, False), ("--plot", plot, True), inputs=paths)
     result = predict_files(
         checkpoint, paths, fs=fs, units=units, allow_missing_leads=allow_missing_leads,
         segment=segment, threshold=threshold, aggregate=aggregate, workers=workers,
@@ -1023,6 +1050,7 @@ def explain(
     from ecgcnn.explain import explain_record
     from ecgcnn.recording import parse_segment
 
+    check_outputs(("--out", out, True))
     results = explain_record(checkpoint, out, record=record, data_root=data_root, ecg_id=ecg_id,
                              method=method, class_name=class_name, top=top, fs=fs,
                              units=units, segment=parse_segment(segment),
