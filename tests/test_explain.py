@@ -180,6 +180,24 @@ def test_a_windowed_model_explains_a_record_shorter_than_ten_seconds(tmp_path):
     assert results[0].paths[0].read_bytes()[:8] == PNG
 
 
+def test_a_windowed_model_explains_a_record_longer_than_ten_seconds_as_predict_scores_it(
+    tmp_path,
+):
+    """`predict --every 30` flags a 30 s part, `explain --segment` shows it: a windowed model scores
+    all of it there too (it once kept the first 10 s, so the two disagreed)."""
+    from ecgcnn.predict import Predictor
+
+    ckpt = fake_checkpoint(tmp_path / "w.pt", "fcn_wang", window=250, stride=125, aggregate="max")
+    signal = np.concatenate([ecg(samples=1000, seed=s).T for s in (1, 2, 3)])  # 30 s, three ECGs
+    np.save(tmp_path / "long.npy", signal)
+    predicted = Predictor.load(ckpt).predict_record(tmp_path / "long.npy", fs=100)
+    assert predicted.windows > 7
+    results = explain_record(ckpt, tmp_path / "o", record=tmp_path / "long.npy", fs=100, top=5)
+    for r in results:
+        assert r.probability == pytest.approx(predicted.probabilities[r.class_name], abs=1e-5)
+    assert all(p.read_bytes()[:8] == PNG for r in results for p in r.paths)
+
+
 def test_explain_record_of_an_image_model_writes_paper_and_image(synthetic_root, tmp_path):
     ckpt = fake_checkpoint(tmp_path / "cnn2d.pt", "cnn2d")
     results = explain_record(ckpt, tmp_path / "out", data_root=synthetic_root, ecg_id=3,

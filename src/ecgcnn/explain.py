@@ -456,7 +456,9 @@ def _record_signal(
             f"{name} holds {len(signal) / model_fs:g} s at {model_fs:g} Hz; the model expects "
             f"{need / model_fs:g} s ({need} samples)"
         )
-    if len(signal) > length:
+    if meta.get("window"):  # scored as predict scores it: windows over all of it
+        length = len(signal)
+    elif len(signal) > length:
         log.warning(
             "%s: using the first %g s of %g s", name, length / model_fs, len(signal) / model_fs
         )

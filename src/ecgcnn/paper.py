@@ -239,7 +239,12 @@ def paper_figure(
              fontweight="bold", va="center")  # fmt: skip
     if sub:
         fig.text(left / fig_w, 1 - 14.0 / fig_h, sub, fontsize=9.5, color="#444444", va="center")
-    note = f"25 mm/s  ·  10 mm/mV  ·  {fs:g} Hz  ·  {n / fs:g} s  ·  {DISCLAIMER}"
+    shown = (
+        f"the first {4 * col_n / fs:g} s of {n / fs:g} s drawn"
+        if n > 4 * col_n
+        else f"{n / fs:g} s"
+    )
+    note = f"25 mm/s  ·  10 mm/mV  ·  {fs:g} Hz  ·  {shown}  ·  {DISCLAIMER}"
     fig.text(left / fig_w, 6.0 / fig_h, note, fontsize=8, color="#666666", va="center")
 
     if heat is not None:
