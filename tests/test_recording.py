@@ -515,6 +515,28 @@ def test_physionet_exported_csv(tmp_path, time_unit, clock):
     np.testing.assert_allclose(rec.signal, sig, atol=6e-5)
 
 
+@pytest.mark.parametrize("fs", [500, 333.333])
+def test_a_csv_time_column_with_a_gap_is_refused_not_read_at_a_blended_rate(tmp_path, fs):
+    """A 0.5 s jump in the times made the end-to-end rate 476 Hz, silently: the gap is named.
+    Times rounded to the millisecond (333.333 Hz: steps of 3 and 4 ms) are no gap."""
+    sig = ecg(fs=500, seed=7)
+    times = np.arange(len(sig)) / fs
+    lines = ["time," + ",".join(LEADS)] + [
+        f"{t:.3f}," + ",".join(f"{v:.4f}" for v in row) for t, row in zip(times, sig, strict=True)
+    ]
+    (tmp_path / "even.csv").write_text("\n".join(lines) + "\n")
+    assert read_recording(tmp_path / "even.csv").fs == pytest.approx(fs, rel=1e-3)
+    gap = times + np.where(np.arange(len(sig)) >= 2500, 0.5, 0.0)
+    lines = ["time," + ",".join(LEADS)] + [
+        f"{t:.3f}," + ",".join(f"{v:.4f}" for v in row) for t, row in zip(gap, sig, strict=True)
+    ]
+    (tmp_path / "gap.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "gap.csv")
+    one_line(exc, str(tmp_path / "gap.csv"), "the time column is not evenly spaced")
+    assert f"after {times[2499]:.3f} s" in str(exc.value)
+
+
 def test_csv_with_decimal_commas(tmp_path):
     sig = ecg(seed=6)
     body = ["; ".join(f"{v:.6f}".replace(".", ",") for v in row) for row in sig]

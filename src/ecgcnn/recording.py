@@ -966,6 +966,16 @@ def _rate_from_times(column: object, unit: float | str, name: str) -> float | No
         t = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64) * float(unit)
     if len(t) < 2 or not np.isfinite(t).all() or (np.diff(t) < 0).any() or t[-1] <= t[0]:
         return None
+    steps = np.diff(t)
+    step = float(np.median(steps))
+    if step <= 0:  # times coarser than the samples (500 Hz in tenths of a second): no rate in them
+        return None
+    uneven = np.flatnonzero(np.abs(steps - step) > 0.5 * step)  # rounding moves a step by less
+    if len(uneven):
+        k = int(uneven[0])
+        raise RecordError(name, f"the time column is not evenly spaced: it goes from {t[k]:g} s to "
+                          f"{t[k + 1]:g} s (after {t[k]:.3f} s), against steps of {step:.4g} s "
+                          "elsewhere; a recording with gaps has no single rate")  # fmt: skip
     rate = (len(t) - 1) / (t[-1] - t[0])  # end to end: exact even when times are rounded
     return float(round(rate)) if abs(rate - round(rate)) <= 1e-3 * rate else rate
 
