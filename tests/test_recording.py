@@ -436,6 +436,15 @@ def test_a_wfdb_header_saved_in_windows_1251_keeps_its_cyrillic_unit(tmp_path):
     np.testing.assert_allclose(signal, sig, atol=6e-4)
 
 
+def test_millivolts_read_as_volts_are_told_to_check_the_units_given(tmp_path):
+    """--units V on a signal in mV: the hint points at the V that was asked for, not at microvolts."""
+    np.save(tmp_path / "mv.npy", ecg())
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "mv.npy", fs=100, units="V")
+    one_line(exc, str(tmp_path / "mv.npy"), "the samples were read in V (as --units")
+    assert "microvolts" not in str(exc.value)
+
+
 def test_header_units_win_over_the_units_option_with_a_warning(tmp_path):
     write_wfdb(tmp_path / "mv", ecg())
     rec = read_recording(tmp_path / "mv", units="uV")

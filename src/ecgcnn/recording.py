@@ -401,8 +401,8 @@ def conform(
                 out[:, j] = columns[c]
     if missing:
         warn.append(f"lead(s) {', '.join(missing)} missing: filled with zeros")
-    _check_amplitudes(out[:, [j for j, c in enumerate(wanted) if c in columns]], name, warn)
     used = sorted({str(unit_list[found[c]]).strip() for c in columns if c in found})
+    _check_amplitudes(out[:, [j for j, c in enumerate(wanted) if c in columns]], name, warn, used)
     return Recording(
         name, out, fs, leads, tuple(missing), tuple(warn), allow_missing_leads, tuple(used)
     )
@@ -441,20 +441,25 @@ def _derive_limb_leads(
     return {c: formulas[c]() for c in need}, f"{have[0]} and {have[1]}"
 
 
-def _check_amplitudes(signal: np.ndarray, name: str, warn: list[str]) -> None:
-    """Refuse a recording whose typical amplitude no ECG in millivolts has; warn on a lone spike."""
+def _check_amplitudes(
+    signal: np.ndarray, name: str, warn: list[str], units: Sequence[str] = ("mV",)
+) -> None:
+    """Refuse a recording whose typical amplitude no ECG in millivolts has (read in ``units``);
+    warn on a lone spike."""
     finite = np.where(np.isfinite(signal), signal, np.nan)  # NaNs: validate() reports them
     if finite.size == 0 or np.isnan(finite).all(axis=0).any():
         return
     low, high = np.nanpercentile(finite, [1, 99], axis=0)
     spread = float(np.median(high - low))  # of the typical lead, blind to offsets and lone spikes
     if spread > IMPLAUSIBLE_SPREAD_MV:
-        raise RecordError(
-            name,
-            f"leads span about {spread:.0f} mV, far beyond any ECG: is the signal in microvolts? "
-            "(--units uV for .npy or CSV; a file that gives its units is read in them: check its "
-            "header)",
-        )
+        larger = [u for u in units if (unit_scale(u) or 1.0) > 1.0]
+        why = (
+            f"the samples were read in {', '.join(larger)} (as --units or its header says): are "
+            "those their units? (--units mV or uV for .npy or CSV)" if larger
+            else "is the signal in microvolts? (--units uV for .npy or CSV; a file that gives its "
+            "units is read in them: check its header)"
+        )  # fmt: skip
+        raise RecordError(name, f"leads span about {spread:.0f} mV, far beyond any ECG: {why}")
     peak = float(np.nanmax(np.abs(finite)))
     if peak > IMPLAUSIBLE_MV:
         warn.append(f"amplitudes up to {peak:.0f} mV: an artefact, or the signal in microvolts?")
