@@ -470,3 +470,20 @@ def test_the_service_explains_an_image_model_from_many_threads_at_once(tmp_path,
     alone = one(records[0])
     assert all(len(m["saliency"]) == 12 for m in maps)
     np.testing.assert_allclose(maps[0]["saliency"], alone["saliency"], atol=1e-3)
+
+
+def test_explain_takes_the_missing_leads_option_its_error_suggests(tmp_path, ecgcnn_here):
+    ckpt = fake_checkpoint(tmp_path / "c.pt", "cnn1d")
+    six = np.delete(ecg(), [6, 7], axis=0).T  # without V1 and V2
+    import pandas as pd
+
+    pd.DataFrame(six, columns=[lead for lead in LEADS if lead not in ("V1", "V2")]).to_csv(
+        tmp_path / "ten.csv", index=False
+    )
+    proc = ecgcnn_here("explain", "--checkpoint", ckpt, "--record", tmp_path / "ten.csv",
+                       "--fs", 100, "--out", tmp_path / "o")  # fmt: skip
+    assert proc.returncode != 0 and "--allow-missing-leads" in proc.stderr
+    proc = ecgcnn_here("explain", "--checkpoint", ckpt, "--record", tmp_path / "ten.csv",
+                       "--fs", 100, "--out", tmp_path / "o", "--allow-missing-leads")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert list((tmp_path / "o").glob("*.png"))

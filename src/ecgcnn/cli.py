@@ -1045,6 +1045,9 @@ def explain(
         ),
     ] = None,
     baseline: Baseline = None,
+    allow_missing_leads: Annotated[
+        bool, typer.Option("--allow-missing-leads", help="Fill missing and flat leads with zeros.")
+    ] = False,
 ) -> None:
     """Where the model looks: attribution of one record drawn on ECG paper (PNG per class)."""
     from ecgcnn.explain import explain_record
@@ -1053,8 +1056,8 @@ def explain(
     check_outputs(("--out", out, True))
     results = explain_record(checkpoint, out, record=record, data_root=data_root, ecg_id=ecg_id,
                              method=method, class_name=class_name, top=top, fs=fs,
-                             units=units, segment=parse_segment(segment),
-                             baseline=baseline)  # fmt: skip
+                             units=units, segment=parse_segment(segment), baseline=baseline,
+                             allow_missing_leads=allow_missing_leads)  # fmt: skip
     table = Table(title=f"explained with {method}")
     for column in ("class", "probability", "threshold", "call"):
         table.add_column(column, justify="left" if column == "class" else "right")

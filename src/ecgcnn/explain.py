@@ -374,13 +374,15 @@ def _read_file(
     units: str = "mV",
     segment: tuple[float | None, float | None] | None = None,
     baseline: str = "highpass",
+    allow_missing_leads: bool = False,
 ) -> tuple[np.ndarray, str]:
     """A recording file (WFDB, EDF, .npy, CSV...) in the model's leads, its baseline treated as
     ``predict`` does, resampled to its rate; with ``segment`` only that part (named after it:
     'holter 20-30s')."""
     from ecgcnn.recording import FILE_SUFFIXES, read_recording, remove_baseline, resample
 
-    rec = read_recording(path, leads, fs=fs, units=units, segment=segment).validate()
+    rec = read_recording(path, leads, fs=fs, units=units, segment=segment,
+                         allow_missing_leads=allow_missing_leads).validate()  # fmt: skip
     name = Path(rec.name).name
     if Path(name).suffix.lower() in FILE_SUFFIXES:  # WFDB names come without one
         name = Path(name).stem
@@ -406,6 +408,7 @@ def _record_signal(
     units: str = "mV",
     segment: tuple[float | None, float | None] | None = None,
     baseline: str | None = None,
+    allow_missing_leads: bool = False,
 ) -> tuple[np.ndarray, str, list[str] | None]:
     """(signal (leads, T), display id, true labels or None) from a recording file (its baseline
     treated as ``predict`` does) or a PTB-XL root (as ``evaluate`` scores it: the baseline as in the
@@ -421,7 +424,8 @@ def _record_signal(
     truth = None
     if record is not None:
         baseline = baseline or default_baseline(checkpoint_baseline(meta))
-        signal, name = _read_file(record, leads, fs, model_fs, units, segment, baseline)
+        signal, name = _read_file(record, leads, fs, model_fs, units, segment, baseline,
+                                  allow_missing_leads)  # fmt: skip
     elif segment is not None:
         raise EcgcnnError("--segment needs --record (a PTB-XL record is 10 s)")
     else:
@@ -495,11 +499,13 @@ def explain_record(
     units: str = "mV",
     segment: tuple[float | None, float | None] | None = None,
     baseline: str | None = None,
+    allow_missing_leads: bool = False,
 ) -> list[ExplainedClass]:
     """Explain one record (a recording file, or an ecg_id of a PTB-XL root): PNGs on ECG paper in ``out``.
 
     ``segment`` (start, end) in seconds explains that part of a recording file (of a long one, only
-    it is read from disk); the PNGs are named after it.
+    it is read from disk); the PNGs are named after it. ``allow_missing_leads`` fills leads the
+    file lacks with zeros, as ``predict`` does.
 
     Recording files are read by ``ecgcnn.recording`` (WFDB, EDF; .npy and CSV need ``fs``) and
     resampled to the model's rate. Image models (cnn2d) get a second PNG: the attribution as a
@@ -514,7 +520,7 @@ def explain_record(
     model = model_from_checkpoint(payload, str(checkpoint))
     meta = model.meta
     signal, name, truth = _record_signal(meta, record, data_root, ecg_id, fs, units, segment,
-                                         baseline)  # fmt: skip
+                                         baseline, allow_missing_leads)  # fmt: skip
     windows = checkpoint_windows(meta)
     scorer = record_scorer(model, signal.shape[1], **windows)
     with torch.no_grad():
