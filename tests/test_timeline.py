@@ -1,6 +1,8 @@
 """``ecgcnn predict --every``: a long recording (a Holter) scored part by part, one row per part,
 read from disk a few minutes at a time where the format allows it (WFDB, ISHNE)."""
 
+import csv
+import io
 import json
 
 import numpy as np
@@ -75,8 +77,31 @@ def test_a_disconnected_stretch_fails_alone(predictor, tmp_path):
     result = predictor.predict_paths([tmp_path / "holter"], every=10)
     assert [p.start_s for p in result.predictions] == [0, 20, 30]
     [failure] = result.failures
-    assert failure.record == f"{tmp_path / 'holter'} [10-20 s]"
+    assert (failure.record, failure.start_s, failure.end_s) == (str(tmp_path / "holter"), 10, 20)
+    assert str(failure).startswith(f"{tmp_path / 'holter'} [10-20 s]: flat lead(s) V2")
     assert "flat lead(s) V2" in failure.problem
+    # in the table, the failed part keeps the record's name and its place in time
+    rows = list(csv.DictReader(io.StringIO(result.render("csv"))))
+    assert [(r["record"], r["start_s"], r["end_s"], bool(r["error"])) for r in rows] == [
+        (str(tmp_path / "holter"), a, b, a == "10")
+        for a, b in (("0", "10"), ("10", "20"), ("20", "30"), ("30", "40"))
+    ]
+    failed = json.loads(result.render("json"))["failures"]
+    assert failed == [{"record": str(tmp_path / "holter"), "start_s": 10, "end_s": 20,
+                       "error": failure.problem}]  # fmt: skip
+
+
+def test_parts_end_where_the_next_begins_at_a_rate_of_no_whole_samples(predictor, tmp_path):
+    """At 333.333 Hz a part of 7 s is not a whole number of samples: end_s is the cut, not the
+    start plus the samples' duration (7, 14.002...)."""
+    from ecgcnn.recording import resample
+
+    sig = resample(long_ecg(30), 100, 1000 / 3)
+    np.save(tmp_path / "r333.npy", sig)
+    result = predictor.predict_paths([tmp_path / "r333.npy"], every=7, fs=1000 / 3)
+    starts = [p.start_s for p in result.predictions]
+    ends = [p.end_s for p in result.predictions]
+    assert starts[1:] == ends[:-1] and starts[0] == 0
 
 
 @pytest.mark.parametrize("kind", ["wfdb", "ishne"])

@@ -101,6 +101,7 @@ class Prediction:
     duration_s: float = 0.0  # of the part that was scored
     windows: int = 1
     start_s: float | None = None  # where the part starts in the recording (--every), else None
+    end_s: float | None = None  # and where it ends (the next part's start)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,9 +113,16 @@ class Failure:
 
     record: str
     problem: str
+    start_s: float | None = None  # a part of a recording (--every): where it starts and ends
+    end_s: float | None = None
 
     def __str__(self) -> str:
-        return f"{self.record}: {self.problem}"
+        part = f" [{self.start_s:g}-{self.end_s:g} s]" if self.start_s is not None else ""
+        return f"{self.record}{part}: {self.problem}"
+
+    def to_dict(self) -> dict[str, Any]:
+        part = {"start_s": self.start_s, "end_s": self.end_s} if self.start_s is not None else {}
+        return {"record": self.record, **part, "error": self.problem}
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,7 @@ class Prepared:
     filled_leads: tuple[str, ...]
     warnings: tuple[str, ...]
     start_s: float | None = None
+    end_s: float | None = None
 
 
 # A record up to 1/100 of the window short (9.9 s for a 10 s model) is padded rather than refused:
@@ -220,13 +229,25 @@ class InputSpec:
                 try:
                     prepared = self.prepare(rec.segment(a - offset, b - offset), cut=False)
                 except RecordError as exc:
-                    yield Failure(f"{name} [{a:g}-{b:g} s]", exc.problem)
+                    yield Failure(name, exc.problem, start_s=a, end_s=b)
                     continue
-                yield replace(prepared, start_s=a)
+                yield replace(prepared, start_s=a, end_s=b)
 
     @property
     def window_s(self) -> float:
         return self.window / self.fs
+
+
+def _span(row: Prediction | Failure, parts: bool) -> list[str]:
+    """A part's start and end (s) for a table's cells; blanks for a whole record's failure."""
+    if not parts:
+        return []
+    if row.start_s is None:
+        return ["", ""]
+    end = row.end_s
+    if end is None and isinstance(row, Prediction):
+        end = row.start_s + row.duration_s
+    return [f"{row.start_s:g}", f"{end:g}" if end is not None else ""]
 
 
 def timeline_bounds(
@@ -382,7 +403,7 @@ class BatchResult:
             "classes": self.classes,
             "thresholds": self.thresholds,
             "predictions": [p.to_dict() for p in self.predictions],
-            "failures": [{"record": f.record, "error": f.problem} for f in self.failures],
+            "failures": [f.to_dict() for f in self.failures],
             "summary": {
                 "records": self.total if self.every_s is None else self.records,
                 "predicted": len(self.predictions),
@@ -407,15 +428,24 @@ class BatchResult:
         times = ["start_s", "end_s"] if parts else []
         writer.writerow(["record", *times, "labels", *(f"p_{c}" for c in self.classes),
                          "filled_leads", "warnings", "error"])  # fmt: skip
-        for p in self.predictions:
-            probs = [f"{p.probabilities[c]:.6f}" for c in self.classes]
-            span = [f"{p.start_s:g}", f"{(p.start_s or 0) + p.duration_s:g}"] if parts else []
-            writer.writerow([p.record, *span, ";".join(p.labels), *probs, ";".join(p.filled_leads),
-                             "; ".join(p.warnings), ""])  # fmt: skip
-        for f in self.failures:
-            writer.writerow([f.record, *([""] * len(times)), "", *([""] * len(self.classes)),
-                             "", "", f.problem])  # fmt: skip
+        for row in self._in_order():
+            if isinstance(row, Prediction):
+                probs = [f"{row.probabilities[c]:.6f}" for c in self.classes]
+                writer.writerow([row.record, *_span(row, parts), ";".join(row.labels), *probs,
+                                 ";".join(row.filled_leads), "; ".join(row.warnings), ""])  # fmt: skip
+            else:
+                writer.writerow([row.record, *_span(row, parts), "", *([""] * len(self.classes)),
+                                 "", "", row.problem])  # fmt: skip
         return buf.getvalue()
+
+    def _in_order(self) -> list[Prediction | Failure]:
+        """Predictions and failures together: records in the order met, their parts in time."""
+        rows: list[Prediction | Failure] = [*self.predictions, *self.failures]
+        first: dict[str, int] = {}
+        for i, row in enumerate(rows):
+            first.setdefault(row.record, i)
+        return sorted(rows, key=lambda r: (first[r.record], r.start_s is not None,
+                                           r.start_s or 0.0))  # fmt: skip
 
     def _table(self) -> str:
         from rich import box
@@ -435,18 +465,20 @@ class BatchResult:
             for c in self.classes:
                 table.add_column(c, justify="right")
         table.add_column("warnings", overflow="fold")
-        for p in self.predictions:
+        for p in self._in_order():
+            span = ["{}-{} s".format(*_span(p, True))] if parts and p.start_s is not None else (
+                [""] if parts else [])  # fmt: skip
+            if isinstance(p, Failure):
+                blanks = [""] * (1 if wide else len(self.classes))
+                table.add_row(p.record, *span, "failed", *blanks, p.problem)
+                continue
             labels = ", ".join(p.labels) or "-"
             if wide:
                 top = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3]
                 cells = [", ".join(f"{c} {v:.2f}" for c, v in top)]
             else:
                 cells = [f"{p.probabilities[c]:.3f}" for c in self.classes]
-            span = [f"{p.start_s:g}-{(p.start_s or 0) + p.duration_s:g} s"] if parts else []
             table.add_row(p.record, *span, labels, *cells, "; ".join(p.warnings))
-        for f in self.failures:
-            blanks = [""] * (1 if wide else len(self.classes))
-            table.add_row(f.record, *([""] if parts else []), "failed", *blanks, f.problem)
         buf = io.StringIO()
         Console(file=buf, width=220, color_system=None, force_terminal=False).print(table)
         return buf.getvalue()
@@ -727,6 +759,7 @@ class Predictor:
                     duration_s=p.duration_s,
                     windows=len(p.windows),
                     start_s=p.start_s,
+                    end_s=p.end_s,
                 )
             )
         return out

@@ -4,7 +4,6 @@ not be scored, as one PNG."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from ecgcnn.evaluate import safe_name  # noqa: E402
 from ecgcnn.predict import BatchResult, Prediction  # noqa: E402
 from ecgcnn.recording import FILE_SUFFIXES  # noqa: E402
 
-PART = re.compile(r"^(?P<record>.*) \[(?P<start>[-+.\deE]+)-(?P<end>[-+.\deE]+) s\]$")
 FAILED_COLOUR = "0.75"
 
 
@@ -34,10 +32,9 @@ def plot_timelines(result: BatchResult, out: str | Path, most: int = 6) -> list[
         records.setdefault(p.record, []).append(p)
     failed: dict[str, list[tuple[float, float]]] = {}
     for f in result.failures:
-        m = PART.match(f.record)
-        if m:
-            failed.setdefault(m["record"], []).append((float(m["start"]), float(m["end"])))
-            records.setdefault(m["record"], [])
+        if f.start_s is not None and f.end_s is not None:
+            failed.setdefault(f.record, []).append((f.start_s, f.end_s))
+            records.setdefault(f.record, [])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
@@ -67,7 +64,8 @@ def _plot(
 ) -> None:
     classes, thresholds = result.classes, result.thresholds
     starts = np.array([p.start_s or 0.0 for p in parts])
-    ends = starts + np.array([p.duration_s for p in parts])
+    ends = np.array([p.end_s if p.end_s is not None else (p.start_s or 0.0) + p.duration_s
+                     for p in parts])  # fmt: skip
     prob = np.array([[p.probabilities[c] for c in classes] for p in parts]).reshape(
         -1, len(classes)
     )
