@@ -389,3 +389,22 @@ def test_explain_and_evaluate_check_their_output_folder_first(checkpoint, tmp_pa
     proc = ecgcnn_here("evaluate", "--checkpoint", checkpoint, "--data-root", tmp_path,
                        "--out", tmp_path / "a-file" / "sub")  # fmt: skip
     assert proc.returncode != 0 and "cannot be made" in proc.stderr, proc.stderr
+
+
+def test_cli_predict_interrupted_says_nothing_was_written(
+    checkpoint, tmp_path, ecgcnn_here, monkeypatch
+):
+    from ecgcnn import predict
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "predict_files", interrupted)
+    (tmp_path / "old.csv").write_text("kept\n")
+    write_wfdb(tmp_path / "rec", ecg())
+    proc = ecgcnn_here(
+        "predict", "--checkpoint", checkpoint, tmp_path / "rec", "--out", tmp_path / "old.csv"
+    )
+    assert proc.returncode == 130
+    assert f"interrupted: nothing written ({tmp_path / 'old.csv'} is as it was)" in proc.stderr
+    assert (tmp_path / "old.csv").read_text() == "kept\n"

@@ -139,8 +139,12 @@ def test_arrays_without_a_header_are_read_whole_and_cut(predictor, tmp_path):
 
 
 def test_bad_every_and_unreadable_records_are_one_line_errors(predictor, tmp_path):
-    with pytest.raises(EcgcnnError, match=r"--every 2: at least the model's window \(2.5 s\)"):
+    with pytest.raises(EcgcnnError, match=r"--every 2: a number of seconds, at least the model's "
+                       r"window \(2.5 s\)"):  # fmt: skip
         predictor.predict_paths([tmp_path], every=2)
+    for every in (float("inf"), float("nan")):
+        with pytest.raises(EcgcnnError, match="a number of seconds"):
+            predictor.predict_paths([tmp_path], every=every)
     (tmp_path / "bad.hea").write_text("bad 12 100 6500\n")
     result = predictor.predict_paths([tmp_path / "bad"], every=10)
     assert result.predictions == [] and len(result.failures) == 1

@@ -756,11 +756,15 @@ def predict(
     if plot is not None and every is None:
         raise EcgcnnError("--plot draws a timeline: it needs --every SECONDS")
     check_outputs(("--out", out, False), ("--plot", plot, True), inputs=paths)
-    result = predict_files(
-        checkpoint, paths, fs=fs, units=units, allow_missing_leads=allow_missing_leads,
-        segment=segment, threshold=threshold, aggregate=aggregate, workers=workers,
-        progress=not no_progress, every=every, baseline=baseline,
-    )  # fmt: skip
+    nothing = "nothing written" + (
+        f" ({out} is as it was)" if out is not None and out.exists() else ""
+    )
+    with on_interrupt(Path(os.devnull), nothing):  # the results are written once all are in
+        result = predict_files(
+            checkpoint, paths, fs=fs, units=units, allow_missing_leads=allow_missing_leads,
+            segment=segment, threshold=threshold, aggregate=aggregate, workers=workers,
+            progress=not no_progress, every=every, baseline=baseline,
+        )  # fmt: skip
     if plot is not None:
         from ecgcnn.timeline import plot_timelines
 

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import logging
+import math
 import multiprocessing
 import os
 from collections import deque
@@ -688,9 +689,10 @@ class Predictor:
         from tqdm.auto import tqdm
 
         spec = self.input_spec(fs, units, allow_missing_leads, segment, baseline)
-        if every is not None and not every >= spec.window_s:
+        if every is not None and not (math.isfinite(every) and every >= spec.window_s):
             raise EcgcnnError(
-                f"--every {every:g}: at least the model's window ({spec.window_s:g} s) expected"
+                f"--every {every:g}: a number of seconds, at least the model's window "
+                f"({spec.window_s:g} s), expected"
             )
         files, missing = find_recordings(paths, arrays=fs is not None)
         result = BatchResult(self.classes, self.thresholds.tolist(), self.describe(),
