@@ -629,8 +629,8 @@ def test_nan_inf_and_flat_leads(tmp_path):
     inf[5, 0] = np.inf
     flat = sig.copy()
     flat[:, 9] = 0.3
-    for name, arr, pattern in (("nan", nan, "3 NaN or infinite sample(s) (first in lead V2)"),
-                               ("inf", inf, "1 NaN or infinite sample(s) (first in lead I)"),
+    for name, arr, pattern in (("nan", nan, "3 NaN or infinite sample(s) (first at 1.000 s, in lead V2)"),
+                               ("inf", inf, "1 NaN or infinite sample(s) (first at 0.050 s, in lead I)"),
                                ("flat", flat, "flat lead(s) V4 (peak to peak under 5 µV): disconnected electrode? "
                                 "(--allow-missing-leads fills flat leads with zeros)")):  # fmt: skip
         np.save(tmp_path / f"{name}.npy", arr)
@@ -817,6 +817,15 @@ def test_a_malformed_multi_segment_header_in_a_folder_is_one_failure_not_a_crash
     assert tmp_path / "good.hea" in found and not errors
     with pytest.raises(RecordError):
         read_recording(tmp_path / "multi.hea")
+
+
+def test_a_path_that_does_not_exist_is_said_to_be_missing(tmp_path):
+    with pytest.raises(RecordError, match="no such file, directory or WFDB record"):
+        read_recording(tmp_path / "nope" / "x")
+    (tmp_path / "zero.hea").write_text("")
+    with pytest.raises(RecordError) as exc:
+        read_recording(tmp_path / "zero")
+    one_line(exc, str(tmp_path / "zero"), "the header is empty")
 
 
 def test_find_recordings(tmp_path):

@@ -126,10 +126,11 @@ class Recording:
         """
         bad = ~np.isfinite(self.signal)
         if bad.any():
-            lead = self.leads[int(np.flatnonzero(bad.any(axis=0))[0])]
+            sample, column = np.argwhere(bad)[0]  # the earliest in time (a lead off in a Holter)
             raise RecordError(
-                self.name, f"{int(bad.sum())} NaN or infinite sample(s) (first in lead {lead})"
-            )
+                self.name, f"{int(bad.sum())} NaN or infinite sample(s) (first at "
+                f"{sample / self.fs:.3f} s, in lead {self.leads[int(column)]})"
+            )  # fmt: skip
         if self.signal.shape[0] == 0:
             raise RecordError(self.name, "the recording holds no samples")
         span = np.ptp(self.signal, axis=0)
@@ -506,6 +507,8 @@ def record_kind(path: Path) -> str:
         return "mfer"
     if suffix in ISHNE_SUFFIXES:
         return "ishne"
+    if not suffix and not path.exists():  # a record's name whose header is not there
+        raise RecordError(str(path), "no such file, directory or WFDB record (NAME.hea)")
     raise RecordError(
         str(path),
         f"unsupported file type {suffix or '(none)'}; expected a WFDB record (.hea with .dat or "
@@ -631,6 +634,8 @@ def _read_wfdb(
 
     sampfrom, sampto = 0, None
     lines = _header_lines(name)
+    if lines == []:
+        raise RecordError(name, "the header is empty (no record line)")
     has_rate = _gives_rate(lines)
     if lines and "/" not in lines[0][0]:  # one segment: its signal lines follow
         declared = lines[0][1] if len(lines[0]) > 1 else ""
