@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -181,7 +182,7 @@ def test_a_windowed_model_explains_a_record_shorter_than_ten_seconds(tmp_path):
 
 
 def test_a_windowed_model_explains_a_record_longer_than_ten_seconds_as_predict_scores_it(
-    tmp_path,
+    tmp_path, monkeypatch, caplog
 ):
     """`predict --every 30` flags a 30 s part, `explain --segment` shows it: a windowed model scores
     all of it there too (it once kept the first 10 s, so the two disagreed)."""
@@ -196,6 +197,13 @@ def test_a_windowed_model_explains_a_record_longer_than_ten_seconds_as_predict_s
     for r in results:
         assert r.probability == pytest.approx(predicted.probabilities[r.class_name], abs=1e-5)
     assert all(p.read_bytes()[:8] == PNG for r in results for p in r.paths)
+    # a whole Holter is bounded: the first WINDOWED_MAX_S, with a word on --segment
+    from ecgcnn import explain
+
+    monkeypatch.setattr(explain, "WINDOWED_MAX_S", 20.0)
+    with caplog.at_level(logging.WARNING):
+        explain_record(ckpt, tmp_path / "o", record=tmp_path / "long.npy", fs=100)
+    assert "using the first 20 s of 30 s (--segment START:END" in caplog.text
 
 
 def test_explain_record_of_an_image_model_writes_paper_and_image(synthetic_root, tmp_path):

@@ -460,11 +460,15 @@ def _record_signal(
             f"{name} holds {len(signal) / model_fs:g} s at {model_fs:g} Hz; the model expects "
             f"{need / model_fs:g} s ({need} samples)"
         )
-    if meta.get("window"):  # scored as predict scores it: windows over all of it
-        length = len(signal)
-    elif len(signal) > length:
+    if meta.get("window"):  # scored as predict scores it: windows over all of it, up to a bound
+        length = min(len(signal), int(round(WINDOWED_MAX_S * model_fs)))
+    if len(signal) > length:
         log.warning(
-            "%s: using the first %g s of %g s", name, length / model_fs, len(signal) / model_fs
+            "%s: using the first %g s of %g s%s",
+            name,
+            length / model_fs,
+            len(signal) / model_fs,
+            " (--segment START:END explains another part)" if meta.get("window") else "",
         )
     return np.ascontiguousarray(signal[:length].T), name, truth
 
@@ -484,6 +488,11 @@ def _choose_classes(
     if not 1 <= k <= len(classes):
         raise EcgcnnError(f"--top must be between 1 and {len(classes)}, got {k}")
     return [int(i) for i in np.argsort(-prob, kind="stable")[:k]]
+
+
+# A model that reads windows explains all of a record up to this long (a part `predict --every`
+# flagged); a longer one (a whole Holter) is cut, as its attribution would take hours.
+WINDOWED_MAX_S = 300.0
 
 
 def explain_record(
