@@ -311,6 +311,7 @@ def faults(example: dict[str, Any], limits: dict[str, Any]) -> list[Fault]:
     header_only = [("files", ("rec.hea", b"rec 1 100 1000\nrec.dat 16 1000 16 0 0 0 0 I\n"))]
     limit = limits["max_body_bytes"]
     ragged = [r[:-5] if i == 3 else r for i, r in enumerate(signal)]
+    bomb, bomb_bare = _mat_bomb(leads, with_length=True), _mat_bomb(leads, with_length=False)
     return [
         Fault("malformed-json", 400, "malformed_json", _post(b'{"signal": [[1, 2')),
         Fault("missing-lead-row", 422, "invalid_shape", _post(body(signal=signal[:-1]))),
@@ -326,9 +327,29 @@ def faults(example: dict[str, Any], limits: dict[str, Any]) -> list[Fault]:
         Fault("oversized-whole-body", 413, "body_too_large", _post(b" " * (limit + 1))),
         Fault("oversized-chunked", 413, None, _chunked_oversize(limit)),
         Fault("header-only-upload", 422, "invalid_record", _post_files(header_only)),
+        # a compressed CinC .mat of 20,000 s in a few KiB: refused by its length, before decoding
+        Fault("compressed-mat-20000s", 422, "too_long", _post_files(bomb)),
+        Fault("compressed-mat-20000s-no-header-length", 422, "too_long", _post_files(bomb_bare)),
         Fault("disconnect-mid-upload", None, None, _disconnect_mid_upload(1_000_000)),
         Fault("slow-body", 422, None, _slow_body(body(signal=[[0.0, 0.0]]))),
     ]
+
+
+def _mat_bomb(leads: list[str], with_length: bool) -> list[tuple[str, tuple[str, bytes]]]:
+    """A WFDB header and a zlib-compressed MATLAB 'val' of 12 x 2,000,000 int16 (20,000 s at
+    100 Hz, 48 MB once inflated); the header gives the length or, as WFDB allows, leaves it out."""
+    import io
+
+    import numpy as np
+    import scipy.io
+
+    samples = 2_000_000
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"val": np.zeros((len(leads), samples), np.int16)}, do_compression=True)
+    head = f"bomb {len(leads)} 100" + (f" {samples}" if with_length else "")
+    lines = [head] + [f"bomb.mat 16+24 1000/mV 16 0 0 0 0 {lead}" for lead in leads]
+    hea = ("\n".join(lines) + "\n").encode()
+    return [("files", ("bomb.hea", hea)), ("files", ("bomb.mat", buf.getvalue()))]
 
 
 def schedule(n: int, fault_list: list[Fault], every: int) -> list[Fault | int]:

@@ -524,26 +524,40 @@ def test_physionet_exported_csv(tmp_path, time_unit, clock):
     np.testing.assert_allclose(rec.signal, sig, atol=6e-5)
 
 
-@pytest.mark.parametrize("fs", [500, 333.333])
-def test_a_csv_time_column_with_a_gap_is_refused_not_read_at_a_blended_rate(tmp_path, fs):
-    """A 0.5 s jump in the times made the end-to-end rate 476 Hz, silently: the gap is named.
-    Times rounded to the millisecond (333.333 Hz: steps of 3 and 4 ms) are no gap."""
-    sig = ecg(fs=500, seed=7)
-    times = np.arange(len(sig)) / fs
-    lines = ["time," + ",".join(LEADS)] + [
-        f"{t:.3f}," + ",".join(f"{v:.4f}" for v in row) for t, row in zip(times, sig, strict=True)
-    ]
-    (tmp_path / "even.csv").write_text("\n".join(lines) + "\n")
-    assert read_recording(tmp_path / "even.csv").fs == pytest.approx(fs, rel=1e-3)
-    gap = times + np.where(np.arange(len(sig)) >= 2500, 0.5, 0.0)
-    lines = ["time," + ",".join(LEADS)] + [
-        f"{t:.3f}," + ",".join(f"{v:.4f}" for v in row) for t, row in zip(gap, sig, strict=True)
-    ]
-    (tmp_path / "gap.csv").write_text("\n".join(lines) + "\n")
+@pytest.mark.parametrize(
+    ("fs", "form"),
+    [(500, "s3"), (333.333, "s3"), (720, "s3"), (1024, "s3"), (720, "clock"), (1024, "clock"),
+     (500, "s2"), (360, "s2"), (2000, "s3")],
+)  # fmt: skip
+def test_a_csv_time_column_with_a_gap_is_refused_not_read_at_a_blended_rate(tmp_path, fs, form):
+    """A 0.5 s jump in the times made the end-to-end rate 476 Hz, silently: the gap is named, and
+    --fs reads the file anyway, with a warning. Rounded times (to the millisecond, to hundredths
+    of a second, or m:ss.mmm as PhysioNet exports them) are no gap, at any rate."""
+
+    def write(path, times):
+        def stamp(t: float) -> str:
+            if form == "clock":
+                return f"{int(t // 60)}:{t % 60:06.3f}"
+            return f"{t:.{form[1]}f}"
+
+        sig = ecg(fs=500, seed=7)[: len(times)]
+        lines = ["time," + ",".join(LEADS)] + [
+            stamp(t) + "," + ",".join(f"{v:.4f}" for v in row)
+            for t, row in zip(times, sig, strict=True)
+        ]
+        path.write_text("\n".join(lines) + "\n")
+
+    n = 5000
+    times = np.arange(n) / fs
+    write(tmp_path / "even.csv", times)
+    assert read_recording(tmp_path / "even.csv").fs == pytest.approx(fs, rel=2e-3)
+    write(tmp_path / "gap.csv", times + np.where(np.arange(n) >= n // 2, 0.5, 0.0))
     with pytest.raises(RecordError) as exc:
         read_recording(tmp_path / "gap.csv")
     one_line(exc, str(tmp_path / "gap.csv"), "the time column is not evenly spaced")
-    assert f"after {times[2499]:.3f} s" in str(exc.value)
+    assert f"(after {n // 2} samples)" in str(exc.value)
+    rec = read_recording(tmp_path / "gap.csv", fs=fs)  # the user's rate: read, with a warning
+    assert rec.fs == fs and any("not evenly spaced" in w for w in rec.warnings)
 
 
 def test_csv_with_decimal_commas(tmp_path):

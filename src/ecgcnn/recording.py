@@ -579,7 +579,7 @@ def read_recording(
     if kind == "npy":
         (signal, names), rate = _read_npy(p, name), None
     elif kind == "csv":
-        signal, names, rate, file_units = _read_csv(p, name)
+        signal, names, rate, file_units = _read_csv(p, name, fs, warn)
     elif kind == "dicom":
         signal, rate, names, file_units = read_dicom(p, name)
     elif kind in ("xml", "scp", "mfer"):
@@ -875,7 +875,7 @@ def _check_npy_size(path: Path, name: str) -> None:
 
 
 def _read_csv(
-    path: Path, name: str
+    path: Path, name: str, fs: float | None = None, warn: list[str] | None = None
 ) -> tuple[np.ndarray, list[str] | None, float | None, list[str] | None]:
     """One column per lead with a header of lead names (or 12 columns in the order of LEADS).
 
@@ -916,7 +916,13 @@ def _read_csv(
         kinds = [_column_kind(n, units[i] if units else None) for i, n in enumerate(names)]
         time = next((i for i, k in enumerate(kinds) if k not in ("lead", "index")), None)
         if time is not None:
-            rate = _rate_from_times(df.iloc[:, time], kinds[time], name)
+            try:
+                rate = _rate_from_times(df.iloc[:, time], kinds[time], name)
+            except TimeGap as gap:
+                if fs is None:
+                    raise
+                if warn is not None:
+                    warn.append(f"{gap.problem}: read at --fs {fs:g} Hz")
         keep = [i for i, k in enumerate(kinds) if k == "lead"]
         df, names = df.iloc[:, keep], [names[i] for i in keep]
         units = [units[i] for i in keep] if units else None
@@ -976,18 +982,25 @@ def _rate_from_times(column: object, unit: float | str, name: str) -> float | No
         t = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64) * float(unit)
     if len(t) < 2 or not np.isfinite(t).all() or (np.diff(t) < 0).any() or t[-1] <= t[0]:
         return None
-    steps = np.diff(t)
-    step = float(np.median(steps))
-    if step <= 0:  # times coarser than the samples (500 Hz in tenths of a second): no rate in them
-        return None
-    uneven = np.flatnonzero(np.abs(steps - step) > 0.5 * step)  # rounding moves a step by less
-    if len(uneven):
-        k = int(uneven[0])
-        raise RecordError(name, f"the time column is not evenly spaced: it goes from {t[k]:g} s to "
-                          f"{t[k + 1]:g} s (after {t[k]:.3f} s), against steps of {step:.4g} s "
-                          "elsewhere; a recording with gaps has no single rate")  # fmt: skip
     rate = (len(t) - 1) / (t[-1] - t[0])  # end to end: exact even when times are rounded
-    return float(round(rate)) if abs(rate - round(rate)) <= 1e-3 * rate else rate
+    # Rounded times stray from the line t0 + i / rate by half their resolution at most; a gap (a
+    # jump of the clock) moves a whole stretch off it, by a step or more.
+    decimals = max(
+        len(c.rsplit(".", 1)[1]) if "." in c else 0 for c in (cells.iloc[0], cells.iloc[-1])
+    )
+    resolution = 10.0**-decimals * (1.0 if unit == "clock" or ":" in cells.iloc[0] else float(unit))
+    off = np.abs(t - (t[0] + np.arange(len(t)) / rate))
+    if off.max() > resolution + 1.0 / rate:
+        k = int(np.argmax(np.abs(np.diff(t) - 1.0 / rate)))  # the step furthest from the rest
+        raise TimeGap(name, f"the time column is not evenly spaced: it goes from {t[k]:g} s to "
+                      f"{t[k + 1]:g} s (after {k + 1} samples), against {1 / rate:.4g} s a step "
+                      "end to end; a recording with gaps has no single rate")  # fmt: skip
+    snap = max(1e-3 * rate, rate * resolution / (t[-1] - t[0]))  # what the rounding leaves unknown
+    return float(round(rate)) if abs(rate - round(rate)) <= snap else rate
+
+
+class TimeGap(RecordError):
+    """A CSV time column that jumps: no single rate (``--fs`` overrides it, with a warning)."""
 
 
 def _is_number(text: str) -> bool:
