@@ -495,3 +495,29 @@ def test_explain_takes_the_missing_leads_option_its_error_suggests(tmp_path, ecg
                        "--fs", 100, "--out", tmp_path / "o", "--allow-missing-leads")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert list((tmp_path / "o").glob("*.png"))
+
+
+def test_integrated_gradients_of_minutes_of_windows_is_scored_in_bounded_batches(
+    tmp_path, monkeypatch
+):
+    """IG sends steps x windows through the model: for minutes of 2.5 s windows, tens of GB at
+    once. The passes are bounded by IG_BATCH inputs, and the attribution is the same."""
+    from ecgcnn import explain
+    from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
+
+    ckpt = fake_checkpoint(tmp_path / "w.pt", "fcn_wang", window=250, stride=125, aggregate="mean")
+    model = model_from_checkpoint(load_checkpoint(ckpt), str(ckpt))
+    signal = np.concatenate([ecg(seed=s) for s in range(6)], axis=1)  # 60 s: 47 windows
+    whole = explain_signal(model, signal, 0, "integrated-gradients", 250, 125, "mean")
+    seen: list[int] = []
+    original = model.forward
+
+    def counting(x):
+        seen.append(len(x))
+        return original(x)
+
+    monkeypatch.setattr(model, "forward", counting)
+    monkeypatch.setattr(explain, "IG_BATCH", 100)
+    bounded = explain_signal(model, signal, 0, "integrated-gradients", 250, 125, "mean")
+    assert max(seen) <= 100 + 47  # at least one step's windows per pass
+    np.testing.assert_allclose(bounded.attribution, whole.attribution, rtol=1e-4, atol=1e-6)

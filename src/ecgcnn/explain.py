@@ -44,6 +44,7 @@ METHOD_TITLES = {
     "gradcam": "Grad-CAM (last conv layer)",
 }
 IG_STEPS = 32
+IG_BATCH = 256  # model inputs (windows of all IG steps) per forward pass at most
 
 
 def check_method(method: str) -> str:
@@ -245,6 +246,8 @@ def explain_signal(
         Saliency,
     )
 
+    from ecgcnn.windows import window_starts
+
     check_method(method)
     x = torch.tensor(np.asarray(signal, dtype=np.float32)).unsqueeze(0)
     x.requires_grad_(True)  # captum would set it, with a warning
@@ -265,12 +268,14 @@ def explain_signal(
     if method == "saliency":
         attr = Saliency(scorer).attribute(x, target=class_index, abs=True)
     elif method == "integrated-gradients":
+        # IG scores every step at once: steps x windows through the model. Bounded, so that
+        # minutes of a windowed record take time, not tens of GB.
+        windows = len(window_starts(x.shape[-1], scorer.window, scorer.stride)) if windowed else 1
         attr = IntegratedGradients(scorer).attribute(
-            x, baselines=torch.zeros_like(x), target=class_index, n_steps=IG_STEPS
-        )
+            x, baselines=torch.zeros_like(x), target=class_index, n_steps=IG_STEPS,
+            internal_batch_size=max(1, IG_BATCH // windows),
+        )  # fmt: skip
     elif windowed:
-        from ecgcnn.windows import window_starts
-
         starts = window_starts(x.shape[-1], scorer.window, scorer.stride)
         maps = []
         for layer in cam_layers(model, x[..., : scorer.window]):
