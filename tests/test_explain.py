@@ -521,3 +521,18 @@ def test_integrated_gradients_of_minutes_of_windows_is_scored_in_bounded_batches
     bounded = explain_signal(model, signal, 0, "integrated-gradients", 250, 125, "mean")
     assert max(seen) <= 100 + 47  # at least one step's windows per pass
     np.testing.assert_allclose(bounded.attribution, whole.attribution, rtol=1e-4, atol=1e-6)
+
+
+def test_a_page_of_a_long_record_shows_the_ten_seconds_with_the_most_attribution():
+    """A max-aggregated windowed model attributes only its winning window: a page of the first
+    10 s of a 30 s part would show no heat at all. The page shows the part that holds it."""
+    from ecgcnn.paper import paper_figure
+
+    signal = np.concatenate([ecg(seed=s) for s in range(3)], axis=1)  # 30 s
+    attribution = np.zeros_like(signal)
+    attribution[:, 2250:] = 1.0  # 22.5-30 s only
+    fig = paper_figure(signal, 100, attribution)
+    notes = " ".join(t.get_text() for t in fig.texts)
+    assert "20-30 s of 30 s drawn (the most attribution)" in notes
+    fig = paper_figure(signal, 100)  # no attribution: the first 10 s
+    assert "0-10 s of 30 s drawn" in " ".join(t.get_text() for t in fig.texts)

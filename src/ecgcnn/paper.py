@@ -187,9 +187,17 @@ def paper_figure(
             f"attribution {np.shape(attribution)} does not match the ECG {signal.shape}"
         )
     index = {lead: i for i, lead in enumerate(names)}
+    col_n = int(round(COLUMN_S * fs))
+    total, first = signal.shape[1], 0
+    if total > 4 * col_n:  # a page holds 10 s: those with the most attribution (else the first)
+        if attribution is not None:
+            mass = np.concatenate([[0.0], np.cumsum(np.abs(np.asarray(attribution)).sum(axis=0))])
+            first = int(np.argmax(mass[4 * col_n :] - mass[: -4 * col_n]))
+        signal = signal[:, first : first + 4 * col_n]
+        if attribution is not None:
+            attribution = np.asarray(attribution)[:, first : first + 4 * col_n]
     heat = relative_magnitude(attribution, fs) if attribution is not None else None
     n = signal.shape[1]
-    col_n = int(round(COLUMN_S * fs))
     width = CAL_MM + 4 * COLUMN_S * MM_PER_S  # 260 mm
     height = 4 * ROW_MM + 5.0  # three rows and the rhythm strip
     baselines = [height - 22.0 - r * ROW_MM for r in range(4)]
@@ -240,10 +248,10 @@ def paper_figure(
     if sub:
         fig.text(left / fig_w, 1 - 14.0 / fig_h, sub, fontsize=9.5, color="#444444", va="center")
     shown = (
-        f"the first {4 * col_n / fs:g} s of {n / fs:g} s drawn"
-        if n > 4 * col_n
-        else f"{n / fs:g} s"
-    )
+        f"{first / fs:g}-{(first + n) / fs:g} s of {total / fs:g} s drawn"
+        + (" (the most attribution)" if attribution is not None else "")
+        if total > n else f"{n / fs:g} s"
+    )  # fmt: skip
     note = f"25 mm/s  ·  10 mm/mV  ·  {fs:g} Hz  ·  {shown}  ·  {DISCLAIMER}"
     fig.text(left / fig_w, 6.0 / fig_h, note, fontsize=8, color="#666666", va="center")
 
