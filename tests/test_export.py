@@ -160,12 +160,18 @@ class Arbitrary:  # an object only a full (unsafe) unpickling would build
     pass
 
 
+class Evil:  # the classic: unpickling it would run a shell command
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
 def test_a_pickled_object_checkpoint_is_refused_without_advice_to_load_it_unsafely(tmp_path):
-    torch.save({"format": "ecgcnn-checkpoint/2", "x": Arbitrary()}, tmp_path / "evil.pt")
-    with pytest.raises(EcgcnnError, match="Python objects beyond tensors") as exc:
-        load_checkpoint(tmp_path / "evil.pt")
-    message = str(exc.value)
-    assert "weights_only" not in message and "trust" not in message and "\x1b" not in message
+    for name, obj in (("object", Arbitrary()), ("evil", Evil())):
+        torch.save({"format": "ecgcnn-checkpoint/2", "x": obj}, tmp_path / f"{name}.pt")
+        with pytest.raises(EcgcnnError, match="Python objects beyond tensors") as exc:
+            load_checkpoint(tmp_path / f"{name}.pt")
+        message = str(exc.value)
+        assert "weights_only" not in message and "trust" not in message and "\x1b" not in message
     # a damaged pickle stream is not called one of objects
     import zipfile
 

@@ -40,6 +40,10 @@ def save_checkpoint(path: str | Path, model: Classifier, meta: dict[str, Any]) -
     atomic.write_with(path, lambda f: torch.save(payload, f))
 
 
+# How torch's safe unpickler words a broken byte stream, as opposed to an object it refuses.
+STREAM_DAMAGE = ("Unsupported operand", "String is too long", "EOF", "truncated")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint dict, loaded safely (no arbitrary objects)."""
     path = Path(path)
@@ -56,12 +60,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's message goes on to say how to load it unsafely
-        if "Unsupported global" in str(exc):
+        damage = [line.strip() for line in str(exc).splitlines()
+                  if any(sign in line for sign in STREAM_DAMAGE)]  # fmt: skip
+        if damage:
+            problem = f"damaged: unpickling failed ({damage[0]})"
+        else:  # a global, a class, a reduce call the safe unpickler refuses
             problem = ("it holds Python objects beyond tensors and plain data, which ecgcnn never "
                        "unpickles")  # fmt: skip
-        else:
-            said = [line for line in str(exc).splitlines() if line.startswith("Unsupported")]
-            problem = f"damaged: unpickling failed{f' ({said[0]})' if said else ''}"
         raise EcgcnnError(f"{path}: not a loadable ecgcnn checkpoint ({problem})") from None
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
