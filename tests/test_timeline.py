@@ -255,3 +255,15 @@ def test_an_unexpected_error_in_one_file_fails_that_file_alone(
         (str(tmp_path / "odd"), "unexpected error reading it (ZeroDivisionError: a decoder's bug)")
     ]
     assert {p.record for p in result.predictions} == {str(tmp_path / "good")}
+
+
+def test_a_missing_stretch_is_placed_in_the_recording_not_in_its_part(predictor, tmp_path):
+    sig = long_ecg(60)
+    sig[4200:4300, 3] = np.nan  # 42-43 s, lead aVR
+    np.save(tmp_path / "x.npy", sig)
+    result = predictor.predict_paths([tmp_path / "x.npy"], every=10, fs=100)
+    [failure] = result.failures
+    assert (failure.start_s, failure.end_s) == (40, 50)
+    assert "first at 42.000 s, in lead AVR" in failure.problem
+    result = predictor.predict_paths([tmp_path / "x.npy"], fs=100, segment=(40.0, 50.0))
+    assert "first at 42.000 s" in result.failures[0].problem

@@ -108,6 +108,7 @@ class Recording:
     warnings: tuple[str, ...] = field(default=())
     fill_flat: bool = False  # zero-fill flat leads (missing leads allowed) instead of refusing
     units_read: tuple[str, ...] = ()  # the units the samples were taken in, before millivolts
+    start_s: float = 0.0  # where its first sample lies in the recording (a segment's start)
 
     @property
     def duration_s(self) -> float:
@@ -116,7 +117,7 @@ class Recording:
     def segment(self, start_s: float | None, end_s: float | None) -> Recording:
         """The part from ``start_s`` to ``end_s`` seconds (None: the record's start / end)."""
         i, j = segment_samples(start_s, end_s, self.signal.shape[0], self.fs, self.name)
-        return replace(self, signal=self.signal[i:j])
+        return replace(self, signal=self.signal[i:j], start_s=self.start_s + i / self.fs)
 
     def validate(self) -> Recording:
         """Refuse NaN/inf samples and flat (disconnected) leads; filled leads are exempt.
@@ -126,10 +127,12 @@ class Recording:
         """
         bad = ~np.isfinite(self.signal)
         if bad.any():
-            sample, column = np.argwhere(bad)[0]  # the earliest in time (a lead off in a Holter)
+            sample = int(np.argmax(bad.any(axis=1)))  # the earliest in time (a lead off)
+            column = int(np.argmax(bad[sample]))
+            at = self.start_s + sample / self.fs  # in the recording, not in this part of it
             raise RecordError(
-                self.name, f"{int(bad.sum())} NaN or infinite sample(s) (first at "
-                f"{sample / self.fs:.3f} s, in lead {self.leads[int(column)]})"
+                self.name, f"{int(bad.sum())} NaN or infinite sample(s) (first at {at:.3f} s, in "
+                f"lead {self.leads[column]})"
             )  # fmt: skip
         if self.signal.shape[0] == 0:
             raise RecordError(self.name, "the recording holds no samples")
@@ -616,7 +619,8 @@ def read_recording(
     if segment is not None and kind not in ("wfdb", "ishne"):  # those two cut it at read time
         i, j = segment_samples(*segment, signal.shape[0], rate, name)
         signal = signal[i:j]
-    return conform(signal, rate, names, name, leads, unit_list, allow_missing_leads, warn)
+    rec = conform(signal, rate, names, name, leads, unit_list, allow_missing_leads, warn)
+    return replace(rec, start_s=float(segment[0] or 0.0)) if segment is not None else rec
 
 
 def _read_wfdb(
