@@ -267,3 +267,18 @@ def test_a_missing_stretch_is_placed_in_the_recording_not_in_its_part(predictor,
     assert "first at 42.000 s, in lead AVR" in failure.problem
     result = predictor.predict_paths([tmp_path / "x.npy"], fs=100, segment=(40.0, 50.0))
     assert "first at 42.000 s" in result.failures[0].problem
+
+
+def test_a_record_damaged_part_way_fails_from_there_in_its_place(predictor, tmp_path, monkeypatch):
+    """A .dat cut short at 45 s of a header's 70 s: the parts before are scored, the rest is one
+    failure with its start and end, after them in the table and grey in the timeline."""
+    write_wfdb(tmp_path / "holter", long_ecg(70))
+    dat = tmp_path / "holter.dat"
+    dat.write_bytes(dat.read_bytes()[: 4500 * 12 * 2])  # 45 s of 12 leads, 2 bytes a sample
+    monkeypatch.setattr(ecgcnn.predict, "TIMELINE_CHUNK_S", 20.0)
+    result = predictor.predict_paths([tmp_path / "holter"], every=10)
+    assert [p.start_s for p in result.predictions] == [0, 10, 20, 30]
+    [failure] = result.failures
+    assert (failure.record, failure.start_s, failure.end_s) == (str(tmp_path / "holter"), 40, 70)
+    rows = list(csv.DictReader(io.StringIO(result.render("csv"))))
+    assert [r["start_s"] for r in rows] == ["0", "10", "20", "30", "40"] and rows[-1]["error"]

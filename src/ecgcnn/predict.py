@@ -223,8 +223,12 @@ class InputSpec:
             per = max(1, int(TIMELINE_CHUNK_S // every_s))
             chunks = ((bounds[k : k + per], None) for k in range(0, len(bounds), per))
         for parts, whole in chunks:
-            rec = whole or read_recording(path, self.leads, self.source_fs, self.units,
-                                          self.allow_missing_leads, (parts[0][0], parts[-1][1]))  # fmt: skip
+            try:
+                rec = whole or read_recording(path, self.leads, self.source_fs, self.units,
+                                              self.allow_missing_leads, (parts[0][0], parts[-1][1]))  # fmt: skip
+            except RecordError as exc:  # a file damaged from here on (a truncated .dat): the rest
+                yield Failure(name, exc.problem, start_s=parts[0][0], end_s=bounds[-1][1])
+                return
             offset = parts[0][0]
             for a, b in parts:
                 try:
@@ -445,7 +449,8 @@ class BatchResult:
         first: dict[str, int] = {}
         for i, row in enumerate(rows):
             first.setdefault(row.record, i)
-        return sorted(rows, key=lambda r: (first[r.record], r.start_s is not None,
+        # a whole record's failure after any parts of it (a read that failed part-way)
+        return sorted(rows, key=lambda r: (first[r.record], r.start_s is None,
                                            r.start_s or 0.0))  # fmt: skip
 
     def _table(self) -> str:
