@@ -371,6 +371,12 @@ def test_cli_predict_checks_its_outputs_before_any_work(
             "--plot " + str(tmp_path / "a-file") + " is a file",
         ),
     ]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("I\n1\n")
+    proc = ecgcnn_here("predict", "--checkpoint", checkpoint, tmp_path / "in", "--fs", 100,
+                       "--format", "csv", "--out", tmp_path / "in" / "a.csv")  # fmt: skip
+    assert "is in a folder being predicted" in proc.stderr and proc.returncode != 0
+    assert (tmp_path / "in" / "a.csv").read_text() == "I\n1\n"
     for extra, message in cases:
         proc = ecgcnn_here(
             "predict", "--checkpoint", checkpoint, csv, tmp_path / "rec", "--fs", 100, *extra

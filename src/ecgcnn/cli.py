@@ -346,10 +346,14 @@ def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: list[Path] = 
     """Refuse, before any work, an output (option, path, is a folder) that cannot be written or
     that is one of the ``inputs`` (or a file of an input WFDB record): named as typed."""
     from ecgcnn import atomic
+    from ecgcnn.recording import FILE_SUFFIXES
 
-    given = set()
+    given, folders = set(), []
     for path in inputs:
         path = Path(path)
+        if path.is_dir():
+            folders.append(path.resolve())
+            continue
         given.add(path.resolve())
         if path.suffix.lower() in ("", *WFDB_FILES):  # a record's name or one of its files
             given |= {path.with_suffix(s).resolve() for s in WFDB_FILES}
@@ -359,6 +363,10 @@ def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: list[Path] = 
         if not folder and path.resolve() in given:
             raise EcgcnnError(f"{option} {path} is one of the recordings to predict; choose "
                               "another file")  # fmt: skip
+        inside = any(path.resolve().is_relative_to(f) for f in folders)
+        if not folder and inside and path.suffix.lower() in (*FILE_SUFFIXES, *WFDB_FILES):
+            raise EcgcnnError(f"{option} {path} is in a folder being predicted, where a "
+                              f"{path.suffix} file is read as a recording; write it elsewhere")  # fmt: skip
         problem = atomic.unwritable(path, folder)
         if problem:
             raise EcgcnnError(f"{option} {path} {problem}")
@@ -470,7 +478,8 @@ def evaluate(
         if data_root is None:
             raise EcgcnnError("--checkpoint needs --data-root")
         target = out or checkpoint.parent / "evaluation"
-        check_outputs(("--out", target, True))  # before the records are read and scored
+        # before the records are read and scored
+        check_outputs(("--out" if out else "the default output folder (give --out)", target, True))
         results = {
             str(target): evaluate_checkpoint(
                 checkpoint,
