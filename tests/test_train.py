@@ -412,3 +412,22 @@ def test_a_run_from_before_new_recipe_settings_still_resumes(synthetic_root, tmp
     train(cfg, resume=True)  # not refused as "other settings"
     with pytest.raises(EcgcnnError, match="recipe.mixup_alpha: 0.0 there, 0.2 now"):
         train(dataclasses.replace(cfg, recipe=cfg.recipe.with_overrides(mixup_alpha=0.2)))
+
+
+def test_class_weight_warnings_say_what_happened(caplog):
+    """A class without positives is not 'clamped' (its weight does nothing); one with a weight over
+    the cap is, and says from what."""
+    import logging
+
+    from ecgcnn.train import class_weights
+
+    y = np.zeros((300, 3))
+    y[:100, 0] = 1  # weight 2
+    y[:2, 1] = 1  # weight 149: clamped to 100
+    with caplog.at_level(logging.WARNING):
+        w = class_weights(y, ("A", "B", "C"), 100.0)
+    assert w.tolist()[:2] == pytest.approx([2.0, 100.0])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("C: no positives in the training fold" in m for m in messages), messages
+    assert any("B (pos_weight 149)" in m and "clamped to 100" in m for m in messages), messages
+    assert not any(" A" in m for m in messages)

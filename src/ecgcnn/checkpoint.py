@@ -118,6 +118,6 @@ def model_from_checkpoint(payload: dict[str, Any], source: str = "checkpoint") -
     return model
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Classifier:
     """Load a trained model in eval mode; ``model.meta`` holds classes, rate, thresholds and more."""
     return model_from_checkpoint(load_checkpoint(path, map_location), str(path))

@@ -425,12 +425,15 @@ def class_weights(y: np.ndarray, classes: tuple[str, ...], max_weight: float) ->
     pos = y.sum(axis=0)
     neg = len(y) - pos
     weight = neg / np.maximum(pos, 1)
-    clamped = [c for c, p, w in zip(classes, pos, weight, strict=True) if p == 0 or w > max_weight]
+    absent = [c for c, p in zip(classes, pos, strict=True) if p == 0]
+    clamped = [f"{c} (pos_weight {w:.0f})" for c, p, w in zip(classes, pos, weight, strict=True)
+               if p > 0 and w > max_weight]  # fmt: skip
+    if absent:  # its weight multiplies no term of the loss
+        log.warning("class(es) %s: no positives in the training fold, nothing to learn them from",
+                    ", ".join(absent))  # fmt: skip
     if clamped:
-        log.warning(
-            "class(es) %s have no or very few positives in the training fold: pos_weight clamped to %g",
-            ", ".join(clamped), max_weight,
-        )  # fmt: skip
+        log.warning("class(es) %s: very few positives in the training fold; clamped to %g",
+                    ", ".join(clamped), max_weight)  # fmt: skip
     return torch.tensor(np.minimum(weight, max_weight), dtype=torch.float32)
 
 
