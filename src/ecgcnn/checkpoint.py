@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ecgcnn import __version__, atomic
 from ecgcnn.errors import EcgcnnError
