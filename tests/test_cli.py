@@ -514,3 +514,23 @@ def test_help_shows_no_value_placeholder_beside_an_on_off_flag():
     flag_lines = [line for line in result.output.splitlines() if "--allow-missing-leads" in line]
     assert flag_lines and "<bool>" not in flag_lines[0], flag_lines
     assert "<list[" not in result.output
+
+
+def test_only_rank_zero_logs_warnings_under_torchrun(monkeypatch):
+    """Every rank computes the same metrics and would warn of the same class twice."""
+    import logging
+
+    from ecgcnn.cli import _setup_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        monkeypatch.setenv("RANK", "1")
+        _setup_logging()
+        assert not root.isEnabledFor(logging.WARNING) and root.isEnabledFor(logging.ERROR)
+        monkeypatch.setenv("RANK", "0")
+        _setup_logging()
+        assert root.isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -50,8 +50,11 @@ Baseline = Annotated[
 
 
 def _setup_logging(verbose: bool = False) -> None:
+    # Under torchrun every rank sees the same data and would say the same warnings: rank 0 speaks,
+    # the others only for errors.
+    other_rank = os.environ.get("RANK", "0") != "0"
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.ERROR if other_rank else logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         stream=sys.stderr,
         force=True,
