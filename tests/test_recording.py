@@ -550,7 +550,13 @@ def test_a_csv_time_column_with_a_gap_is_refused_not_read_at_a_blended_rate(tmp_
     n = 5000
     times = np.arange(n) / fs
     write(tmp_path / "even.csv", times)
-    assert read_recording(tmp_path / "even.csv").fs == pytest.approx(fs, rel=2e-3)
+    if (fs, form) == (2000, "s3"):  # milliseconds over 2.5 s: 1999 Hz or 2000 Hz, no telling
+        with pytest.raises(RecordError, match="has no sampling rate: give it"):
+            read_recording(tmp_path / "even.csv")
+        rec = read_recording(tmp_path / "even.csv", fs=fs)  # within what the times allow
+        assert rec.fs == fs and not any("ignored" in w for w in rec.warnings)
+    else:
+        assert read_recording(tmp_path / "even.csv").fs == pytest.approx(fs, rel=2e-3)
     write(tmp_path / "gap.csv", times + np.where(np.arange(n) >= n // 2, 0.5, 0.0))
     with pytest.raises(RecordError) as exc:
         read_recording(tmp_path / "gap.csv")
@@ -558,6 +564,31 @@ def test_a_csv_time_column_with_a_gap_is_refused_not_read_at_a_blended_rate(tmp_
     assert f"(after {n // 2} samples)" in str(exc.value)
     rec = read_recording(tmp_path / "gap.csv", fs=fs)  # the user's rate: read, with a warning
     assert rec.fs == fs and any("not evenly spaced" in w for w in rec.warnings)
+
+
+@pytest.mark.parametrize("form", ["s1", "s2", "clock0", "g"])
+def test_coarse_csv_times_never_give_a_wrong_rate(tmp_path, form):
+    """Times in tenths of a second (or whole seconds, or %g) leave several whole rates possible
+    for most record lengths: the rate is then asked for (--fs), never guessed (2514 samples in
+    tenths once read as 503 Hz); a length the times do pin down gives the true rate."""
+
+    def stamp(t: float) -> str:
+        if form == "clock0":
+            return f"{int(t // 3600)}:{int(t // 60) % 60:02d}:{int(round(t)) % 60:02d}"
+        return f"{t:g}" if form == "g" else f"{t:.{form[1]}f}"
+
+    for n in range(2500, 6001, 233):
+        t = np.arange(n) / 500
+        body = ["time,I,II"] + [f"{stamp(x)},0.{k % 7},0.{k % 5}" for k, x in enumerate(t)]
+        (tmp_path / "c.csv").write_text("\n".join(body) + "\n")
+        try:
+            got = read_recording(tmp_path / "c.csv", allow_missing_leads=True).fs
+        except RecordError as exc:
+            assert "has no sampling rate" in str(exc), str(exc)
+            continue
+        assert got == 500, (form, n, got)
+        rec = read_recording(tmp_path / "c.csv", fs=500, allow_missing_leads=True)
+        assert rec.fs == 500
 
 
 def test_csv_with_decimal_commas(tmp_path):

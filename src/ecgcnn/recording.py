@@ -921,7 +921,7 @@ def _read_csv(
         time = next((i for i, k in enumerate(kinds) if k not in ("lead", "index")), None)
         if time is not None:
             try:
-                rate = _rate_from_times(df.iloc[:, time], kinds[time], name)
+                rate = _rate_from_times(df.iloc[:, time], kinds[time], name, fs)
             except TimeGap as gap:
                 if fs is None:
                     raise
@@ -965,12 +965,17 @@ def _column_kind(column: str, unit: str | None) -> float | str:
     return "lead"
 
 
-def _rate_from_times(column: object, unit: float | str, name: str) -> float | None:
-    """Samples per second of an evenly increasing time column; None if it is not one."""
+def _rate_from_times(
+    column: object, unit: float | str, name: str, fs: float | None = None
+) -> float | None:
+    """Samples per second of an evenly increasing time column; None if it is not one, or if its
+    times are too coarse to tell the rate (then ``fs`` gives it, or is asked for). A time column
+    with a gap raises :class:`TimeGap`. ``fs`` within what the times allow is taken as the rate."""
     import pandas as pd
 
-    cells = pd.Series(column, dtype=str)
-    if unit == "clock" or (len(cells) and ":" in cells.iloc[0]):  # [h:]m:s, with or without units
+    cells = pd.Series(column, dtype=str).str.strip()
+    clock = unit == "clock" or (len(cells) and ":" in cells.iloc[0])  # [h:]m:s
+    if clock:
 
         def seconds(text: str) -> float:
             value = 0.0
@@ -986,21 +991,31 @@ def _rate_from_times(column: object, unit: float | str, name: str) -> float | No
         t = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64) * float(unit)
     if len(t) < 2 or not np.isfinite(t).all() or (np.diff(t) < 0).any() or t[-1] <= t[0]:
         return None
-    rate = (len(t) - 1) / (t[-1] - t[0])  # end to end: exact even when times are rounded
+    # The times' resolution: the finest digit any cell writes (its decimals, less its exponent).
+    numbers = cells.str.rsplit(":", n=1).str[-1] if clock else cells
+    parts = numbers.str.extract(r"^[+-]?\d*(?:\.(\d*))?(?:[eE]([+-]?\d+))?$")
+    digits = parts[0].fillna("").str.len() - pd.to_numeric(parts[1], errors="coerce").fillna(0)
+    resolution = 10.0 ** -float(digits.max()) * (1.0 if clock else float(unit))
+    span, steps = t[-1] - t[0], len(t) - 1
+    rate = steps / span  # end to end: rounding moves it by at most the resolution over the span
     # Rounded times stray from the line t0 + i / rate by half their resolution at most; a gap (a
     # jump of the clock) moves a whole stretch off it, by a step or more.
-    decimals = max(
-        len(c.rsplit(".", 1)[1]) if "." in c else 0 for c in (cells.iloc[0], cells.iloc[-1])
-    )
-    resolution = 10.0**-decimals * (1.0 if unit == "clock" or ":" in cells.iloc[0] else float(unit))
     off = np.abs(t - (t[0] + np.arange(len(t)) / rate))
     if off.max() > resolution + 1.0 / rate:
-        k = int(np.argmax(np.abs(np.diff(t) - 1.0 / rate)))  # the step furthest from the rest
+        step = float(np.median(np.diff(t)))
+        k = int(np.argmax(np.abs(np.diff(t) - step)))  # the step furthest from the others
         raise TimeGap(name, f"the time column is not evenly spaced: it goes from {t[k]:g} s to "
-                      f"{t[k + 1]:g} s (after {k + 1} samples), against {1 / rate:.4g} s a step "
-                      "end to end; a recording with gaps has no single rate")  # fmt: skip
-    snap = max(1e-3 * rate, rate * resolution / (t[-1] - t[0]))  # what the rounding leaves unknown
-    return float(round(rate)) if abs(rate - round(rate)) <= snap else rate
+                      f"{t[k + 1]:g} s (after {k + 1} samples), against steps of {step:.4g} s "
+                      "elsewhere; a recording with gaps has no single rate")  # fmt: skip
+    low, high = steps / (span + resolution), steps / max(span - resolution, resolution)
+    if fs is not None and low <= fs <= high:
+        return float(fs)  # what the user said, and the times agree
+    whole = np.arange(np.ceil(low), np.floor(high) + 1)
+    if len(whole) == 1:
+        return float(whole[0])
+    if len(whole) == 0 and high - low <= 1e-3 * rate:  # a rate of no whole number (333.333 Hz)
+        return rate
+    return None  # times too coarse to tell: --fs gives the rate
 
 
 class TimeGap(RecordError):
