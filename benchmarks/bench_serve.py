@@ -327,7 +327,7 @@ def faults(example: dict[str, Any], limits: dict[str, Any]) -> list[Fault]:
         Fault("oversized-whole-body", 413, "body_too_large", _post(b" " * (limit + 1))),
         Fault("oversized-chunked", 413, None, _chunked_oversize(limit)),
         Fault("header-only-upload", 422, "invalid_record", _post_files(header_only)),
-        # a compressed CinC .mat of 20,000 s in a few KiB: refused by its length, before decoding
+        # a compressed CinC .mat of 20,000 s in about 47 KB: refused by its length, before decoding
         Fault("compressed-mat-20000s", 422, "too_long", _post_files(bomb)),
         Fault("compressed-mat-20000s-no-header-length", 422, "too_long", _post_files(bomb_bare)),
         Fault("disconnect-mid-upload", None, None, _disconnect_mid_upload(1_000_000)),

@@ -526,11 +526,21 @@ def test_only_rank_zero_logs_warnings_under_torchrun(monkeypatch):
     handlers, level = root.handlers[:], root.level
     try:
         monkeypatch.setenv("RANK", "1")
+        monkeypatch.setenv("WORLD_SIZE", "2")
         _setup_logging()
-        assert not root.isEnabledFor(logging.WARNING) and root.isEnabledFor(logging.ERROR)
-        monkeypatch.setenv("RANK", "0")
+        [handler] = root.handlers
+
+        def shown(name: str, level: int) -> bool:
+            return bool(handler.filter(logging.LogRecord(name, level, "", 0, "m", None, None)))
+
+        assert not shown("ecgcnn.metrics", logging.WARNING) and shown("ecgcnn.train", logging.ERROR)
+        assert shown("ecgcnn.cache", logging.WARNING)  # its own node's cache: only it can tell
+        assert handler.format(logging.LogRecord("ecgcnn.cache", logging.WARNING, "", 0, "x", None,
+                                                None)) == "warning: rank 1: x"  # fmt: skip
+        monkeypatch.setenv("WORLD_SIZE", "1")  # RANK set by a scheduler, no torchrun: all said
         _setup_logging()
-        assert root.isEnabledFor(logging.INFO)
+        assert root.handlers[0].filter(logging.LogRecord("ecgcnn.metrics", logging.WARNING, "", 0,
+                                                         "m", None, None))  # fmt: skip
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)

@@ -377,6 +377,10 @@ def test_cli_predict_checks_its_outputs_before_any_work(
                        "--format", "csv", "--out", tmp_path / "in" / "a.csv")  # fmt: skip
     assert "is in a folder being predicted" in proc.stderr and proc.returncode != 0
     assert (tmp_path / "in" / "a.csv").read_text() == "I\n1\n"
+    # without --fs a folder's .csv files are not read: a table written there is no recording
+    from ecgcnn.cli import check_outputs
+
+    check_outputs(("--out", tmp_path / "in" / "table.csv", False), inputs=[tmp_path / "in"])
     for extra, message in cases:
         proc = ecgcnn_here(
             "predict", "--checkpoint", checkpoint, csv, tmp_path / "rec", "--fs", 100, *extra

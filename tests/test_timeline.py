@@ -282,3 +282,8 @@ def test_a_record_damaged_part_way_fails_from_there_in_its_place(predictor, tmp_
     assert (failure.record, failure.start_s, failure.end_s) == (str(tmp_path / "holter"), 40, 70)
     rows = list(csv.DictReader(io.StringIO(result.render("csv"))))
     assert [r["start_s"] for r in rows] == ["0", "10", "20", "30", "40"] and rows[-1]["error"]
+    dat.unlink()  # no signal at all: the record's failure, not a part's
+    [failure] = ecgcnn.predict.Predictor.predict_paths(
+        predictor, [tmp_path / "holter"], every=10
+    ).failures
+    assert failure.start_s is None and "holter.dat" in failure.problem

@@ -40,7 +40,8 @@ def save_checkpoint(path: str | Path, model: Classifier, meta: dict[str, Any]) -
 
 
 # How torch's safe unpickler words a broken byte stream, as opposed to an object it refuses.
-STREAM_DAMAGE = ("Unsupported operand", "String is too long", "EOF", "truncated")
+STREAM_DAMAGE = ("Unsupported operand", "String is too long", "Ran out of input", "EOFError",
+                 "Can only append to lists", "Can only SETITEMS", "Can only extend lists")  # fmt: skip
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -59,8 +60,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's message goes on to say how to load it unsafely
-        damage = [line.strip() for line in str(exc).splitlines()
-                  if any(sign in line for sign in STREAM_DAMAGE)]  # fmt: skip
+        damage = [line.strip() for line in str(exc).splitlines()  # not a global's name
+                  if any(sign in line for sign in STREAM_DAMAGE) and "GLOBAL" not in line]  # fmt: skip
         if damage:
             problem = f"damaged: unpickling failed ({damage[0]})"
         else:  # a global, a class, a reduce call the safe unpickler refuses

@@ -52,21 +52,36 @@ Baseline = Annotated[
 def _setup_logging(verbose: bool = False) -> None:
     # Under torchrun every rank sees the same data and would say the same warnings: rank 0 speaks,
     # the others only for errors.
-    other_rank = os.environ.get("RANK", "0") != "0"
+    rank = os.environ.get("RANK", "0")
+    other_rank = rank != "0" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
     logging.basicConfig(
-        level=logging.ERROR if other_rank else logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         stream=sys.stderr,
         force=True,
     )
     logging.addLevelName(logging.WARNING, "warning")
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(_Formatter())
+        handler.setFormatter(_Formatter(f"rank {rank}: " if other_rank else ""))
+        if other_rank:
+            handler.addFilter(_rank_zero_speaks)
+
+
+def _rank_zero_speaks(record: logging.LogRecord) -> bool:
+    """On a torchrun rank other than 0: errors, and the warnings of its own node's record cache
+    (another node's data copy may differ); the rest rank 0 says for all."""
+    return record.levelno >= logging.ERROR or (
+        record.levelno >= logging.WARNING and record.name.startswith("ecgcnn.cache")
+    )
 
 
 class _Formatter(logging.Formatter):
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__()
+        self.prefix = prefix
+
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
+        msg = self.prefix + record.getMessage()
         return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
 
 
@@ -345,11 +360,14 @@ def train_cmd(
         report_training(results, model, task, protocol, out, only_fold)
 
 
-def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: list[Path] = ()) -> None:
+def check_outputs(
+    *outputs: tuple[str, Path | None, bool], inputs: list[Path] = (), arrays: bool = False
+) -> None:
     """Refuse, before any work, an output (option, path, is a folder) that cannot be written or
-    that is one of the ``inputs`` (or a file of an input WFDB record): named as typed."""
+    that is one of the ``inputs`` (or a file of an input WFDB record, or a file an input folder's
+    scan would read: .csv and .npy only with ``arrays``, as with --fs): named as typed."""
     from ecgcnn import atomic
-    from ecgcnn.recording import FILE_SUFFIXES
+    from ecgcnn.recording import ARRAY_SUFFIXES, FILE_SUFFIXES
 
     given, folders = set(), []
     for path in inputs:
@@ -367,9 +385,11 @@ def check_outputs(*outputs: tuple[str, Path | None, bool], inputs: list[Path] = 
             raise EcgcnnError(f"{option} {path} is one of the recordings to predict; choose "
                               "another file")  # fmt: skip
         inside = any(path.resolve().is_relative_to(f) for f in folders)
-        if not folder and inside and path.suffix.lower() in (*FILE_SUFFIXES, *WFDB_FILES):
+        read = {*FILE_SUFFIXES, *WFDB_FILES} - (set() if arrays else set(ARRAY_SUFFIXES))
+        if not folder and inside and path.suffix.lower() in read:
             raise EcgcnnError(f"{option} {path} is in a folder being predicted, where a "
-                              f"{path.suffix} file is read as a recording; write it elsewhere")  # fmt: skip
+                              f"{path.suffix} file is read as a recording{' (with --fs)' if arrays else ''}; "
+                              "write it elsewhere")  # fmt: skip
         problem = atomic.unwritable(path, folder)
         if problem:
             raise EcgcnnError(f"{option} {path} {problem}")
@@ -767,7 +787,9 @@ def predict(
     check_format(format)
     if plot is not None and every is None:
         raise EcgcnnError("--plot draws a timeline: it needs --every SECONDS")
-    check_outputs(("--out", out, False), ("--plot", plot, True), inputs=paths)
+    check_outputs(
+        ("--out", out, False), ("--plot", plot, True), inputs=paths, arrays=fs is not None
+    )
     nothing = "nothing written" + (
         f" ({out} is as it was)" if out is not None and out.exists() else ""
     )

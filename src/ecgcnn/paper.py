@@ -188,11 +188,13 @@ def paper_figure(
         )
     index = {lead: i for i, lead in enumerate(names)}
     col_n = int(round(COLUMN_S * fs))
-    total, first = signal.shape[1], 0
+    total, first, chosen = signal.shape[1], 0, False
     if total > 4 * col_n:  # a page holds 10 s: those with the most attribution (else the first)
         if attribution is not None:
             mass = np.concatenate([[0.0], np.cumsum(np.abs(np.asarray(attribution)).sum(axis=0))])
-            first = int(np.argmax(mass[4 * col_n :] - mass[: -4 * col_n]))
+            chosen = bool(np.isfinite(mass[-1]) and mass[-1] > 0)
+            if chosen:
+                first = int(np.argmax(mass[4 * col_n :] - mass[: -4 * col_n]))
         signal = signal[:, first : first + 4 * col_n]
         if attribution is not None:
             attribution = np.asarray(attribution)[:, first : first + 4 * col_n]
@@ -249,7 +251,7 @@ def paper_figure(
         fig.text(left / fig_w, 1 - 14.0 / fig_h, sub, fontsize=9.5, color="#444444", va="center")
     shown = (
         f"{first / fs:g}-{(first + n) / fs:g} s of {total / fs:g} s drawn"
-        + (" (the most attribution)" if attribution is not None else "")
+        + (" (the most attribution)" if chosen else "")
         if total > n else f"{n / fs:g} s"
     )  # fmt: skip
     note = f"25 mm/s  ·  10 mm/mV  ·  {fs:g} Hz  ·  {shown}  ·  {DISCLAIMER}"

@@ -227,6 +227,8 @@ class InputSpec:
                 rec = whole or read_recording(path, self.leads, self.source_fs, self.units,
                                               self.allow_missing_leads, (parts[0][0], parts[-1][1]))  # fmt: skip
             except RecordError as exc:  # a file damaged from here on (a truncated .dat): the rest
+                if parts[0][0] == bounds[0][0]:
+                    raise  # from its start: the record's own failure (a missing .dat, no leads)
                 yield Failure(name, exc.problem, start_s=parts[0][0], end_s=bounds[-1][1])
                 return
             offset = parts[0][0]

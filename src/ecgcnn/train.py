@@ -426,7 +426,7 @@ def class_weights(y: np.ndarray, classes: tuple[str, ...], max_weight: float) ->
     neg = len(y) - pos
     weight = neg / np.maximum(pos, 1)
     absent = [c for c, p in zip(classes, pos, strict=True) if p == 0]
-    clamped = [f"{c} (pos_weight {w:.0f})" for c, p, w in zip(classes, pos, weight, strict=True)
+    clamped = [f"{c} (pos_weight {w:.4g})" for c, p, w in zip(classes, pos, weight, strict=True)
                if p > 0 and w > max_weight]  # fmt: skip
     if absent:  # its weight multiplies no term of the loss
         log.warning("class(es) %s: no positives in the training fold, nothing to learn them from",
