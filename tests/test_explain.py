@@ -536,6 +536,8 @@ def test_a_page_of_a_long_record_shows_the_ten_seconds_with_the_most_attribution
     assert "20-30 s of 30 s drawn (the most attribution)" in notes
     fig = paper_figure(signal, 100)  # no attribution: the first 10 s
     assert "0-10 s of 30 s drawn" in " ".join(t.get_text() for t in fig.texts)
+    fig = paper_figure(signal, 100, attribution, start_s=100.0)  # explain --segment 100:130
+    assert "120-130 s of 100-130 s drawn" in " ".join(t.get_text() for t in fig.texts)
     fig = paper_figure(signal, 100, np.zeros_like(signal))  # none anywhere: the first, unclaimed
     notes = " ".join(t.get_text() for t in fig.texts)
     assert "0-10 s of 30 s drawn" in notes and "most attribution" not in notes

@@ -418,3 +418,22 @@ def test_cli_predict_interrupted_says_nothing_was_written(
     assert proc.returncode == 130
     assert f"interrupted: nothing written ({tmp_path / 'old.csv'} is as it was)" in proc.stderr
     assert (tmp_path / "old.csv").read_text() == "kept\n"
+
+
+def test_cli_predict_interrupted_while_drawing_says_so(
+    checkpoint, tmp_path, ecgcnn_here, monkeypatch
+):
+    from ecgcnn import timeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(timeline, "plot_timelines", interrupted)
+    write_wfdb(tmp_path / "rec", ecg())
+    proc = ecgcnn_here("predict", "--checkpoint", checkpoint, tmp_path / "rec", "--every", 10,
+                       "--plot", tmp_path / "plots")  # fmt: skip
+    assert proc.returncode == 130
+    assert (
+        f"interrupted: nothing written; the timelines drawn so far are in {tmp_path / 'plots'}"
+        in proc.stderr
+    )

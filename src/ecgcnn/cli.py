@@ -802,7 +802,8 @@ def predict(
     if plot is not None:
         from ecgcnn.timeline import plot_timelines
 
-        drawn = plot_timelines(result, plot)
+        with on_interrupt(Path(os.devnull), f"{nothing}; the timelines drawn so far are in {plot}"):
+            drawn = plot_timelines(result, plot)
         console.print(f"drew {len(drawn)} timeline(s) in {plot}")
     text = result.render(format)
     if out is None:

@@ -555,7 +555,8 @@ def explain_record(
             method=method, threshold=thresholds[j],
         )  # fmt: skip
         paths = [plot_paper(ex.signal, ex.attribution, meta["fs"], Path(f"{base}.png"),
-                            leads=meta["leads"], **title)]  # fmt: skip
+                            leads=meta["leads"], start_s=(segment or (0.0,))[0] or 0.0,
+                            **title)]  # fmt: skip
         if ex.image_attribution is not None:
             paths.append(
                 plot_image_attribution(

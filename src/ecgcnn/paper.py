@@ -172,8 +172,10 @@ def paper_figure(
     truth: Sequence[str] | None = None,
     method: str | None = None,
     threshold: float | None = None,
+    start_s: float = 0.0,
 ) -> Figure:
-    """The ECG (leads, T) in millivolts on ECG paper; with ``attribution`` (same shape), its heat band."""
+    """The ECG (leads, T) in millivolts on ECG paper; with ``attribution`` (same shape), its heat band.
+    ``start_s``: where the signal starts in its recording (a segment's start), for the seconds named."""
     signal = np.asarray(signal, dtype=np.float64)
     names = [str(lead).upper() for lead in leads]
     if signal.ndim != 2 or signal.shape[0] != len(names):
@@ -249,10 +251,11 @@ def paper_figure(
              fontweight="bold", va="center")  # fmt: skip
     if sub:
         fig.text(left / fig_w, 1 - 14.0 / fig_h, sub, fontsize=9.5, color="#444444", va="center")
+    whole = f"{start_s:g}-{start_s + total / fs:g} s" if start_s else f"{total / fs:g} s"
     shown = (
-        f"{first / fs:g}-{(first + n) / fs:g} s of {total / fs:g} s drawn"
+        f"{start_s + first / fs:g}-{start_s + (first + n) / fs:g} s of {whole} drawn"
         + (" (the most attribution)" if chosen else "")
-        if total > n else f"{n / fs:g} s"
+        if total > n else whole
     )  # fmt: skip
     note = f"25 mm/s  ·  10 mm/mV  ·  {fs:g} Hz  ·  {shown}  ·  {DISCLAIMER}"
     fig.text(left / fig_w, 6.0 / fig_h, note, fontsize=8, color="#666666", va="center")
