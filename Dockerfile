@@ -44,7 +44,9 @@ COPY --from=model / /models/
 WORKDIR /home/ecgcnn
 USER 10001:10001
 EXPOSE 8000
+# /healthz of the `ecgcnn serve` running here, on its own --host/--port; healthy when the
+# container runs another command (train, download), which serves nothing.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+    CMD ["python", "-m", "ecgcnn.healthcheck"]
 ENTRYPOINT ["ecgcnn"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

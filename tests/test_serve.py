@@ -75,7 +75,7 @@ def test_health_readiness_and_model(client, predictor):
     assert model["metrics"]["val"]["records"] > 0
 
 
-def test_not_ready_until_a_model_loads(tmp_path):
+def test_a_model_that_cannot_load_fails_readiness_and_liveness(tmp_path):
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
     with TestClient(create_app(Settings(str(bad)))) as c:
@@ -85,7 +85,10 @@ def test_not_ready_until_a_model_loads(tmp_path):
         r = c.get("/readyz")
         assert r.status_code == 503 and r.json()["error"]["code"] == "load_failed"
         assert "not a loadable ecgcnn checkpoint" in r.json()["error"]["message"]
-        assert c.get("/healthz").status_code == 200  # alive, just not ready
+        # nothing will load it now: liveness fails too, so Kubernetes restarts the pod rather
+        # than keep one that can never be ready
+        r = c.get("/healthz")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "load_failed"
         assert c.post("/v1/predict", json=example_body("normal")).status_code == 503
 
 
@@ -204,6 +207,10 @@ def test_batch_answers_each_record(client, body):
     assert [x["record"] for x in results] == [body["name"], "broken", "again"]
     assert results[0]["prediction"]["probabilities"] == results[2]["prediction"]["probabilities"]
     assert results[1]["error"]["field"] == "records[1].fs" and "prediction" not in results[1]
+    unnamed = {k: v for k, v in body.items() if k != "name"}  # one name for it, inside and out
+    r = client.post("/v1/predict/batch", json={"records": [unnamed, unnamed]})
+    assert [x["record"] for x in r.json()["results"]] == ["record-0", "record-1"], r.text
+    assert [x["prediction"]["record"] for x in r.json()["results"]] == ["record-0", "record-1"]
     r = client.post("/v1/predict/batch", json={"records": [body] * 5})
     assert r.status_code == 413 and r.json()["error"]["field"] == "records"
     r = client.post("/v1/predict/batch", json={"records": []})
@@ -427,8 +434,57 @@ def test_onnx_model_serves_without_explanations(served_checkpoint, tmp_path, bod
 # --- the command and a real server ---------------------------------------------------------------
 
 
+def test_onnx_model_is_served_on_one_onnxruntime_thread(served_checkpoint, tmp_path, monkeypatch):
+    """As PyTorch is (one intra-op thread per inference thread): onnxruntime's default would be
+    every core it sees, for each of --threads concurrent requests."""
+    from ecgcnn.export import export_onnx
+
+    onnx = tmp_path / "model.onnx"
+    export_onnx(served_checkpoint, onnx)
+    asked = []
+    load = Predictor.from_onnx.__func__
+
+    def recording(cls, path, **kwargs):
+        asked.append(kwargs.get("threads"))
+        return load(cls, path, **kwargs)
+
+    monkeypatch.setattr(Predictor, "from_onnx", classmethod(recording))
+    with TestClient(create_app(Settings(str(onnx)))) as c:
+        wait_ready(c)
+    assert asked == [1]
+    Predictor.load(served_checkpoint, threads=1)  # a checkpoint takes the argument too
+
+
+def test_serve_loads_the_model_once(served_checkpoint, monkeypatch):
+    """One process: the model checked by the command is the one served (not loaded again)."""
+    import uvicorn
+
+    loads, served = [], []
+    load = Predictor.load.__func__
+
+    def counting(cls, path, **kwargs):
+        loads.append(path)
+        return load(cls, path, **kwargs)
+
+    monkeypatch.setattr(Predictor, "load", classmethod(counting))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, kw)))
+    r = CliRunner().invoke(cli_app, ["serve", "--checkpoint", str(served_checkpoint)])
+    assert r.exit_code == 0, r.output
+    ((app, kw),) = served
+    with TestClient(app) as c:
+        wait_ready(c)
+        assert c.get("/readyz").json()["model_id"].startswith("cnn1d-superdiagnostic-")
+    assert len(loads) == 1 and kw["workers"] == 1
+
+
 def test_serve_command_rejects_bad_settings(tmp_path):
     runner = CliRunner()
+    r = runner.invoke(cli_app, ["serve", "--checkpoint", "x.pt", "--log-level", "warn"])
+    assert r.exit_code != 0 and "'warn' is not one of" in str(r.exception or r.output)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    r = runner.invoke(cli_app, ["serve", "--checkpoint", str(folder)])
+    assert r.exit_code != 0 and "is a folder" in str(r.exception or r.output)
     r = runner.invoke(cli_app, ["serve", "--checkpoint", str(tmp_path / "missing.pt")])
     assert r.exit_code != 0 and "not found" in str(r.exception or r.output)
     r = runner.invoke(cli_app, ["serve", "--checkpoint", "x.pt", "--port", "0"])

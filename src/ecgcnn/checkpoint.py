@@ -47,6 +47,10 @@ STREAM_DAMAGE = ("Unsupported operand", "String is too long", "Ran out of input"
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint dict, loaded safely (no arbitrary objects)."""
     path = Path(path)
+    if path.is_dir():
+        found = " (it holds checkpoint.pt)" if (path / "checkpoint.pt").is_file() else ""
+        raise EcgcnnError(f"checkpoint {path} is a folder{found}; give the checkpoint file, "
+                          "as in FOLDER/checkpoint.pt")  # fmt: skip
     if not path.is_file():
         raise EcgcnnError(f"checkpoint {path} not found")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; ONNX is protobuf

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -82,6 +83,10 @@ class _Formatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         msg = self.prefix + record.getMessage()
+        if record.exc_info and record.levelno >= logging.ERROR:
+            msg += "\n" + self.formatException(record.exc_info)  # an unexpected failure's trace
+        if record.levelno >= logging.ERROR:
+            return f"error: {msg}"
         return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
 
 
@@ -864,7 +869,20 @@ def serve(
     body_timeout: Annotated[
         float, typer.Option(help="Seconds a request body may take to arrive (408 beyond).")
     ] = 30.0,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    max_inflight_mb: Annotated[
+        float | None,
+        typer.Option(
+            help="Request bodies held at once per process, in MB (default: 8 of the largest); "
+            "past it a request waits its turn, then gets 503. Bounds memory under a burst."
+        ),
+    ] = None,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            help="uvicorn log level.",
+            click_type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),
+        ),
+    ] = "info",
 ) -> None:
     """Serve a model over HTTP: REST API (/v1/predict, /docs) and a web page at /."""
     from ecgcnn.predict import Predictor
@@ -876,11 +894,15 @@ def serve(
     if min(workers, threads, max_batch) < 1 or min(max_body_mb, max_duration, body_timeout) <= 0:
         raise EcgcnnError("--workers, --threads, --max-batch, --max-body-mb, --max-duration and "
                           "--body-timeout must be positive")  # fmt: skip
-    Predictor.load(checkpoint)  # fail here, with a clear message, rather than in every worker
+    if max_inflight_mb is not None and max_inflight_mb < max_body_mb:
+        raise EcgcnnError(f"--max-inflight-mb ({max_inflight_mb:g}) must hold the largest body "
+                          f"(--max-body-mb {max_body_mb:g})")  # fmt: skip
+    # fail here, with a clear message, rather than in every worker; one process serves this one
+    predictor = Predictor.load(checkpoint, threads=1)
     settings = Settings(str(checkpoint), int(max_body_mb * MiB), max_duration, max_batch, threads,
-                        body_timeout)  # fmt: skip
+                        body_timeout, int(max_inflight_mb * MiB) if max_inflight_mb else None)  # fmt: skip
     console.print(f"serving {checkpoint} on http://{host}:{port} (API docs at /docs)")
-    run_server(settings, host, port, workers, log_level)
+    run_server(settings, host, port, workers, log_level, predictor if workers == 1 else None)
 
 
 @app.command("benchmark")

@@ -602,7 +602,9 @@ class Predictor:
     @classmethod
     def load(cls, path: str | Path, **kwargs: Any) -> Predictor:
         """A checkpoint (``.pt``, ``.pth``) or an exported model (``.onnx``); another name is told by
-        its content (a PyTorch checkpoint is a zip archive)."""
+        its content (a PyTorch checkpoint is a zip archive). ``threads`` is onnxruntime's intra-op
+        thread count (ignored for a checkpoint); the other arguments are those of
+        :meth:`from_checkpoint` and :meth:`from_onnx`."""
         import zipfile
 
         p = Path(path)
@@ -612,6 +614,9 @@ class Predictor:
         ):
             kwargs.pop("device", None)
             return cls.from_onnx(path, **kwargs)
+        kwargs.pop(
+            "threads", None
+        )  # onnxruntime's; PyTorch's are the process's (torch.set_num_threads)
         return cls.from_checkpoint(path, **kwargs)
 
     # --- prediction ---

@@ -74,6 +74,8 @@ MAX_ABS_VALUE = 1e9  # any unit: beyond it a value is no ECG (and float32 would 
 # may still be sending, receives the 413 rather than a connection reset.
 DRAIN_FACTOR = 4
 DRAIN_IDLE_S = 0.5
+# Request bodies held at once, by default, in largest bodies (--max-inflight-mb).
+DEFAULT_INFLIGHT_BODIES = 8
 
 
 class ApiError(Exception):
@@ -217,6 +219,7 @@ class Settings:
     max_batch: int = DEFAULT_MAX_BATCH
     inference_threads: int = 2
     body_timeout_s: float = 30.0
+    max_inflight_bytes: int | None = None  # request bodies held at once (None: 8 largest bodies)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -229,6 +232,9 @@ class Settings:
             max_batch=int(env.get("ECGCNN_MAX_BATCH", DEFAULT_MAX_BATCH)),
             inference_threads=int(env.get("ECGCNN_INFERENCE_THREADS", 2)),
             body_timeout_s=float(env.get("ECGCNN_BODY_TIMEOUT_S", 30.0)),
+            max_inflight_bytes=int(float(env["ECGCNN_MAX_INFLIGHT_MB"]) * MiB)
+            if env.get("ECGCNN_MAX_INFLIGHT_MB")
+            else None,
         )
 
 
@@ -263,15 +269,14 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
 
     async def load() -> None:
         try:
+            # onnxruntime on one intra-op thread, as PyTorch is (_single_torch_thread)
             loaded = predictor or await anyio.to_thread.run_sync(
-                partial(Predictor.load, settings.checkpoint)
+                partial(Predictor.load, settings.checkpoint, threads=1)
             )
-            state.model_id = await anyio.to_thread.run_sync(
-                model_id, loaded, None if predictor else settings.checkpoint
-            )
+            state.model_id = await anyio.to_thread.run_sync(model_id, loaded, settings.checkpoint)
             state.predictor = loaded
             log.info("serving %s", state.model_id)
-        except Exception as exc:  # reported by /readyz; the process stays up for /healthz
+        except Exception as exc:  # reported by /readyz and /healthz (nothing will load it now)
             state.load_error = f"{type(exc).__name__}: {exc}"
             log.error("could not load the model: %s", state.load_error)
 
@@ -295,8 +300,9 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     app.state.ecgcnn = state
     app.state.settings = settings
     app.add_middleware(
-        BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
-    )
+        BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s,
+        max_inflight_bytes=settings.max_inflight_bytes,
+    )  # fmt: skip
     _error_handlers(app)
 
     def ready() -> Predictor:
@@ -319,9 +325,12 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     async def page() -> HTMLResponse:
         return HTMLResponse(_static("index.html"))
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], responses={503: {"model": ErrorOut}})
     async def healthz() -> dict[str, Any]:
-        """Liveness: the process answers."""
+        """Liveness: the process answers, and its model is loaded or still loading (503 once
+        loading has failed: a restart is the only way on)."""
+        if state.load_error:
+            ready()
         return {"status": "ok", "uptime_s": round(time.time() - state.started, 1)}
 
     @app.get("/readyz", tags=["operations"], responses={503: {"model": ErrorOut}})
@@ -426,6 +435,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
                 record = str(label or f"record-{i}")
                 try:
                     body = _validate(EcgIn, item, prefix=f"records[{i}]")
+                    body.name = record  # the prediction names the record as the batch does
                     out = await run(_predict_json, p, body, settings, state.model_id, False)
                     results.append({"record": record, "prediction": out})
                 except ApiError as exc:
@@ -882,10 +892,43 @@ def _static(name: str) -> str:
 class BodyLimit:
     """Reads a request body fully before the app sees it: 413 past ``max_bytes`` (by the
     Content-Length header or by counting), 408 if it does not arrive within ``timeout_s``.
-    A client that disconnects mid-upload just ends its request."""
+    A client that disconnects mid-upload just ends its request.
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
+    At most ``max_inflight_bytes`` of bodies are held at once (each counted by its Content-Length,
+    or at ``max_bytes`` without one) until their answers are sent: a parsed body takes several
+    times its size, so a burst of large ones could otherwise exceed the process's memory limit.
+    A request past the budget waits, its body unread, for ``timeout_s``; then 503 ``busy``."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, timeout_s: float, max_inflight_bytes: int | None = None
+    ) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+        self.max_inflight = max_inflight_bytes or DEFAULT_INFLIGHT_BODIES * max_bytes
+        if self.max_inflight < max_bytes:
+            raise ValueError(f"the in-flight budget ({self.max_inflight:,} bytes) must hold the "
+                             f"largest body ({max_bytes:,})")  # fmt: skip
+        self.inflight = 0
+        self._released: anyio.Event | None = None  # made in the event loop, on first use
+
+    async def _reserve(self, size: int) -> bool:
+        """Wait (up to ``timeout_s``) until ``size`` more bytes fit in the in-flight budget."""
+        deadline = time.monotonic() + self.timeout_s
+        while self.inflight + size > self.max_inflight:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._released is None:
+                self._released = anyio.Event()
+            with anyio.move_on_after(remaining):
+                await self._released.wait()
+        self.inflight += size
+        return True
+
+    def _release(self, size: int) -> None:
+        self.inflight -= size
+        if self._released is not None:
+            self._released.set()
+            self._released = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -894,13 +937,13 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         expects_continue = headers.get(b"expect", b"").lower() == b"100-continue"
-        chunks: list[bytes] = []
-        size = 0
         too_big = False
         declared_size = 0
         if declared is not None:
             try:
                 declared_size = int(declared)
+                if declared_size < 0:
+                    raise ValueError
             except ValueError:
                 await _reply(send, 400, "bad_request", "Content-Length is not a number",
                              "content-length")  # fmt: skip
@@ -912,19 +955,48 @@ class BodyLimit:
                 if expects_continue or declared_size > DRAIN_FACTOR * self.max_bytes:
                     await self._too_big(send, declared_size)
                     return
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            # Whole body within timeout_s; once it is known to be too big, stop at the first
-            # pause of DRAIN_IDLE_S (a client waiting for the answer is not kept waiting).
-            wait = deadline - time.monotonic()
-            if too_big:
-                wait = min(wait, DRAIN_IDLE_S)
+        # what the body may hold in memory: none of one read only to be dropped
+        size_held = 0 if too_big else self.max_bytes if declared is None else declared_size
+        if not await self._reserve(size_held):  # read it (dropped) so the client sees the 503
+            if await self._drain(receive, time.monotonic() + self.timeout_s, 0):
+                await _reply(send, 503, "busy", f"busy with {self.inflight:,} bytes of request "
+                             f"bodies (at most {self.max_inflight:,} at once); try again", None,
+                             [(b"retry-after", b"1")])  # fmt: skip
+            return
+        try:
+            await self._read_and_call(scope, receive, send, too_big, declared_size, declared)
+        finally:
+            self._release(size_held)
+
+    async def _drain(self, receive: Receive, deadline: float, size: int) -> bool:
+        """Read and drop a body already being sent (up to DRAIN_FACTOR times the limit, until its
+        end or a pause of DRAIN_IDLE_S): False if the client went away."""
+        while size <= DRAIN_FACTOR * self.max_bytes:
             try:
-                with anyio.fail_after(max(wait, 0.0)):
+                with anyio.fail_after(max(min(deadline - time.monotonic(), DRAIN_IDLE_S), 0.0)):
                     message = await receive()
             except TimeoutError:
-                if too_big:
-                    break
+                break
+            if message["type"] == "http.disconnect":
+                return False
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        return True
+
+    async def _read_and_call(
+        self, scope: Scope, receive: Receive, send: Send, too_big: bool, declared_size: int,
+        declared: bytes | None,
+    ) -> None:  # fmt: skip
+        chunks: list[bytes] = []
+        size = 0
+        ended = False  # the last piece of the body arrived
+        deadline = time.monotonic() + self.timeout_s
+        while not too_big and not ended:  # the whole body within timeout_s
+            try:
+                with anyio.fail_after(max(deadline - time.monotonic(), 0.0)):
+                    message = await receive()
+            except TimeoutError:
                 await _reply(send, 408, "body_timeout", f"the body did not arrive within "
                              f"{self.timeout_s:g} s", "body")  # fmt: skip
                 return
@@ -935,13 +1007,14 @@ class BodyLimit:
             if size > self.max_bytes:
                 too_big = True
                 chunks.clear()
-            if too_big and size > DRAIN_FACTOR * self.max_bytes:
-                break
-            if not too_big:
+            else:
                 chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+            ended = not message.get("more_body", False)
         if too_big:
+            # the rest is drained, up to the first pause of DRAIN_IDLE_S: a client waiting for
+            # the answer is not kept waiting
+            if not ended and not await self._drain(receive, deadline, size):
+                return
             await self._too_big(send, declared_size if declared is not None else size)
             return
         body = b"".join(chunks)
@@ -961,21 +1034,32 @@ class BodyLimit:
                      f"{self.max_bytes:,}", "body")  # fmt: skip
 
 
-async def _reply(send: Send, status: int, code: str, message: str, field: str | None) -> None:
+async def _reply(
+    send: Send, status: int, code: str, message: str, field: str | None,
+    headers: list[tuple[bytes, bytes]] = (),
+) -> None:  # fmt: skip
     payload = json.dumps(error_body(status, code, message, field)).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-        (b"connection", b"close")]})  # fmt: skip
+        (b"connection", b"close"), *headers]})  # fmt: skip
     await send({"type": "http.response.body", "body": payload})
 
 
 def serve(
     settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-    log_level: str = "info",
+    log_level: str = "info", predictor: Predictor | None = None,
 ) -> None:  # fmt: skip
-    """Run uvicorn with ``workers`` processes, each loading the model (``ecgcnn serve``)."""
+    """Run uvicorn (``ecgcnn serve``): one process serving ``predictor`` (loaded from
+    ``settings.checkpoint`` when None), or ``workers`` processes each loading the checkpoint."""
     import uvicorn
 
+    options = {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": 10}
+    if workers == 1:
+        _single_torch_thread()
+        if predictor is None:
+            predictor = Predictor.load(settings.checkpoint, threads=1)
+        uvicorn.run(create_app(settings, predictor), workers=1, **options)
+        return
     env = {
         "ECGCNN_CHECKPOINT": str(Path(settings.checkpoint).resolve())
         if settings.checkpoint
@@ -985,7 +1069,9 @@ def serve(
         "ECGCNN_MAX_BATCH": str(settings.max_batch),
         "ECGCNN_INFERENCE_THREADS": str(settings.inference_threads),
         "ECGCNN_BODY_TIMEOUT_S": str(settings.body_timeout_s),
+        "ECGCNN_MAX_INFLIGHT_MB": str(settings.max_inflight_bytes / MiB)
+        if settings.max_inflight_bytes
+        else "",
     }
     os.environ.update(env)
-    uvicorn.run("ecgcnn.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, timeout_graceful_shutdown=10)  # fmt: skip
+    uvicorn.run("ecgcnn.serve:app_from_env", factory=True, workers=workers, **options)
