@@ -136,14 +136,103 @@ def test_report_says_so_when_the_data_root_is_gone(run_dir, tmp_path):
 def test_report_of_a_partly_trained_run(run_dir, tmp_path):
     copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
     shutil.rmtree(copy / "fold_1")
+    (copy / "cv_results.json").unlink()  # a run still training: no summary yet
     page = parse(write_report(copy, examples=False))
     assert "Not trained yet: fold_1" in page.sections["metrics"]
+    # a fold with its history but no metrics was interrupted, not "not trained"
+    (copy / "fold_1").mkdir()
+    shutil.copy(run_dir / "fold_1" / "history.json", copy / "fold_1" / "history.json")
+    page = parse(write_report(copy, examples=False))
+    assert "Unfinished (interrupted): fold_1" in page.sections["metrics"]
     (copy / "fold_0" / "predictions_val.npz").write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(EcgcnnError, match="predictions_val.npz: not readable predictions"):
         write_report(copy)
     shutil.rmtree(copy / "fold_0")
     with pytest.raises(EcgcnnError, match="no fold trained yet"):
         write_report(copy)
+
+
+def test_a_fold_of_cv_results_without_its_files_is_named_not_silently_dropped(run_dir, tmp_path):
+    """The page's means would differ from cv_results.json's without saying why."""
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    (copy / "fold_0" / "metrics.json").unlink()
+    page = parse(write_report(copy, examples=False))
+    text = " ".join(page.sections["metrics"].split())
+    assert "fold_0 is in cv_results.json, but its metrics.json is missing" in text
+    assert "Not trained yet" not in text
+
+
+def test_holdout_records_are_counted_once_and_called_holdout(run_dir, tmp_path):
+    """Every CV fold scores the same holdout records: their count is one fold's, not the sum."""
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    for fold in ("fold_0", "fold_1"):
+        metrics = json.loads((copy / fold / "metrics.json").read_text())
+        metrics["records"] = 17
+        for c in metrics["per_class"].values():
+            c["support"] = 6
+        (copy / fold / "metrics_test.json").write_text(json.dumps(metrics))
+    import re
+
+    html = write_report(copy, examples=False).read_text()
+    cells = re.findall(r"<td>(.*?)</td>", html.split("<b>mean ± std</b></td><td>holdout")[1])
+    assert cells[:2] == ["", "17"], cells[:3]  # (epoch), records
+    holdout = html.split("<h3>Holdout</h3>")[1]
+    assert "support (holdout, the same records for every fold)" in holdout
+    assert "support (test" not in html
+    assert re.findall(r"<td>(.*?)</td>", holdout)[1] == "6"
+
+
+def test_the_loss_note_says_whether_the_loss_was_class_weighted(run_dir, tmp_path):
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    config = json.loads((copy / "config.json").read_text())
+    config["recipe"]["class_weighted"] = False
+    config["only_fold"] = 1  # how the last --only-fold process left it: not a setting of the run
+    (copy / "config.json").write_text(json.dumps(config))
+    page = parse(write_report(copy, examples=False))
+    assert "class weights included" not in page.sections["training"]
+    assert "unweighted" in page.sections["training"]
+    assert "only_fold" not in page.sections["config"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("fold_0/metrics.json", {"records": 3}, "fold_0/metrics.json: no 'per_class'"),
+        ("fold_0/metrics.json", "x", "fold_0/metrics.json: expected a JSON object"),
+        ("config.json", None, "config.json: expected a JSON object"),
+        ("fold_0/history.json", {"a": 1}, "fold_0/history.json: expected a list of epochs"),
+        ("fold_0/metrics.json", "no threshold", "fold_0/metrics.json: class "),
+    ],
+)
+def test_saved_files_of_the_wrong_shape_get_one_line_errors(run_dir, tmp_path, name, content,
+                                                              expected):  # fmt: skip
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    if content == "no threshold":
+        content = json.loads((copy / name).read_text())
+        del next(iter(content["per_class"].values()))["threshold"]
+    (copy / name).write_text(json.dumps(content))
+    with pytest.raises(EcgcnnError, match=expected.replace("/", "[/]")):
+        write_report(copy, examples=False)
+
+
+def test_report_out_is_checked_before_any_work(run_dir, tmp_path):
+    proc = ecgcnn("report", run_dir, "--out", tmp_path, "--no-examples")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"--out {tmp_path} is a folder" in proc.stderr.replace("\n", ""), proc.stderr
+
+
+def test_report_data_root_draws_the_examples_of_a_moved_run(run_dir, synthetic_root, tmp_path):
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    config = json.loads((copy / "config.json").read_text())
+    config["data_root"] = str(tmp_path / "moved-away")
+    (copy / "config.json").write_text(json.dumps(config))
+    proc = ecgcnn("report", copy, "--out", tmp_path / "a.html")
+    assert proc.returncode == 0 and "warning: " in proc.stderr and "--data-root" in proc.stderr
+    page = parse(tmp_path / "a.html")
+    assert "--data-root" in page.sections["examples"]
+    proc = ecgcnn("report", copy, "--out", tmp_path / "b.html", "--data-root", synthetic_root)
+    assert proc.returncode == 0, proc.stderr
+    assert [i for i in parse(tmp_path / "b.html").images if i["section"] == "examples"]
 
 
 def test_report_errors(tmp_path):
@@ -173,6 +262,13 @@ def test_report_opens_in_headless_chromium(run_dir, tmp_path):
             "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])"
         )
         assert images and all(done and width > 0 for done, width, _ in images), images
+        # on a phone the page scrolls down, not sideways: wide tables and figures scroll in place
+        driver.set_window_size(400, 900)
+        wide = driver.execute_script(
+            "return [document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        assert wide[0] <= wide[1], f"the page is {wide[0]} px wide in a {wide[1]} px window"
+        driver.set_window_size(1400, 1000)
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1400, min(height, 16000))
         shot = tmp_path / "report.png"
@@ -225,3 +321,18 @@ def test_examples_of_a_windowed_run_show_the_probabilities_they_were_chosen_by(
         "not class-weighted" in text and "Class-weighted training pushes" not in text
     )  # plain BCE
     assert ">train_folds<" in text and ">holdout_fold<" not in text and ">folds<" not in text
+
+
+def test_a_one_epoch_run_draws_its_points(run_dir, tmp_path, monkeypatch):
+    """A single epoch is a point, which a line without markers does not show."""
+    from ecgcnn import report
+
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    for fold in ("fold_0", "fold_1"):
+        history = json.loads((copy / fold / "history.json").read_text())
+        (copy / fold / "history.json").write_text(json.dumps(history[:1]))
+    figures = []
+    monkeypatch.setattr(report, "figure_png", lambda fig, *a, **k: figures.append(fig) or PNG)
+    report.plot_training(report.load_run(copy))
+    lines = [line for ax in figures[0].axes for line in ax.get_lines()]
+    assert lines and all(line.get_marker() not in (None, "None", "") for line in lines)

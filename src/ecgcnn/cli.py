@@ -1147,12 +1147,19 @@ def report(
     no_examples: Annotated[
         bool, typer.Option("--no-examples", help="Leave out the explained ECGs (faster).")
     ] = False,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the run's PTB-XL is now, for the explained ECGs (default: the run's own).",
+        ),
+    ] = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Rebuild a run's self-contained HTML report from its saved files (no retraining)."""
     from ecgcnn.report import write_report
 
-    path = write_report(run, out, examples=not no_examples, method=method, cache_dir=cache_dir)
+    path = write_report(run, out, examples=not no_examples, method=method, cache_dir=cache_dir,
+                        data_root=data_root)  # fmt: skip
     console.print(f"report: {path}", soft_wrap=True, markup=False)
 
 

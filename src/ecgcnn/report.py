@@ -86,8 +86,10 @@ class Run:
     config: dict[str, Any]
     classes: list[str]
     folds: list[Fold]
-    missing: list[str]
+    missing: list[str]  # not trained yet
     results: dict[str, Any] | None
+    unfinished: list[str] = field(default_factory=list)  # a history, but no metrics: interrupted
+    lost: dict[str, str] = field(default_factory=dict)  # in cv_results.json; file missing
 
 
 def _read_predictions(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,27 +103,55 @@ def load_run(run_dir: str | Path) -> Run:
     config_path = run / "config.json"
     if not config_path.is_file():
         raise EcgcnnError(f"{run} is not a run folder (no config.json)")
-    config = read_json(config_path)
+    config = _object(read_json(config_path), config_path)
     for key in ("classes", "fold_names"):
-        if key not in config:
+        if not isinstance(config.get(key), list):
             raise EcgcnnError(f"{config_path}: missing {key!r}; was it written by ecgcnn train?")
-    folds, missing = [], []
+    results_path = run / "cv_results.json"
+    results = _object(read_json(results_path), results_path) if results_path.is_file() else None
+    summarised = set((results or {}).get("folds") or ())
+    folds, missing, unfinished, lost = [], [], [], {}
     for name in config["fold_names"]:
         d = run / name
-        if not ((d / "metrics.json").is_file() and (d / "predictions_val.npz").is_file()):
-            missing.append(name)
+        absent = [f for f in ("metrics.json", "predictions_val.npz") if not (d / f).is_file()]
+        if absent:
+            if name in summarised:
+                lost[name] = absent[0]
+            elif (d / "history.json").is_file() or (d / "checkpoint.pt").is_file():
+                unfinished.append(name)
+            else:
+                missing.append(name)
             continue
         y_true, y_prob, ids = _read_predictions(d / "predictions_val.npz", len(config["classes"]))
         history = read_json(d / "history.json") if (d / "history.json").is_file() else []
-        test = read_json(d / "metrics_test.json") if (d / "metrics_test.json").is_file() else None
-        folds.append(
-            Fold(name, d, read_json(d / "metrics.json"), y_true, y_prob, ids, history, test)
-        )
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise EcgcnnError(f"{d / 'history.json'}: expected a list of epochs (JSON objects)")
+        test = None
+        if (d / "metrics_test.json").is_file():
+            test = _metrics(read_json(d / "metrics_test.json"), d / "metrics_test.json")
+        metrics = _metrics(read_json(d / "metrics.json"), d / "metrics.json")
+        folds.append(Fold(name, d, metrics, y_true, y_prob, ids, history, test))
     if not folds:
         raise EcgcnnError(f"{run}: no fold trained yet (no metrics.json with predictions_val.npz)")
-    results_path = run / "cv_results.json"
-    results = read_json(results_path) if results_path.is_file() else None
-    return Run(run, config, list(config["classes"]), folds, missing, results)
+    return Run(run, config, list(config["classes"]), folds, missing, results, unfinished, lost)
+
+
+def _object(value: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise EcgcnnError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _metrics(value: Any, path: Path) -> dict[str, Any]:
+    """A saved metrics file, checked for what the report reads (a hand-edited one gets a line)."""
+    metrics = _object(value, path)
+    per_class = metrics.get("per_class")
+    if not isinstance(per_class, dict):
+        raise EcgcnnError(f"{path}: no 'per_class' object; was it written by ecgcnn train?")
+    for name, c in per_class.items():
+        if not isinstance(c, dict) or not isinstance(c.get("threshold"), (int, float)):
+            raise EcgcnnError(f"{path}: class {name!r} has no numeric 'threshold'")
+    return metrics
 
 
 # --- formatting ----------------------------------------------------------------------------------
@@ -150,12 +180,15 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
     """An HTML table; cells are already escaped."""
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    table = f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<div class="scroll">{table}</div>'  # a wide table scrolls in place on a phone
 
 
 def _img(png: bytes, alt: str, cls: str = "") -> str:
+    """An inline PNG; a ``wide`` one (many panels) keeps a legible width on a phone, scrolled."""
     data = base64.b64encode(png).decode("ascii")
-    return f'<img class="{cls}" alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+    img = f'<img class="{cls}" alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+    return f'<div class="scroll">{img}</div>' if cls == "wide" else img
 
 
 def _note(text: str) -> str:
@@ -200,7 +233,7 @@ def section_config(run: Run) -> str:
     rows = []
     unused = UNUSED_BY_PROTOCOL.get(str(run.config.get("protocol")), ())
     for key, value in run.config.items():
-        if key in unused:
+        if key in unused or key == "only_fold":  # which process wrote config.json last
             continue
         if isinstance(value, dict):
             rows += [[_esc(f"{key}.{k}"), _esc(_plain(v))] for k, v in value.items()]
@@ -229,11 +262,14 @@ def section_metrics(run: Run) -> str:
             test.append(f.test_metrics)
             split = "holdout" if run.config.get("protocol") == "cv" else "test"
             rows.append(_metric_row(f.name, split, f.test_metrics.get("epoch"), f.test_metrics))
-    for label, group in (("validation", val), ("holdout / test", test)):
+    holdout = run.config.get("protocol") == "cv"  # every fold scores the same holdout records
+    for label, group in (("validation", val), ("holdout" if holdout else "test", test)):
         if len(group) > 1:
             ms = summarize(group)
+            counts = [int(m.get("records") or 0) for m in group]
+            records = max(counts) if label == "holdout" else sum(counts)
             rows.append(
-                ["<b>mean ± std</b>", label, "", str(sum(m["records"] for m in group)),
+                ["<b>mean ± std</b>", label, "", str(records),
                  *(_esc(_fmt_ms(ms[k])) for k, _ in SCALARS[1:])]
             )  # fmt: skip
     if run.results:
@@ -242,6 +278,13 @@ def section_metrics(run: Run) -> str:
             if ens:
                 rows.append(_metric_row(f"ensemble of {ens.get('models', '')}", part, None, ens))
     out = _table(header, rows, "metrics")
+    for name, absent in run.lost.items():
+        out += _note(
+            f"{_esc(name)} is in cv_results.json, but its {_esc(absent)} is missing: the figures "
+            "here leave it out, so they differ from cv_results.json's."
+        )
+    if run.unfinished:
+        out += _note(f"Unfinished (interrupted): {_esc(', '.join(run.unfinished))}.")
     if run.missing:
         out += _note(f"Not trained yet: {_esc(', '.join(run.missing))}.")
     if run.config.get("protocol") == "cv":
@@ -269,7 +312,10 @@ def section_classes(run: Run) -> str:
     out = _class_table(run, [f.metrics for f in run.folds], "validation")
     tests = [f.test_metrics for f in run.folds if f.test_metrics is not None]
     if tests:
-        out += "<h3>Holdout / test</h3>" + _class_table(run, tests, "test")
+        holdout = run.config.get("protocol") == "cv"
+        out += f"<h3>{'Holdout' if holdout else 'Test'}</h3>" + _class_table(
+            run, tests, "holdout" if holdout else "test"
+        )
     return out
 
 
@@ -277,7 +323,8 @@ def _class_table(run: Run, metrics: list[dict[str, Any]], split: str) -> str:
     rows = []
     for name in run.classes:
         per = [m["per_class"].get(name, {}) for m in metrics]
-        support = sum(p.get("support", 0) for p in per)
+        supports = [int(p.get("support", 0)) for p in per]
+        support = max(supports, default=0) if split == "holdout" else sum(supports)
         thresholds = [p["threshold"] for p in per if "threshold" in p]
         rows.append(
             [_esc(name), str(support),
@@ -286,7 +333,9 @@ def _class_table(run: Run, metrics: list[dict[str, Any]], split: str) -> str:
         )  # fmt: skip
     header = [
         "class",
-        f"support ({split}, all folds)",
+        "support (holdout, the same records for every fold)"
+        if split == "holdout"
+        else f"support ({split}, all folds)",
         "ROC-AUC",
         "PR-AUC",
         "F1",
@@ -345,10 +394,10 @@ def section_curves(run: Run, shown: list[int]) -> str:
     return (
         _more_classes_note(run, shown)
         + "<h3>ROC</h3>"
-        + _img(roc, "ROC curves per class")
+        + _img(roc, "ROC curves per class", "wide")
         + _note("Dashed: chance. Legend: each fold's validation AUC.")
         + "<h3>Precision-recall</h3>"
-        + _img(pr, "precision-recall curves per class")
+        + _img(pr, "precision-recall curves per class", "wide")
         + _note("Dashed: the class's prevalence (a classifier without skill).")
     )
 
@@ -386,7 +435,7 @@ def plot_confusion(run: Run, shown: list[int]) -> bytes:
 def section_confusion(run: Run, shown: list[int]) -> str:
     return (
         _more_classes_note(run, shown)
-        + _img(plot_confusion(run, shown), "confusion matrices per class")
+        + _img(plot_confusion(run, shown), "confusion matrices per class", "wide")
         + _note("Validation records of every fold; counts and the share of each true row.")
     )
 
@@ -433,7 +482,7 @@ def section_calibration(run: Run, shown: list[int]) -> str:
     png, rows = plot_calibration(run, shown)
     return (
         _more_classes_note(run, shown)
-        + _img(png, "reliability diagram")
+        + _img(png, "reliability diagram", "wide")
         + _table(["class", "expected calibration error", "Brier score"], rows, "narrow")
         + _note(
             "Pooled validation predictions of every fold in ten equal-width bins. "
@@ -469,14 +518,15 @@ def plot_training(run: Run) -> bytes | None:
     for k, (name, history, best) in enumerate(curves):
         colour = FOLD_COLOURS[k % len(FOLD_COLOURS)]
         ep = [h["epoch"] for h in history]
-        lx.plot(ep, [h.get("train_loss") for h in history], color=colour, lw=1.4,
-                label=f"{name} train")  # fmt: skip
-        lx.plot(ep, [h.get("val_loss") for h in history], color=colour, lw=1.4, ls="--",
-                label=f"{name} validation")  # fmt: skip
+        dots = {"marker": "o", "ms": 3.5}  # a single epoch is a point, which a line would not show
+        lx.plot(ep, [_nan(h.get("train_loss")) for h in history], color=colour, lw=1.4,
+                label=f"{name} train", **dots)  # fmt: skip
+        lx.plot(ep, [_nan(h.get("val_loss")) for h in history], color=colour, lw=1.4, ls="--",
+                label=f"{name} validation", **dots)  # fmt: skip
         pr = [_nan(h.get("val_pr_auc_macro")) for h in history]
         roc = [_nan(h.get("val_roc_auc_macro")) for h in history]
-        mx.plot(ep, pr, color=colour, lw=1.4, label=f"{name} PR-AUC")
-        mx.plot(ep, roc, color=colour, lw=1.0, ls=":", label=f"{name} ROC-AUC")
+        mx.plot(ep, pr, color=colour, lw=1.4, label=f"{name} PR-AUC", **dots)
+        mx.plot(ep, roc, color=colour, lw=1.0, ls=":", label=f"{name} ROC-AUC", **dots)
         if best in ep:
             i = ep.index(best)
             mx.plot([best], [pr[i]], marker="*", ms=11, color=colour, mec="white", zorder=5)
@@ -499,8 +549,10 @@ def section_training(run: Run) -> str:
     png = plot_training(run)
     if png is None:
         return _note("No history.json in any fold.")
-    return _img(png, "training curves") + _note(
-        "Solid: training loss; dashed: validation loss (the training loss, class weights included)."
+    weighted = (run.config.get("recipe") or {}).get("class_weighted", True)
+    return _img(png, "training curves", "wide") + _note(
+        "Solid: training loss; dashed: validation loss (the training loss, "
+        + ("class weights included)." if weighted else "unweighted, as trained).")
     )
 
 
@@ -533,8 +585,9 @@ def choose_examples(fold: Fold, class_indices: list[int]) -> list[Example]:
 
 
 def section_examples(
-    run: Run, method: str, cache_dir: str | Path | None, max_classes: int = MAX_EXAMPLE_CLASSES
-) -> str:
+    run: Run, method: str, cache_dir: str | Path | None, max_classes: int = MAX_EXAMPLE_CLASSES,
+    data_root: str | Path | None = None,
+) -> str:  # fmt: skip
     from ecgcnn.cache import load_signals
     from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
     from ecgcnn.evaluate import checkpoint_windows
@@ -546,23 +599,34 @@ def section_examples(
     fold = next((f for f in run.folds if (f.path / "checkpoint.pt").is_file()), None)
     if fold is None:
         return _note("No fold has a checkpoint.pt, so there is nothing to explain.")
-    root = Path(str(run.config.get("data_root", "")))
+    root = Path(str(data_root or run.config.get("data_root", "")))
     if not (root / "ptbxl_database.csv").is_file():
+        whose = "The data root given" if data_root else "The run's data root"
+        log.warning("%s %s is not there (no ptbxl_database.csv): the report has no explained "
+                    "ECGs; give the data's folder with --data-root", whose.lower()[4:], root)  # fmt: skip
         return _note(
-            f"The run's data root <code>{_esc(root)}</code> is no longer there, so the ECGs cannot "
-            "be drawn. Rebuild the report where it is: <code>ecgcnn report RUN_DIR</code>."
+            f"{whose} <code>{_esc(root)}</code> is no longer there, so the ECGs cannot be drawn. "
+            "Rebuild the report with the data's folder: "
+            "<code>ecgcnn report RUN_DIR --data-root DIR</code>."
         )
     try:
         payload = load_checkpoint(fold.path / "checkpoint.pt")
         model = model_from_checkpoint(payload, str(fold.path / "checkpoint.pt"))
+    except EcgcnnError as exc:
+        log.warning("no explained ECGs in the report: %s", exc)
+        return _note(f"The model to explain could not be loaded: {_esc(exc)}")
+    try:
         db = load_database(root)
         signals = load_signals(
             db, int(payload["fs"]), cache_dir or run.config.get("cache_dir"), skip_missing=True,
             progress=False,
         )  # fmt: skip
     except EcgcnnError as exc:
+        log.warning("no explained ECGs in the report: %s", exc)
         return _note(f"The ECGs could not be read: {_esc(exc)}")
-    classes = [j for j in _plotted_classes(run) if fold.y_true[:, j].any()][:max_classes]
+    plotted = _plotted_classes(run)
+    no_positive = [run.classes[j] for j in plotted if not fold.y_true[:, j].any()]
+    classes = [j for j in plotted if fold.y_true[:, j].any()][:max_classes]
     examples = choose_examples(fold, classes)
     parts = [
         _note(
@@ -608,7 +672,15 @@ def section_examples(
             )
         parts.append("</div>")
     if len(classes) < len(run.classes):
-        parts.insert(1, _note(f"The {len(classes)} most frequent of {len(run.classes)} classes."))
+        why = (
+            f"; none of {_esc(fold.name)}'s validation records is a positive of "
+            f"{_esc(', '.join(no_positive))}"
+            if no_positive
+            else ""
+        )
+        parts.insert(
+            1, _note(f"The {len(classes)} most frequent of {len(run.classes)} classes{why}.")
+        )
     return "".join(parts)
 
 
@@ -635,6 +707,7 @@ section { background: #fff; border: 1px solid var(--line); border-radius: 10px;
           padding: 18px 22px 20px; margin: 0 0 20px; }
 h2 { margin: 0 0 12px; font-size: 19px; }
 h3 { margin: 18px 0 8px; font-size: 16px; color: #333b4d; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; font-size: 13.5px; margin: 4px 0 8px; }
 th, td { padding: 5px 12px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
 th { background: #f0f2f7; font-weight: 600; }
@@ -647,6 +720,11 @@ img.ecg { border: 1px solid var(--line); border-radius: 4px; }
 figure { margin: 0; min-width: 0; }
 .examples { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 14px 18px; }
 @media (max-width: 1100px) { .examples { grid-template-columns: 1fr; } }
+@media (max-width: 700px) {
+  header, nav { padding-left: 14px; padding-right: 14px; }
+  main { padding: 12px 8px 30px; } section { padding: 14px 12px; }
+  .scroll img.wide { width: 700px; max-width: none; } /* many panels: legible, scrolled sideways */
+}
 .zoom input { display: none; }
 .zoom img { cursor: zoom-in; }
 .zoom input:checked + img { position: fixed; top: 0; left: 0; width: 100vw; height: 100vh;
@@ -665,7 +743,7 @@ code { background: #f0f2f7; padding: 1px 5px; border-radius: 4px; }
 
 def render_report(
     run: Run, examples: bool = True, method: str = "integrated-gradients",
-    cache_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None, data_root: str | Path | None = None,
 ) -> str:  # fmt: skip
     """The report of a loaded run as one HTML string."""
     shown = _plotted_classes(run)
@@ -677,7 +755,7 @@ def render_report(
         "confusion": section_confusion(run, shown),
         "calibration": section_calibration(run, shown),
         "training": section_training(run),
-        "examples": section_examples(run, method, cache_dir)
+        "examples": section_examples(run, method, cache_dir, data_root=data_root)
         if examples
         else _note("Left out (report written with --no-examples)."),
     }
@@ -726,13 +804,18 @@ def write_report(
     examples: bool = True,
     method: str = "integrated-gradients",
     cache_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
 ) -> Path:
-    """Write ``report.html`` (or ``out``) for a run folder, from its saved files; returns the path."""
+    """Write ``report.html`` (or ``out``) for a run folder, from its saved files; returns the path.
+    ``data_root``: where the run's data is now, for the explained ECGs (default: the run's own)."""
     from ecgcnn.explain import check_method
 
     check_method(method)
     run = load_run(run_dir)
     path = Path(out) if out is not None else run.path / "report.html"
-    atomic.write_text(path, render_report(run, examples, method, cache_dir))
+    problem = atomic.unwritable(path, False)
+    if problem:
+        raise EcgcnnError(f"{'--out ' if out is not None else ''}{path} {problem}")
+    atomic.write_text(path, render_report(run, examples, method, cache_dir, data_root))
     log.debug("report: %s", path)
     return path
