@@ -112,6 +112,13 @@ def test_scan_finds_interrupted_builds_damaged_files_and_another_filter(
         assert by_state(scan_caches())[(name, "treated", "100 Hz, baseline median")] == (
             "another filter (ecgcnn, scipy)"
         )
+    manifest = folder / "manifest_100hz_median.json"
+    saved = manifest.read_text()
+    manifest.write_text(json.dumps(json.loads(saved) | {"format": 99}))  # another version's
+    assert by_state(scan_caches())[(name, "treated", "100 Hz, baseline median")] == (
+        f"cache format 99 (this ecgcnn: {cache_module.CACHE_FORMAT})"
+    )
+    manifest.write_text(saved)
     npy = folder / "signals_100hz.npy"
     with open(npy, "r+b") as f:  # same size, written after its manifest
         f.seek(-4, 2)
@@ -120,6 +127,24 @@ def test_scan_finds_interrupted_builds_damaged_files_and_another_filter(
     assert by_state(scan_caches())[(name, "records", "100 Hz")] == "array differs from its manifest"
     (folder / "manifest_100hz.json").write_text("{not json")
     assert by_state(scan_caches())[(name, "records", "100 Hz")].startswith("unreadable manifest")
+
+
+def test_cache_clear_data_root_finds_its_folder_in_the_cache_dir_named(
+    synthetic_root, tmp_path, base
+):
+    """A cache whose manifest cannot be read is known by its folder's name, in the folder being
+    cleared (--cache-dir), whatever $ECGCNN_CACHE says."""
+    root = make_root(synthetic_root, tmp_path / "ptbxl")
+    load_signals(load_database(root), 100, progress=False)
+    (default_cache_dir(root) / "manifest_100hz.json").write_text("{not json")
+    env = {k: v for k, v in os.environ.items() if k != "ECGCNN_CACHE"}
+    r = ecgcnn("cache", "clear", "--cache-dir", base, "--data-root", root, "--dry-run", env=env)
+    assert r.returncode == 0 and "would remove 1 file(s)" in r.stderr, r.stderr
+
+
+def test_an_empty_ecgcnn_cache_is_unset(monkeypatch):
+    monkeypatch.setenv("ECGCNN_CACHE", "")  # not the working folder
+    assert cache_module.cache_base() == cache_module.Path.home() / ".cache" / "ecgcnn"
 
 
 def test_scan_of_nothing_and_of_a_file(tmp_path):

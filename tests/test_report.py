@@ -240,6 +240,7 @@ def test_report_errors(tmp_path):
         write_report(tmp_path)
     proc = ecgcnn("report", tmp_path / "nowhere")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{tmp_path / 'nowhere'}: no such folder" in proc.stderr.replace("\n", "")
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
 
 

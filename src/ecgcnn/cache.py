@@ -80,7 +80,7 @@ def _treated_in_memory(signals: Signals, how: str) -> Signals:
 
 def cache_base() -> Path:
     """Where each data root's record-cache folder is made: $ECGCNN_CACHE, else ~/.cache/ecgcnn."""
-    return Path(os.environ.get("ECGCNN_CACHE", Path.home() / ".cache" / "ecgcnn"))
+    return Path(os.environ.get("ECGCNN_CACHE") or Path.home() / ".cache" / "ecgcnn")  # "" is unset
 
 
 def default_cache_dir(root: Path) -> Path:
@@ -699,6 +699,9 @@ def _treated_cache_file(
         return _unfinished(base, "no manifest (interrupted build)")
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         return _unfinished(base, f"unreadable manifest ({exc})")
+    if manifest.get("format") != CACHE_FORMAT:
+        return replace(base, note=f"cache format {manifest.get('format')} (this ecgcnn: "
+                       f"{CACHE_FORMAT})")  # fmt: skip
     if records is None:
         return replace(base, note=f"no {fs} Hz record cache beside it")
     if not records.usable:
@@ -707,10 +710,7 @@ def _treated_cache_file(
         return replace(base, note="from an earlier record cache")
     if manifest.get("filter") != baseline_signature(how, fs):
         return replace(base, note="another filter (ecgcnn, scipy)")
-    if (
-        manifest.get("format") != CACHE_FORMAT
-        or _open_array(npy, manifest.get("file") or []) is None
-    ):
+    if _open_array(npy, manifest.get("file") or []) is None:
         return replace(base, note="array differs from its manifest")
     return replace(base, usable=True)
 

@@ -683,8 +683,11 @@ def cache_clear(
     running = [f for f in files if f.running]
     chosen = [f for f in files if not f.running]
     if data_root is not None:
+        # its folder by name, where $ECGCNN_CACHE puts it or in the folder named, or by the root
+        # its manifest gives
         root, folder = data_root.resolve(), default_cache_dir(data_root)
-        chosen = [f for f in chosen if f.folder == folder or (f.root and Path(f.root).resolve() == root)]  # fmt: skip
+        folders = {folder, where / folder.name}
+        chosen = [f for f in chosen if f.folder in folders or (f.root and Path(f.root).resolve() == root)]  # fmt: skip
     if unused:
         chosen = [f for f in chosen if f.unused]
     if treated:

@@ -101,6 +101,8 @@ def load_run(run_dir: str | Path) -> Run:
     """The saved files of a run; folds not trained yet are listed in ``missing``."""
     run = Path(run_dir)
     config_path = run / "config.json"
+    if not run.is_dir():
+        raise EcgcnnError(f"{run}: no such folder")
     if not config_path.is_file():
         raise EcgcnnError(f"{run} is not a run folder (no config.json)")
     config = _object(read_json(config_path), config_path)
