@@ -186,9 +186,12 @@ def test_the_loss_note_says_whether_the_loss_was_class_weighted(run_dir, tmp_pat
     copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
     config = json.loads((copy / "config.json").read_text())
     config["recipe"]["class_weighted"] = False
+    config["recipe"]["select_best"] = False  # the last epoch kept: no epoch chosen on validation
     config["only_fold"] = 1  # how the last --only-fold process left it: not a setting of the run
     (copy / "config.json").write_text(json.dumps(config))
     page = parse(write_report(copy, examples=False))
+    note = " ".join(page.sections["metrics"].split())
+    assert "the thresholds were chosen on the same fold" in note and "best epoch" not in note
     assert "class weights included" not in page.sections["training"]
     assert "unweighted" in page.sections["training"]
     assert "only_fold" not in page.sections["config"]
@@ -303,7 +306,9 @@ def test_examples_of_a_windowed_run_show_the_probabilities_they_were_chosen_by(
     saved = np.load(out / "benchmark" / "predictions_val.npz")
     classes = json.loads((out / "config.json").read_text())["classes"]
     text = Path(html).read_text()
-    shown = re.findall(r"<h3>([^<]+)</h3>|ecg_id (\d+), p = (0\.\d\d)", text)
+    # three decimals: two would show a positive and a negative on either side of the threshold
+    # as the same p
+    shown = re.findall(r"<h3>([^<]+)</h3>|ecg_id (\d+), p = (0\.\d\d\d)<", text)
     checked, current = 0, None
     for heading, ecg_id, p in shown:
         if heading:
@@ -312,7 +317,7 @@ def test_examples_of_a_windowed_run_show_the_probabilities_they_were_chosen_by(
         if current is None:
             continue
         row = int(np.flatnonzero(saved["ecg_ids"] == int(ecg_id))[0])
-        assert float(p) == pytest.approx(saved["y_prob"][row, current], abs=0.006), (
+        assert float(p) == pytest.approx(saved["y_prob"][row, current], abs=0.0006), (
             ecg_id,
             heading,
         )

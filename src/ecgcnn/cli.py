@@ -32,7 +32,11 @@ DataRoot = Annotated[
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")]
 CacheDir = Annotated[
     Path | None,
-    typer.Option("--cache-dir", help="Record cache folder (default ~/.cache/ecgcnn/...)."),
+    typer.Option(
+        "--cache-dir",
+        help="Record cache folder (default: one per data root in $ECGCNN_CACHE, else "
+        "~/.cache/ecgcnn).",
+    ),
 ]
 SkipMissing = Annotated[
     bool,
@@ -901,11 +905,13 @@ def serve(
         raise EcgcnnError(f"--max-inflight-mb ({max_inflight_mb:g}) must hold the largest body "
                           f"(--max-body-mb {max_body_mb:g})")  # fmt: skip
     # fail here, with a clear message, rather than in every worker; one process serves this one
-    predictor = Predictor.load(checkpoint, threads=1)
+    predictor: Predictor | None = Predictor.load(checkpoint, threads=1)
+    if workers > 1:
+        predictor = None  # each worker loads its own; the supervising process holds none
     settings = Settings(str(checkpoint), int(max_body_mb * MiB), max_duration, max_batch, threads,
                         body_timeout, int(max_inflight_mb * MiB) if max_inflight_mb else None)  # fmt: skip
     console.print(f"serving {checkpoint} on http://{host}:{port} (API docs at /docs)")
-    run_server(settings, host, port, workers, log_level, predictor if workers == 1 else None)
+    run_server(settings, host, port, workers, log_level, predictor)
 
 
 @app.command("benchmark")

@@ -290,9 +290,14 @@ def section_metrics(run: Run) -> str:
     if run.missing:
         out += _note(f"Not trained yet: {_esc(', '.join(run.missing))}.")
     if run.config.get("protocol") == "cv":
+        chosen = (
+            "the best epoch and the thresholds were"
+            if (run.config.get("recipe") or {}).get("select_best", True)
+            else "the thresholds were"  # the last epoch kept
+        )
         out += _note(
-            "Validation figures are optimistic: the best epoch and the thresholds were chosen on "
-            "the same fold. Holdout and test figures are not."
+            f"Validation figures are optimistic: {chosen} chosen on the same fold. Holdout and "
+            "test figures are not."
         )
     return out
 
@@ -662,7 +667,7 @@ def section_examples(
             )  # fmt: skip
             parts.append(
                 f'<figure><figcaption><span class="tag {e.kind.split()[0]}">{_esc(e.kind)}</span> '
-                f"ecg_id {ecg_id}, p = {ex.probability:.2f}</figcaption>"
+                f"ecg_id {ecg_id}, p = {ex.probability:.3f}</figcaption>"
                 # A checkbox and CSS zoom the image on click, without script or a second copy.
                 + '<label class="zoom"><input type="checkbox">'
                 + _img(
@@ -714,7 +719,7 @@ table { border-collapse: collapse; font-size: 13.5px; margin: 4px 0 8px; }
 th, td { padding: 5px 12px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
 th { background: #f0f2f7; font-weight: 600; }
 td:first-child, th:first-child { text-align: left; }
-table.config td { text-align: left; white-space: normal; }
+table.config td, table.config th { text-align: left; white-space: normal; }
 table.config td:first-child { font-family: ui-monospace, Menlo, Consolas, monospace; color: var(--muted); }
 tbody tr:nth-child(even) { background: #fafbfd; }
 img { max-width: 100%; height: auto; display: block; margin: 6px 0; }
