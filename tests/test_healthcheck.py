@@ -16,6 +16,9 @@ CLI = "/opt/venv/bin/ecgcnn"
         (["python", CLI, "serve", "--port=9001", "--host=::"], ("::1", 9001)),
         (["python", CLI, "serve", "--checkpoint", "/m/x.pt"], ("127.0.0.1", DEFAULT_PORT)),
         (["python", "-m", "ecgcnn", "serve", "--host", "10.0.0.5"], ("10.0.0.5", DEFAULT_PORT)),
+        (["python", CLI, "-v", "serve", "--port", "9002"], ("127.0.0.1", 9002)),  # global option
+        (["python", "-m", "ecgcnn", "--verbose", "serve"], ("127.0.0.1", DEFAULT_PORT)),
+        (["python", CLI, "-v", "train", "--port", "9000"], None),
         (["python", CLI, "train", "--port", "9000"], None),  # another command serves nothing
         (["python", CLI], None),
         (["sleep", "5"], None),

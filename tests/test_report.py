@@ -143,7 +143,7 @@ def test_report_of_a_partly_trained_run(run_dir, tmp_path):
     (copy / "fold_1").mkdir()
     shutil.copy(run_dir / "fold_1" / "history.json", copy / "fold_1" / "history.json")
     page = parse(write_report(copy, examples=False))
-    assert "Unfinished (interrupted): fold_1" in page.sections["metrics"]
+    assert "Unfinished (still training, or interrupted): fold_1" in page.sections["metrics"]
     (copy / "fold_0" / "predictions_val.npz").write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(EcgcnnError, match="predictions_val.npz: not readable predictions"):
         write_report(copy)

@@ -17,6 +17,8 @@ def serve_address(argv: Sequence[str]) -> tuple[str, int] | None:
     """Where the process with this command line serves, if it is ``ecgcnn serve``."""
     args = list(argv)
     start = next((i + 1 for i, a in enumerate(args) if Path(a).name == "ecgcnn"), None)
+    while start is not None and start < len(args) and args[start].startswith("-"):
+        start += 1  # global options before the command (-v, --verbose)
     if start is None or start >= len(args) or args[start] != "serve":
         return None
     host, port = "127.0.0.1", DEFAULT_PORT

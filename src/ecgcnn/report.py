@@ -286,7 +286,9 @@ def section_metrics(run: Run) -> str:
             "here leave it out, so they differ from cv_results.json's."
         )
     if run.unfinished:
-        out += _note(f"Unfinished (interrupted): {_esc(', '.join(run.unfinished))}.")
+        out += _note(
+            f"Unfinished (still training, or interrupted): {_esc(', '.join(run.unfinished))}."
+        )
     if run.missing:
         out += _note(f"Not trained yet: {_esc(', '.join(run.missing))}.")
     if run.config.get("protocol") == "cv":

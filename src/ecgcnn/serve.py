@@ -26,6 +26,7 @@ import os
 import re
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -260,9 +261,18 @@ def model_id(predictor: Predictor, path: str | None) -> str:
     return f"{name}-{predictor.meta.get('task') or 'task'}-{digest}"
 
 
+def check_inflight(max_inflight_bytes: int, max_body_bytes: int) -> None:
+    """The in-flight budget must hold the largest body, or such a body could never be answered."""
+    if max_inflight_bytes < max_body_bytes:
+        raise EcgcnnError(f"the in-flight budget ({max_inflight_bytes:,} bytes) must hold the "
+                          f"largest body ({max_body_bytes:,})")  # fmt: skip
+
+
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
     """The ASGI app: serves ``predictor``, or loads ``settings.checkpoint`` in the background."""
     settings = settings or Settings()
+    if settings.max_inflight_bytes is not None:
+        check_inflight(settings.max_inflight_bytes, settings.max_body_bytes)
     if predictor is None and not settings.checkpoint:
         raise EcgcnnError("serve: give a checkpoint (or an exported .onnx model) to serve")
     state = State()
@@ -894,41 +904,57 @@ class BodyLimit:
     Content-Length header or by counting), 408 if it does not arrive within ``timeout_s``.
     A client that disconnects mid-upload just ends its request.
 
-    At most ``max_inflight_bytes`` of bodies are held at once (each counted by its Content-Length,
-    or at ``max_bytes`` without one) until their answers are sent: a parsed body takes several
-    times its size, so a burst of large ones could otherwise exceed the process's memory limit.
-    A request past the budget waits, its body unread, for ``timeout_s``; then 503 ``busy``."""
+    The app then works on at most ``max_inflight_bytes`` of bodies at once (each counted by the
+    bytes read), until their answers are sent: a parsed body takes several times its size, so a
+    burst of large ones could otherwise exceed the process's memory limit. A body past the budget
+    waits its turn, first come first served (a large one is not passed over by smaller ones), for
+    up to ``timeout_s``; then 503 ``busy``. Nothing is reserved before a body has arrived, so idle
+    connections hold none of the budget."""
 
     def __init__(
         self, app: ASGIApp, max_bytes: int, timeout_s: float, max_inflight_bytes: int | None = None
     ) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
         self.max_inflight = max_inflight_bytes or DEFAULT_INFLIGHT_BODIES * max_bytes
-        if self.max_inflight < max_bytes:
-            raise ValueError(f"the in-flight budget ({self.max_inflight:,} bytes) must hold the "
-                             f"largest body ({max_bytes:,})")  # fmt: skip
+        check_inflight(self.max_inflight, max_bytes)
         self.inflight = 0
-        self._released: anyio.Event | None = None  # made in the event loop, on first use
+        self._queue: deque[tuple[int, anyio.Event]] = deque()  # waiting: (size, its go-ahead)
 
     async def _reserve(self, size: int) -> bool:
-        """Wait (up to ``timeout_s``) until ``size`` more bytes fit in the in-flight budget."""
-        deadline = time.monotonic() + self.timeout_s
-        while self.inflight + size > self.max_inflight:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if self._released is None:
-                self._released = anyio.Event()
-            with anyio.move_on_after(remaining):
-                await self._released.wait()
-        self.inflight += size
-        return True
+        """Wait (up to ``timeout_s``, behind those already waiting) until ``size`` more bytes fit
+        in the in-flight budget; False if they did not."""
+        if not self._queue and self.inflight + size <= self.max_inflight:
+            self.inflight += size
+            return True
+        entry = (size, anyio.Event())
+        self._queue.append(entry)
+        try:
+            with anyio.move_on_after(self.timeout_s):
+                await entry[1].wait()
+        except BaseException:  # cancelled (shutdown): nothing of it stays counted or queued
+            self._withdraw(entry)
+            raise
+        if entry[1].is_set():  # admitted (the release counted it), even if just as time ran out
+            return True
+        self._withdraw(entry)
+        return False
+
+    def _withdraw(self, entry: tuple[int, anyio.Event]) -> None:
+        if entry[1].is_set():
+            self._release(entry[0])
+        else:
+            self._queue.remove(entry)
+            self._admit()  # those behind it may fit now
+
+    def _admit(self) -> None:
+        while self._queue and self.inflight + self._queue[0][0] <= self.max_inflight:
+            size, go = self._queue.popleft()
+            self.inflight += size
+            go.set()
 
     def _release(self, size: int) -> None:
         self.inflight -= size
-        if self._released is not None:
-            self._released.set()
-            self._released = None
+        self._admit()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -955,18 +981,7 @@ class BodyLimit:
                 if expects_continue or declared_size > DRAIN_FACTOR * self.max_bytes:
                     await self._too_big(send, declared_size)
                     return
-        # what the body may hold in memory: none of one read only to be dropped
-        size_held = 0 if too_big else self.max_bytes if declared is None else declared_size
-        if not await self._reserve(size_held):  # read it (dropped) so the client sees the 503
-            if await self._drain(receive, time.monotonic() + self.timeout_s, 0):
-                await _reply(send, 503, "busy", f"busy with {self.inflight:,} bytes of request "
-                             f"bodies (at most {self.max_inflight:,} at once); try again", None,
-                             [(b"retry-after", b"1")])  # fmt: skip
-            return
-        try:
-            await self._read_and_call(scope, receive, send, too_big, declared_size, declared)
-        finally:
-            self._release(size_held)
+        await self._read_and_call(scope, receive, send, too_big, declared_size, declared)
 
     async def _drain(self, receive: Receive, deadline: float, size: int) -> bool:
         """Read and drop a body already being sent (up to DRAIN_FACTOR times the limit, until its
@@ -1018,6 +1033,12 @@ class BodyLimit:
             await self._too_big(send, declared_size if declared is not None else size)
             return
         body = b"".join(chunks)
+        chunks.clear()  # one copy of the body while it waits, not two
+        if not await self._reserve(len(body)):
+            await _reply(send, 503, "busy", f"busy with {self.inflight:,} bytes of request "
+                         f"bodies (at most {self.max_inflight:,} at once); try again", None,
+                         [(b"retry-after", b"1")])  # fmt: skip
+            return
         sent = False
 
         async def replay() -> Message:
@@ -1027,7 +1048,10 @@ class BodyLimit:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            self._release(len(body))
 
     async def _too_big(self, send: Send, size: int) -> None:
         await _reply(send, 413, "body_too_large", f"body of {size:,} bytes or more; at most "
