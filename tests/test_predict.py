@@ -204,6 +204,11 @@ def test_long_records_are_windowed_and_aggregated(predictor, checkpoint):
     )
     with pytest.raises(RecordError, match="too short: 9.89 s"):
         predictor.predict(sig[:989], fs=100)
+    noise = np.random.default_rng(0).normal(0, 0.1, (13, 12))  # no flat lead, however short
+    for n in (3, 11, 13):  # fewer samples than leads: too short, not an array to transpose
+        for fs in (100, 500):
+            with pytest.raises(RecordError, match=rf"too short: {n / fs:g} s, the model needs"):
+                predictor.predict(noise[:n], fs=fs, leads=LEADS)
     with pytest.raises(EcgcnnError, match="unknown aggregate 'median'"):
         Predictor.from_checkpoint(checkpoint, aggregate="median")
     with pytest.raises(EcgcnnError, match="--units 'mmHg': expected mV, uV or V"):

@@ -42,6 +42,7 @@ from ecgcnn.recording import (
     record_name,
     remove_baseline,
     resample,
+    resampled_length,
     segment_samples,
 )
 from ecgcnn.records import LEADS, unit_scale
@@ -179,18 +180,21 @@ class InputSpec:
                             "highpass removes it)")  # fmt: skip
         if rec.fs < self.fs:
             warn.append(f"upsampled from {rec.fs:g} Hz to the model's {self.fs:g} Hz")
+        # told before the baseline is treated: a record of fewer samples than leads is too short
+        # for any model, not an array in the wrong orientation
+        shortest = self.window - self.window // SHORT_TOLERANCE  # padded to a window from there
+        if resampled_length(len(rec.signal), rec.fs, self.fs) < shortest:
+            raise RecordError(
+                rec.name,
+                f"too short: {rec.duration_s:g} s, the model needs at least "
+                f"{self.window / self.fs:g} s ({self.window} samples at {self.fs:g} Hz)",
+            )
         x = resample(remove_baseline(rec.signal, rec.fs, self.baseline), rec.fs, self.fs)
         x, padded = pad_near_miss(x, self.window)
         if padded:
             window_s = self.window / self.fs
             warn.append(f"{rec.duration_s:g} s, {window_s - rec.duration_s:g} s short of the "
                         f"model's {window_s:g} s window: padded with its last value")  # fmt: skip
-        if x.shape[0] < self.window:
-            raise RecordError(
-                rec.name,
-                f"too short: {rec.duration_s:g} s, the model needs at least "
-                f"{self.window / self.fs:g} s ({self.window} samples at {self.fs:g} Hz)",
-            )
         w = windows(np.ascontiguousarray(x.T), self.window, self.stride)
         return Prepared(rec.name, w, rec.fs, rec.duration_s, rec.filled_leads, tuple(warn))
 
