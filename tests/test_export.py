@@ -139,6 +139,22 @@ def test_predictor_from_onnx_agrees_with_the_checkpoint(checkpoint, tmp_path):  
     assert Predictor.load(tmp_path / "model.onnx").backend == "onnxruntime"
 
 
+def test_onnx_predict_windows_checks_shapes_before_onnxruntime(tmp_path):
+    random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
+    export_onnx(tmp_path / "checkpoint.pt", tmp_path / "model.onnx")
+    onnx_p = Predictor.from_onnx(tmp_path / "model.onnx")
+    torch_p = Predictor.from_checkpoint(tmp_path / "checkpoint.pt")
+    x = np.random.default_rng(0).normal(scale=0.5, size=(3, 12, WINDOW)).astype(np.float32)
+    np.testing.assert_allclose(onnx_p.predict_windows(x), torch_p.predict_windows(x), atol=1e-5)
+    for bad in (x[:, :, :-1], x[0], x[:, :6], np.where(x > 1, np.nan, x)):
+        errors = []
+        for p in (onnx_p, torch_p):
+            with pytest.raises(EcgcnnError) as exc:
+                p.predict_windows(bad)
+            errors.append(str(exc.value))
+        assert errors[0] == errors[1] and "\n" not in errors[0]  # not onnxruntime's own error
+
+
 def test_sidecar_only_and_foreign_onnx_files(tmp_path):
     random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
     export_onnx(tmp_path / "checkpoint.pt", tmp_path / "model.onnx")

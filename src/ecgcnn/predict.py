@@ -646,8 +646,32 @@ class Predictor:
                          allow_missing_leads, segment, baseline, self.trained_baseline)  # fmt: skip
 
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities (n, classes) for model-ready windows (n, leads, window), in batches."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        """Probabilities (n, classes) of model-ready windows, one row per window, in batches.
+
+        ``x`` is (n, leads, window): millivolts at the model's rate (``fs``), its ``leads`` in
+        order, ``window`` samples each, the baseline already treated (:meth:`predict` treats it
+        as ``default_baseline`` says); the windows are not aggregated. Any other shape, and NaN or
+        infinite values, are an EcgcnnError.
+        """
+        try:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise EcgcnnError(f"windows: expected numbers (millivolts): {exc}") from None
+        want = (len(self.leads), self.window)
+        if x.ndim != 3 or x.shape[1:] != want:
+            batch = "; add a batch axis: x[None]" if x.shape == want else ""
+            raise EcgcnnError(
+                f"windows: expected shape (n, {want[0]}, {want[1]}) ({want[0]} leads, "
+                f"{self.window} samples: {self.window / self.fs:g} s at {self.fs:g} Hz), got "
+                f"{x.shape}{batch}"
+            )
+        bad = ~np.isfinite(x)
+        if bad.any():
+            window, lead, _ = np.argwhere(bad)[0]
+            raise EcgcnnError(
+                f"windows: {int(bad.sum())} NaN or infinite value(s) (first in window {window}, "
+                f"lead {self.leads[lead]})"
+            )
         out = [self._infer(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
