@@ -172,6 +172,75 @@ def test_sidecar_only_and_foreign_onnx_files(tmp_path):
         Predictor.from_onnx(tmp_path / "junk.onnx")
 
 
+def test_load_model_puts_the_model_on_map_location(tmp_path, monkeypatch):
+    """The network is built on the CPU; the model must end on the device asked for, not only the
+    tensors read from the file (no GPU here: CUDA is pretended, and the move recorded)."""
+    from ecgcnn.checkpoint import load_model
+
+    random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
+    real_load, loaded_to, moved_to = torch.load, [], []
+
+    def load(f, map_location=None, weights_only=False):
+        loaded_to.append(map_location)
+        return real_load(f, map_location="cpu", weights_only=weights_only)
+
+    def to(self, *args, **kwargs):
+        moved_to.append(args[0] if args else kwargs["device"])
+        return self
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch, "load", load)
+    monkeypatch.setattr(Classifier, "to", to)
+    model = load_model(tmp_path / "checkpoint.pt", map_location="cuda")
+    assert isinstance(model, Classifier) and not model.training
+    assert loaded_to == [torch.device("cuda")] and moved_to == [torch.device("cuda")]
+    load_model(tmp_path / "checkpoint.pt", map_location="auto")  # cuda where there is one
+    assert moved_to[-1] == torch.device("cuda")
+
+
+def test_cuda_asked_of_a_machine_without_it_is_said_so_not_blamed_on_the_file(
+    tmp_path, monkeypatch
+):
+    from ecgcnn.checkpoint import load_model, resolve_device
+
+    random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
+    path = tmp_path / "checkpoint.pt"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for call, what in (
+        (lambda: load_model(path, map_location="cuda"), "map_location 'cuda'"),
+        (lambda: load_checkpoint(path, map_location="cuda:0"), "map_location 'cuda:0'"),
+        (lambda: load_model(path, map_location=torch.device("cuda")), "map_location 'cuda'"),
+        (lambda: Predictor.from_checkpoint(path, device="cuda"), "device 'cuda'"),
+        (lambda: Predictor.load(path, device="cuda"), "device 'cuda'"),
+    ):
+        with pytest.raises(EcgcnnError, match="CUDA is not available") as exc:
+            call()
+        message = str(exc.value)
+        assert message.startswith(what) and "\n" not in message, message
+        assert "not a loadable" not in message and "cpu" in message
+    auto = Predictor.from_checkpoint(path, device="auto")  # cpu here
+    assert {p.device.type for p in auto.model.parameters()} == {"cpu"}
+    x = np.zeros((1, 12, WINDOW), np.float32)
+    np.testing.assert_allclose(
+        auto.predict_windows(x), Predictor.from_checkpoint(path).predict_windows(x)
+    )
+    assert load_model(path, map_location="auto").mean.device.type == "cpu"
+    with pytest.raises(
+        EcgcnnError, match="device 'gpu': expected auto, cpu, cuda or cuda:N"
+    ) as exc:
+        Predictor.from_checkpoint(path, device="gpu")
+    assert "\n" not in str(exc.value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(
+        EcgcnnError, match="device 'cuda:2': no such GPU \\(2 visible: cuda:0 to cuda:1\\)"
+    ):
+        resolve_device("cuda:2")
+
+
 class Arbitrary:  # an object only a full (unsafe) unpickling would build
     pass
 

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from ecgcnn.recording import (
 from ecgcnn.records import LEADS, unit_scale
 from ecgcnn.windows import AGGREGATIONS, window_starts
 from ecgcnn.windows import aggregate as aggregate_probabilities
+
+if TYPE_CHECKING:  # for annotations (from_checkpoint imports torch where it runs a checkpoint)
+    import torch
 
 OUTPUT_FORMATS = ("table", "csv", "json")
 # Below this many records, reading in the calling process beats starting worker processes: a
@@ -563,16 +566,18 @@ class Predictor:
     def from_checkpoint(
         cls,
         path: str | Path,
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
         threshold: float | None = None,
         aggregate: str | None = None,
         batch_size: int = 256,
     ) -> Predictor:
-        """Run a checkpoint (``checkpoint.pt``) on PyTorch."""
+        """Run a checkpoint (``checkpoint.pt``) on PyTorch, on ``device``: cpu, cuda, cuda:N, or
+        auto (cuda where there is a GPU, else cpu)."""
         import torch
 
-        from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
+        from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint, resolve_device
 
+        device = resolve_device(device)
         model = model_from_checkpoint(load_checkpoint(path), str(path)).to(device).eval()
 
         def infer(x: np.ndarray) -> np.ndarray:
