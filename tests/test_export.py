@@ -14,7 +14,14 @@ import torch
 from ecgcnn import Predictor
 from ecgcnn.checkpoint import load_checkpoint, save_checkpoint
 from ecgcnn.errors import EcgcnnError
-from ecgcnn.export import decode_metadata, export_onnx, onnx_metadata, sidecar_path
+from ecgcnn.export import (
+    DEFAULT_OPSET,
+    decode_metadata,
+    export_onnx,
+    onnx_metadata,
+    opset_range,
+    sidecar_path,
+)
 from ecgcnn.models import Classifier, create_model, list_models
 from ecgcnn.records import LEADS
 from test_predict import checkpoint, probs, run_cli  # noqa: F401  (checkpoint is a fixture)
@@ -333,3 +340,48 @@ def test_cli_export_then_predict_with_onnx(checkpoint, tmp_path):  # noqa: F811
         "export", "--checkpoint", checkpoint, "--format", "tflite", "--out", tmp_path / "m.tfl"
     )
     assert proc.returncode == 1 and "error: unknown export format 'tflite'" in proc.stderr
+
+
+def test_an_opset_torch_cannot_write_is_refused_before_the_checkpoint_is_read(tmp_path, capfd):
+    lo, hi = opset_range()
+    assert lo <= DEFAULT_OPSET <= hi and (lo, hi) == (7, 20)  # torch 2.x's TorchScript exporter
+    random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
+    for opset in (lo - 1, hi + 1, 30):
+        for source in (tmp_path / "checkpoint.pt", tmp_path / "missing.pt"):
+            with pytest.raises(EcgcnnError) as exc:
+                export_onnx(source, tmp_path / "model.onnx", opset)
+            assert str(exc.value) == (
+                f"--opset {opset}: this PyTorch ({torch.__version__}) exports ONNX opsets {lo} "
+                f"to {hi}; the default, {DEFAULT_OPSET}, exports every ecgcnn model"
+            )
+    assert not (tmp_path / "model.onnx").exists()
+    assert capfd.readouterr().out == ""
+
+
+@pytest.mark.slow
+def test_cli_export_at_an_opset_that_fails_is_one_line_without_torch_s_graph(tmp_path):
+    random_checkpoint("cnn1d", tmp_path / "cnn1d.pt")
+    random_checkpoint("cnn2d", tmp_path / "cnn2d.pt")  # its rendering needs opset 13
+    for name, opset, want in (
+        ("cnn1d", 30, "error: --opset 30: this PyTorch"),
+        ("cnn2d", 11, "error: ONNX export of model 'cnn2d' at opset 11 failed (SymbolicValueError: "
+                      "Unsupported: ONNX export of repeat_interleave in opset 9."),
+    ):  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "ecgcnn", "export", "--checkpoint", str(tmp_path / f"{name}.pt"),
+             "--out", str(tmp_path / "m.onnx"), "--opset", str(opset)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 1 and proc.stdout == "", proc.stdout[-2000:]
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(want), proc.stderr[-3000:]
+        assert f"the default, --opset {DEFAULT_OPSET}" in lines[0] or opset > 20
+        assert "Caused by" not in lines[0] and len(lines[0]) < 400
+        assert not (tmp_path / "m.onnx").exists()
+    proc = subprocess.run(
+        [sys.executable, "-m", "ecgcnn", "export", "--checkpoint", str(tmp_path / "cnn2d.pt"),
+         "--out", str(tmp_path / "m.onnx"), "--opset", "13"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote " in proc.stderr and (tmp_path / "m.onnx").is_file()
