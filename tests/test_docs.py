@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from ecgcnn.cli import app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -73,3 +75,62 @@ def test_submodules_are_attributes_of_the_package():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["Ensemble", "remove_baseline"]
+
+
+def readme_section(heading: str) -> str:
+    """The README's text under ``heading`` (a whole heading line), up to the next heading of its level."""
+    text = README.read_text()
+    level = heading.split(" ")[0]
+    start = text.index(f"\n{heading}\n") + len(heading) + 2
+    ends = [m.start() for m in re.finditer(rf"\n#{{1,{len(level)}}} ", text[start:])]
+    return text[start : start + ends[0]] if ends else text[start:]
+
+
+def python_blocks(section: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+@pytest.mark.parametrize(
+    ("trained", "aggregate", "rate"), [("keep", "max", 500), ("median", "mean", 250)]
+)
+def test_the_export_section_s_onnxruntime_example_gives_predictor_s_probabilities(
+    trained, aggregate, rate, tmp_path, monkeypatch
+):
+    """An ONNX-only user following README's export section gets what predict, serve and Predictor
+    give: the baseline step, resampling, windows (the last aligned to the end) and aggregation."""
+    import numpy as np
+
+    from ecgcnn import Predictor
+    from ecgcnn.export import export_onnx
+    from ecgcnn.synthetic import synthesize_ecg
+    from test_export import random_checkpoint, retrained_as
+
+    section = readme_section("### `ecgcnn export`")
+    for word in ("`default_baseline`", "`leads`", "`fs`", "mV", "`window`", "`stride`",
+                 "`aggregate`", "sosfiltfilt", "padlen", "ecgcnn.recording.remove_baseline"):  # fmt: skip
+        assert word in section, word
+    (code,) = python_blocks(section)
+    random_checkpoint("cnn1d", tmp_path / "keep.pt")
+    ckpt = retrained_as(tmp_path / "keep.pt", tmp_path / "ckpt.pt", baseline=trained,
+                        aggregate=aggregate)  # fmt: skip
+    export_onnx(ckpt, tmp_path / "model.onnx")
+    # 12.3 s: 2.5 s windows every 1.25 s leave a tail, so the last window is aligned to the end;
+    # an offset and a drift, so that the baseline step matters
+    ecg = synthesize_ecg(["IMI"], fs=rate, duration_s=12.3, rng=np.random.default_rng(0))
+    t = np.arange(len(ecg))[:, None] / rate
+    ecg = (ecg + np.linspace(-1, 1, 12) + 0.4 * np.sin(2 * np.pi * 0.2 * t)).astype(np.float32)
+    np.save(tmp_path / "ecg.npy", ecg)
+    code = code.replace("prob = predict(ecg, 500)", f"prob = predict(ecg, {rate})")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md (ecgcnn export)", "exec"), namespace)  # noqa: S102
+    for predictor in (
+        Predictor.from_onnx(tmp_path / "model.onnx"),
+        Predictor.from_checkpoint(ckpt),
+    ):
+        want = predictor.predict(ecg, fs=rate)
+        assert want.windows == 9 and predictor.aggregate == aggregate
+        np.testing.assert_allclose(namespace["prob"], list(want.probabilities.values()), atol=1e-5)
+        assert namespace["labels"] == want.labels
+    kept = Predictor.from_onnx(tmp_path / "model.onnx").predict(ecg, fs=rate, baseline="keep")
+    assert np.abs(namespace["prob"] - list(kept.probabilities.values())).max() > 1e-3

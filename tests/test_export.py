@@ -130,6 +130,42 @@ def test_metadata_travels_in_the_onnx_file_and_the_sidecar(tmp_path):
     assert [d.dim_param or d.dim_value for d in dims] == ["batch", 12, WINDOW]
 
 
+def retrained_as(path, out, **meta):
+    """The checkpoint at ``path`` saved again at ``out`` with these metadata (e.g. its baseline)."""
+    from ecgcnn.checkpoint import model_from_checkpoint
+
+    model = model_from_checkpoint(load_checkpoint(path))
+    kept = {k: v for k, v in model.meta.items() if k not in ("format", "version")}
+    save_checkpoint(out, model, kept | meta)
+    return out
+
+
+@pytest.mark.parametrize(("trained", "default"), [("keep", "highpass"), ("median", "median")])
+def test_the_export_says_how_predict_treats_a_recording_s_baseline(trained, default, tmp_path):
+    """predict, serve and Predictor high-pass filter recordings for a model that learnt records as
+    recorded: an ONNX user must be told so, by the metadata and the graph's description."""
+    random_checkpoint("cnn1d", tmp_path / "keep.pt")
+    ckpt = retrained_as(tmp_path / "keep.pt", tmp_path / f"{trained}.pt", baseline=trained)
+    sidecar = export_onnx(ckpt, tmp_path / "model.onnx")
+    proto = onnx.load(str(tmp_path / "model.onnx"))
+    embedded = decode_metadata({p.key: p.value for p in proto.metadata_props}, "model.onnx")
+    assert embedded["baseline"] == trained and embedded["default_baseline"] == default
+    assert sidecar["default_baseline"] == default
+    assert (
+        json.loads(sidecar_path(tmp_path / "model.onnx").read_text())["default_baseline"] == default
+    )
+    assert Predictor.from_onnx(tmp_path / "model.onnx").default_baseline == default
+    assert Predictor.from_checkpoint(ckpt).default_baseline == default
+    doc = proto.doc_string
+    assert "raw" not in doc and "millivolts at 100 Hz" in doc
+    treated = {"highpass": "high-pass filtered below 0.5 Hz", "median": "median subtracted"}[
+        default
+    ]
+    assert treated in doc and f'remove_baseline(x, fs, "{default}")' in doc
+    assert "windows 125 samples apart, the last aligned to the record's end" in doc
+    assert "aggregated by max" in doc
+
+
 def test_predictor_from_onnx_agrees_with_the_checkpoint(checkpoint, tmp_path):  # noqa: F811
     export_onnx(checkpoint, tmp_path / "model.onnx")
     torch_p = Predictor.from_checkpoint(checkpoint)

@@ -1,10 +1,12 @@
 """ONNX export: a checkpoint as a self-describing ``.onnx`` file plus a sidecar ``.onnx.json``.
 
-The graph takes raw ECGs, ``ecg`` (batch, leads, window) float32 millivolts with a dynamic batch
-axis, and returns ``logits`` and ``probabilities`` (batch, classes). The per-lead standardisation
-is inside the graph, so a consumer feeds millivolts and must not normalise again. Everything else
-needed to use it (classes, rate, window, leads, thresholds...) is stored twice: as ONNX
-``metadata_props`` (JSON-encoded values) and in the sidecar JSON, for tools that read neither.
+The graph takes windows of ECGs, ``ecg`` (batch, leads, window) float32 millivolts with a dynamic
+batch axis, and returns ``logits`` and ``probabilities`` (batch, classes). The per-lead
+standardisation is inside the graph, so a consumer feeds millivolts and must not normalise again;
+the baseline treatment (``default_baseline``: what predict applies), resampling, windowing and
+aggregation are not, and are the consumer's (README "ecgcnn export"). Everything needed to use it
+(classes, rate, window, stride, leads, thresholds...) is stored twice: as ONNX ``metadata_props``
+(JSON-encoded values) and in the sidecar JSON, for tools that read neither.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from torch import nn
 
 from ecgcnn import __version__, atomic
 from ecgcnn.errors import EcgcnnError
-from ecgcnn.recording import checkpoint_baseline
+from ecgcnn.recording import HIGHPASS_HZ, checkpoint_baseline, default_baseline
 from ecgcnn.records import LEADS
 
 ONNX_FORMAT = "ecgcnn-onnx/1"
@@ -73,6 +75,9 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, Any]:
         "aggregate": meta.get("aggregate") or "max",
         # how the records the model learnt from had their baseline treated (outside the graph)
         "baseline": baseline,
+        # and how predict, serve and Predictor treat a recording's for it by default (outside the
+        # graph too): highpass for a model that learnt records as recorded
+        "default_baseline": default_baseline(baseline),
         "preprocess": {"mean": list(pre["mean"]), "std": list(pre["std"]), "in_graph": True},
         "thresholds": [float(t) for t in meta["thresholds"]],
         "threshold_source": meta.get("threshold_source"),
@@ -83,6 +88,29 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, Any]:
         "version": meta.get("version"),
         "exported_by": f"ecgcnn {__version__}",
     }
+
+
+def describe_graph(info: dict[str, Any]) -> str:
+    """The ONNX graph's doc_string: its input as predict prepares it, from :func:`onnx_metadata`."""
+    how = info["default_baseline"]
+    treated = {
+        "highpass": f"each lead high-pass filtered below {HIGHPASS_HZ:g} Hz (zero-phase Butterworth, "
+                    "order 2)",
+        "median": "each lead's median subtracted",
+    }.get(how)  # fmt: skip
+    baseline = (
+        f"{treated} at the recording's rate, before resampling and outside the graph, as "
+        f'ecgcnn.recording.remove_baseline(x, fs, "{how}") does'
+        if treated
+        else "baseline as recorded"
+    )
+    return (
+        f"ecgcnn {info['model']['name']} ({info['task']}): input {INPUT_NAME} (batch, "
+        f"{len(info['leads'])}, {info['window']}) float32 millivolts at {info['fs']:g} Hz, leads "
+        f"{', '.join(info['leads'])}; {baseline}; standardisation is inside the graph; a longer "
+        f"record: windows {info['stride']} samples apart, the last aligned to the record's end, "
+        f"probabilities aggregated by {info['aggregate']}; metadata_props hold the rest"
+    )
 
 
 def decode_metadata(props: dict[str, str], where: str) -> dict[str, Any]:
@@ -179,11 +207,7 @@ def export_model(
                 f"({_first_line(exc)}){_try_default(opset)}"
             ) from None
     proto = onnx.load_from_string(buf.getvalue())
-    proto.doc_string = (
-        f"ecgcnn {info['model']['name']} ({info['task']}): input {INPUT_NAME} (batch, {n_leads}, "
-        f"{window}) raw millivolts at {info['fs']} Hz, leads {', '.join(info['leads'])}; "
-        "standardisation is inside the graph"
-    )
+    proto.doc_string = describe_graph(info)
     for key, value in info.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
