@@ -134,3 +134,43 @@ def test_the_export_section_s_onnxruntime_example_gives_predictor_s_probabilitie
         assert namespace["labels"] == want.labels
     kept = Predictor.from_onnx(tmp_path / "model.onnx").predict(ecg, fs=rate, baseline="keep")
     assert np.abs(namespace["prob"] - list(kept.probabilities.values())).max() > 1e-3
+
+
+@pytest.mark.parametrize("windowed", [True, False])
+def test_the_checkpoints_section_s_example_scores_as_predict_does(windowed, tmp_path):
+    """Thresholds of a windowed checkpoint were tuned on window-aggregated probabilities: the
+    Checkpoints section must say so and its example must score a record as predict does."""
+    import numpy as np
+    import torch
+
+    from ecgcnn import Predictor
+    from ecgcnn.recipes import get_recipe
+    from ecgcnn.synthetic import synthesize_ecg
+    from ecgcnn.train import window_settings
+    from test_export import random_checkpoint, retrained_as
+
+    section = readme_section("## Checkpoints")
+    for key in [*window_settings(get_recipe("benchmark"), 100), "thresholds", "baseline"]:
+        assert f"`{key}`" in section, key
+    assert "Predictor" in section and "nothing else needed" not in section
+    (code,) = python_blocks(section)
+    random_checkpoint("cnn1d", tmp_path / "one.pt")  # 2.5 s, no window
+    ckpt = tmp_path / "one.pt"
+    if windowed:  # the benchmark recipe's: 10 s records, 2.5 s windows every 1.25 s
+        ckpt = retrained_as(ckpt, tmp_path / "windowed.pt", input_length=1000, window=250,
+                            stride=125, aggregate="max")  # fmt: skip
+    seconds = 10 if windowed else 2.5
+    ecg = synthesize_ecg(["IMI"], fs=100, duration_s=seconds, rng=np.random.default_rng(1))
+    assert 'ecgcnn.load_model("runs/cnn1d-top5/fold_0/checkpoint.pt"' in code
+    assert 'torch.zeros(1, 12, meta["input_length"])' in code
+    code = code.replace("runs/cnn1d-top5/fold_0/checkpoint.pt", str(ckpt))
+    code = code.replace('torch.zeros(1, 12, meta["input_length"])', "ECG")
+    namespace = {"ECG": torch.from_numpy(np.ascontiguousarray(ecg.T))[None]}
+    exec(compile(code, "README.md (Checkpoints)", "exec"), namespace)  # noqa: S102
+    want = Predictor.from_checkpoint(ckpt).predict(ecg, fs=100, baseline="keep")
+    assert want.windows == (7 if windowed else 1)
+    got = namespace["prob"].detach().numpy()[0]
+    np.testing.assert_allclose(got, list(want.probabilities.values()), atol=1e-5)
+    labels = [c for c, on in zip(want.probabilities, namespace["labels"][0].tolist(), strict=True)
+              if on]  # fmt: skip
+    assert labels == want.labels
