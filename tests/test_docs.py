@@ -174,3 +174,27 @@ def test_the_checkpoints_section_s_example_scores_as_predict_does(windowed, tmp_
     labels = [c for c, on in zip(want.probabilities, namespace["labels"][0].tolist(), strict=True)
               if on]  # fmt: skip
     assert labels == want.labels
+
+
+def test_the_public_api_is_documented():
+    import inspect
+
+    import ecgcnn
+
+    undocumented = []
+    for name in ecgcnn.__all__:
+        obj = getattr(ecgcnn, name)
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        if not inspect.getdoc(obj):
+            undocumented.append(name)
+        if inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                func = getattr(member, "__func__", member)  # classmethods and staticmethods too
+                if not attr.startswith("_") and inspect.isfunction(func) and not func.__doc__:
+                    undocumented.append(f"{name}.{attr}")
+    assert undocumented == []
+    for method in (ecgcnn.Predictor.predict, ecgcnn.Predictor.predict_record):
+        doc = " ".join(inspect.getdoc(method).split())
+        for words in ("high-pass filtered", "as recorded", "window", "aggregated", "mV"):
+            assert words in doc, (method.__name__, words)

@@ -109,6 +109,8 @@ class Prediction:
     end_s: float | None = None  # and where it ends (the next part's start)
 
     def to_dict(self) -> dict[str, Any]:
+        """The prediction as plain JSON-serialisable data: every field by name (``probabilities``
+        a dict of class to probability), as ``predict --format json`` writes each record."""
         return asdict(self)
 
 
@@ -691,9 +693,16 @@ class Predictor:
         name: str = "signal",
         baseline: str | None = None,
     ) -> Prediction:
-        """Predict one ECG given as an array: (samples, leads) or (leads, samples).
+        """Predict one ECG given as an array: (samples, leads) or (leads, samples), at ``fs`` Hz.
 
-        ``leads`` names the array's channels in order (None: the model's leads, in its order).
+        ``leads`` names the array's channels in order (None: the model's leads, in its order);
+        ``units`` are the samples' (mV, uV or V; the model reads mV). The recording is prepared as
+        ``ecgcnn predict`` prepares a file: its baseline treated as ``baseline`` says, by default
+        as in the records the model learnt, except that for a model that learnt them as recorded
+        (``keep``, every recipe's default) the input is high-pass filtered below 0.5 Hz
+        (``baseline="keep"`` scores it as recorded); then resampled to the model's rate, cut into the model's windows (``stride`` apart, the
+        last aligned to the end; a record up to 1% short of one window is padded) and the windows'
+        probabilities aggregated (``aggregate``: max or mean) into one per class.
         """
         spec = self.input_spec(fs, units, allow_missing_leads, segment, baseline)
         rec = conform(signal, fs, leads, name, self.leads, units, allow_missing_leads)
@@ -709,7 +718,13 @@ class Predictor:
         baseline: str | None = None,
     ) -> Prediction:
         """Predict one recording file (WFDB, EDF, DICOM, ECG XML, SCP-ECG, ISHNE Holter, or .npy/.csv
-        with ``fs``)."""
+        with ``fs``; ``units`` for .npy/.csv without a units row: mV, uV or V, converted to mV).
+
+        As :meth:`predict`: the baseline treated as ``baseline`` says, by default high-pass filtered
+        below 0.5 Hz for a model that learnt records as recorded (else as in the records it learnt;
+        ``baseline="keep"`` scores it as recorded), resampled to the model's rate, cut into windows
+        whose probabilities are aggregated (max or mean) into one per class.
+        """
         spec = self.input_spec(fs, units, allow_missing_leads, segment, baseline)
         return self._predict_prepared([spec.read(path)])[0]
 
