@@ -252,6 +252,10 @@ def test_explain_record_resamples_and_checks_the_length(synthetic_root, tmp_path
         explain_record(tmp_path / "long.pt", tmp_path / "o", data_root=synthetic_root, ecg_id=1)
     with pytest.raises(EcgcnnError, match="ecg_id 99999 is not in"):
         explain_record(ckpt, tmp_path / "o", data_root=synthetic_root, ecg_id=99999)
+    # fewer samples than leads: too short, not an array to transpose
+    np.save(tmp_path / "short.npy", np.random.default_rng(0).normal(0, 0.1, (5, 12)))
+    with pytest.raises(EcgcnnError, match=r"short holds 0\.05 s at 100 Hz; the model expects 10 s"):
+        explain_record(ckpt, tmp_path / "o", record=tmp_path / "short.npy", fs=100)
 
 
 # --- the sanity check: a trained model looks where the class signal is ---------------------------

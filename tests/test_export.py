@@ -14,7 +14,14 @@ import torch
 from ecgcnn import Predictor
 from ecgcnn.checkpoint import load_checkpoint, save_checkpoint
 from ecgcnn.errors import EcgcnnError
-from ecgcnn.export import decode_metadata, export_onnx, onnx_metadata, sidecar_path
+from ecgcnn.export import (
+    DEFAULT_OPSET,
+    decode_metadata,
+    export_onnx,
+    onnx_metadata,
+    opset_range,
+    sidecar_path,
+)
 from ecgcnn.models import Classifier, create_model, list_models
 from ecgcnn.records import LEADS
 from test_predict import checkpoint, probs, run_cli  # noqa: F401  (checkpoint is a fixture)
@@ -123,6 +130,42 @@ def test_metadata_travels_in_the_onnx_file_and_the_sidecar(tmp_path):
     assert [d.dim_param or d.dim_value for d in dims] == ["batch", 12, WINDOW]
 
 
+def retrained_as(path, out, **meta):
+    """The checkpoint at ``path`` saved again at ``out`` with these metadata (e.g. its baseline)."""
+    from ecgcnn.checkpoint import model_from_checkpoint
+
+    model = model_from_checkpoint(load_checkpoint(path))
+    kept = {k: v for k, v in model.meta.items() if k not in ("format", "version")}
+    save_checkpoint(out, model, kept | meta)
+    return out
+
+
+@pytest.mark.parametrize(("trained", "default"), [("keep", "highpass"), ("median", "median")])
+def test_the_export_says_how_predict_treats_a_recording_s_baseline(trained, default, tmp_path):
+    """predict, serve and Predictor high-pass filter recordings for a model that learnt records as
+    recorded: an ONNX user must be told so, by the metadata and the graph's description."""
+    random_checkpoint("cnn1d", tmp_path / "keep.pt")
+    ckpt = retrained_as(tmp_path / "keep.pt", tmp_path / f"{trained}.pt", baseline=trained)
+    sidecar = export_onnx(ckpt, tmp_path / "model.onnx")
+    proto = onnx.load(str(tmp_path / "model.onnx"))
+    embedded = decode_metadata({p.key: p.value for p in proto.metadata_props}, "model.onnx")
+    assert embedded["baseline"] == trained and embedded["default_baseline"] == default
+    assert sidecar["default_baseline"] == default
+    assert (
+        json.loads(sidecar_path(tmp_path / "model.onnx").read_text())["default_baseline"] == default
+    )
+    assert Predictor.from_onnx(tmp_path / "model.onnx").default_baseline == default
+    assert Predictor.from_checkpoint(ckpt).default_baseline == default
+    doc = proto.doc_string
+    assert "raw" not in doc and "millivolts at 100 Hz" in doc
+    treated = {"highpass": "high-pass filtered below 0.5 Hz", "median": "median subtracted"}[
+        default
+    ]
+    assert treated in doc and f'remove_baseline(x, fs, "{default}")' in doc
+    assert "windows 125 samples apart, the last aligned to the record's end" in doc
+    assert "aggregated by max" in doc
+
+
 def test_predictor_from_onnx_agrees_with_the_checkpoint(checkpoint, tmp_path):  # noqa: F811
     export_onnx(checkpoint, tmp_path / "model.onnx")
     torch_p = Predictor.from_checkpoint(checkpoint)
@@ -137,6 +180,22 @@ def test_predictor_from_onnx_agrees_with_the_checkpoint(checkpoint, tmp_path):  
         assert a.labels == b.labels
         assert np.abs(probs(a) - probs(b)).max() < 1e-5
     assert Predictor.load(tmp_path / "model.onnx").backend == "onnxruntime"
+
+
+def test_onnx_predict_windows_checks_shapes_before_onnxruntime(tmp_path):
+    random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
+    export_onnx(tmp_path / "checkpoint.pt", tmp_path / "model.onnx")
+    onnx_p = Predictor.from_onnx(tmp_path / "model.onnx")
+    torch_p = Predictor.from_checkpoint(tmp_path / "checkpoint.pt")
+    x = np.random.default_rng(0).normal(scale=0.5, size=(3, 12, WINDOW)).astype(np.float32)
+    np.testing.assert_allclose(onnx_p.predict_windows(x), torch_p.predict_windows(x), atol=1e-5)
+    for bad in (x[:, :, :-1], x[0], x[:, :6], np.where(x > 1, np.nan, x)):
+        errors = []
+        for p in (onnx_p, torch_p):
+            with pytest.raises(EcgcnnError) as exc:
+                p.predict_windows(bad)
+            errors.append(str(exc.value))
+        assert errors[0] == errors[1] and "\n" not in errors[0]  # not onnxruntime's own error
 
 
 def test_sidecar_only_and_foreign_onnx_files(tmp_path):
@@ -154,6 +213,75 @@ def test_sidecar_only_and_foreign_onnx_files(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(EcgcnnError, match="nor a loadable ONNX model"):
         Predictor.from_onnx(tmp_path / "junk.onnx")
+
+
+def test_load_model_puts_the_model_on_map_location(tmp_path, monkeypatch):
+    """The network is built on the CPU; the model must end on the device asked for, not only the
+    tensors read from the file (no GPU here: CUDA is pretended, and the move recorded)."""
+    from ecgcnn.checkpoint import load_model
+
+    random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
+    real_load, loaded_to, moved_to = torch.load, [], []
+
+    def load(f, map_location=None, weights_only=False):
+        loaded_to.append(map_location)
+        return real_load(f, map_location="cpu", weights_only=weights_only)
+
+    def to(self, *args, **kwargs):
+        moved_to.append(args[0] if args else kwargs["device"])
+        return self
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch, "load", load)
+    monkeypatch.setattr(Classifier, "to", to)
+    model = load_model(tmp_path / "checkpoint.pt", map_location="cuda")
+    assert isinstance(model, Classifier) and not model.training
+    assert loaded_to == [torch.device("cuda")] and moved_to == [torch.device("cuda")]
+    load_model(tmp_path / "checkpoint.pt", map_location="auto")  # cuda where there is one
+    assert moved_to[-1] == torch.device("cuda")
+
+
+def test_cuda_asked_of_a_machine_without_it_is_said_so_not_blamed_on_the_file(
+    tmp_path, monkeypatch
+):
+    from ecgcnn.checkpoint import load_model, resolve_device
+
+    random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
+    path = tmp_path / "checkpoint.pt"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for call, what in (
+        (lambda: load_model(path, map_location="cuda"), "map_location 'cuda'"),
+        (lambda: load_checkpoint(path, map_location="cuda:0"), "map_location 'cuda:0'"),
+        (lambda: load_model(path, map_location=torch.device("cuda")), "map_location 'cuda'"),
+        (lambda: Predictor.from_checkpoint(path, device="cuda"), "device 'cuda'"),
+        (lambda: Predictor.load(path, device="cuda"), "device 'cuda'"),
+    ):
+        with pytest.raises(EcgcnnError, match="CUDA is not available") as exc:
+            call()
+        message = str(exc.value)
+        assert message.startswith(what) and "\n" not in message, message
+        assert "not a loadable" not in message and "cpu" in message
+    auto = Predictor.from_checkpoint(path, device="auto")  # cpu here
+    assert {p.device.type for p in auto.model.parameters()} == {"cpu"}
+    x = np.zeros((1, 12, WINDOW), np.float32)
+    np.testing.assert_allclose(
+        auto.predict_windows(x), Predictor.from_checkpoint(path).predict_windows(x)
+    )
+    assert load_model(path, map_location="auto").mean.device.type == "cpu"
+    with pytest.raises(
+        EcgcnnError, match="device 'gpu': expected auto, cpu, cuda or cuda:N"
+    ) as exc:
+        Predictor.from_checkpoint(path, device="gpu")
+    assert "\n" not in str(exc.value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(
+        EcgcnnError, match="device 'cuda:2': no such GPU \\(2 visible: cuda:0 to cuda:1\\)"
+    ):
+        resolve_device("cuda:2")
 
 
 class Arbitrary:  # an object only a full (unsafe) unpickling would build
@@ -248,3 +376,48 @@ def test_cli_export_then_predict_with_onnx(checkpoint, tmp_path):  # noqa: F811
         "export", "--checkpoint", checkpoint, "--format", "tflite", "--out", tmp_path / "m.tfl"
     )
     assert proc.returncode == 1 and "error: unknown export format 'tflite'" in proc.stderr
+
+
+def test_an_opset_torch_cannot_write_is_refused_before_the_checkpoint_is_read(tmp_path, capfd):
+    lo, hi = opset_range()
+    assert lo <= DEFAULT_OPSET <= hi and (lo, hi) == (7, 20)  # torch 2.x's TorchScript exporter
+    random_checkpoint("cnn1d", tmp_path / "checkpoint.pt")
+    for opset in (lo - 1, hi + 1, 30):
+        for source in (tmp_path / "checkpoint.pt", tmp_path / "missing.pt"):
+            with pytest.raises(EcgcnnError) as exc:
+                export_onnx(source, tmp_path / "model.onnx", opset)
+            assert str(exc.value) == (
+                f"--opset {opset}: this PyTorch ({torch.__version__}) exports ONNX opsets {lo} "
+                f"to {hi}; the default, {DEFAULT_OPSET}, exports every ecgcnn model"
+            )
+    assert not (tmp_path / "model.onnx").exists()
+    assert capfd.readouterr().out == ""
+
+
+@pytest.mark.slow
+def test_cli_export_at_an_opset_that_fails_is_one_line_without_torch_s_graph(tmp_path):
+    random_checkpoint("cnn1d", tmp_path / "cnn1d.pt")
+    random_checkpoint("cnn2d", tmp_path / "cnn2d.pt")  # its rendering needs opset 13
+    for name, opset, want in (
+        ("cnn1d", 30, "error: --opset 30: this PyTorch"),
+        ("cnn2d", 11, "error: ONNX export of model 'cnn2d' at opset 11 failed (SymbolicValueError: "
+                      "Unsupported: ONNX export of repeat_interleave in opset 9."),
+    ):  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "ecgcnn", "export", "--checkpoint", str(tmp_path / f"{name}.pt"),
+             "--out", str(tmp_path / "m.onnx"), "--opset", str(opset)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 1 and proc.stdout == "", proc.stdout[-2000:]
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(want), proc.stderr[-3000:]
+        assert f"the default, --opset {DEFAULT_OPSET}" in lines[0] or opset > 20
+        assert "Caused by" not in lines[0] and len(lines[0]) < 400
+        assert not (tmp_path / "m.onnx").exists()
+    proc = subprocess.run(
+        [sys.executable, "-m", "ecgcnn", "export", "--checkpoint", str(tmp_path / "cnn2d.pt"),
+         "--out", str(tmp_path / "m.onnx"), "--opset", "13"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote " in proc.stderr and (tmp_path / "m.onnx").is_file()

@@ -204,10 +204,40 @@ def test_long_records_are_windowed_and_aggregated(predictor, checkpoint):
     )
     with pytest.raises(RecordError, match="too short: 9.89 s"):
         predictor.predict(sig[:989], fs=100)
+    noise = np.random.default_rng(0).normal(0, 0.1, (13, 12))  # no flat lead, however short
+    for n in (3, 11, 13):  # fewer samples than leads: too short, not an array to transpose
+        for fs in (100, 500):
+            with pytest.raises(RecordError, match=rf"too short: {n / fs:g} s, the model needs"):
+                predictor.predict(noise[:n], fs=fs, leads=LEADS)
     with pytest.raises(EcgcnnError, match="unknown aggregate 'median'"):
         Predictor.from_checkpoint(checkpoint, aggregate="median")
     with pytest.raises(EcgcnnError, match="--units 'mmHg': expected mV, uV or V"):
         predictor.predict(sig, fs=100, units="mmHg")
+
+
+def test_predict_windows_takes_only_the_model_s_windows(predictor):
+    x = np.stack([ecg(seed=s).T for s in (20, 21)]).astype(np.float32)  # (2, 12, 1000)
+    assert predictor.predict_windows(x).shape == (2, len(predictor.classes))
+    assert predictor.predict_windows(x[:0]).shape == (0, len(predictor.classes))
+    want = "windows: expected shape (n, 12, 1000) (12 leads, 1000 samples: 10 s at 100 Hz)"
+    for bad, got in ((x[:, :, :999], "(2, 12, 999)"), (np.concatenate([x, x], axis=2), "(2, 12, 2000)"),
+                     (x[:, :11], "(2, 11, 1000)"), (x[0], "(12, 1000)"), (x[None], "(1, 2, 12, 1000)")):  # fmt: skip
+        with pytest.raises(EcgcnnError) as exc:
+            predictor.predict_windows(bad)
+        assert str(exc.value).startswith(want) and f"got {got}" in str(exc.value), str(exc.value)
+        assert "\n" not in str(exc.value)
+    with pytest.raises(EcgcnnError, match=r"add a batch axis: x\[None\]"):
+        predictor.predict_windows(x[0])
+    for value in (np.nan, np.inf):
+        holed = x.copy()
+        holed[1, 4, 10:13] = value
+        with pytest.raises(
+            EcgcnnError,
+            match=rf"3 NaN or infinite value\(s\) \(first in window 1, lead {LEADS[4]}\)",
+        ):
+            predictor.predict_windows(holed)
+    with pytest.raises(EcgcnnError, match="expected numbers"):
+        predictor.predict_windows(np.full((1, 12, 1000), "a"))
 
 
 def test_meta_window_and_stride_are_honoured(predictor):

@@ -13,6 +13,8 @@ from ecgcnn.recording import (
     find_recordings,
     parse_segment,
     read_recording,
+    remove_baseline,
+    remove_baseline_records,
     resample,
 )
 from ecgcnn.records import LEADS, read_record
@@ -654,6 +656,24 @@ def test_resampling_is_anti_aliased_and_handles_odd_rates():
     assert out.shape == (1000, 12)
     want = np.sin(2 * np.pi * 5 * np.arange(1000) / 100)
     assert np.abs(out[20:-20, 0] - want[20:-20]).max() < 0.01
+
+
+def test_remove_baseline_refuses_a_lead_major_array_instead_of_filtering_the_wrong_axis():
+    x = ecg(seed=3) + np.linspace(-1, 1, 12)  # (1000, 12) mV, each lead its own offset
+    want = remove_baseline_records(x.T[None].astype(np.float32), 100, "highpass")[0]
+    np.testing.assert_allclose(remove_baseline(x, 100, "highpass").T, want, atol=1e-5)
+    for how in ("keep", "median", "highpass"):
+        with pytest.raises(EcgcnnError) as exc:
+            remove_baseline(x.T, 100, how)  # (12, 1000): lead-major
+        message = str(exc.value)
+        assert "\n" not in message
+        assert "expected a (samples, leads) array, got shape (12, 1000)" in message
+        assert "transpose" in message and "signal.T" in message
+    with pytest.raises(EcgcnnError, match=r"got shape \(1000,\) \(1-D\)"):
+        remove_baseline(x[:, 0], 100, "median")
+    with pytest.raises(EcgcnnError, match=r"got shape \(1, 12, 1000\).*remove_baseline_records"):
+        remove_baseline(x.T[None], 100, "highpass")
+    assert remove_baseline(x[:12], 100, "median").shape == (12, 12)  # square: samples first
 
 
 # --- bad input: one line naming the record and the problem ---------------------------------------

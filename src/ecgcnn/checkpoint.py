@@ -44,8 +44,36 @@ STREAM_DAMAGE = ("Unsupported operand", "String is too long", "Ran out of input"
                  "Can only append to lists", "Can only SETITEMS", "Can only extend lists")  # fmt: skip
 
 
+def resolve_device(device: str | torch.device, what: str = "device") -> torch.device:
+    """``device`` as a torch.device, ``auto`` being cuda where there is a GPU and cpu elsewhere; a
+    device this machine lacks (CUDA without a GPU or a CUDA build of PyTorch, a GPU index past the
+    ones visible, MPS off a Mac) is a one-line EcgcnnError naming ``what`` asked for it."""
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise EcgcnnError(f"{what} {device!r}: expected auto, cpu, cuda or cuda:N") from None
+    name = str(dev)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this PyTorch is built without CUDA" if torch.version.cuda is None
+                   else "no CUDA GPU is visible")  # fmt: skip
+            raise EcgcnnError(f"{what} {name!r}: CUDA is not available ({why}, PyTorch "
+                              f"{torch.__version__}); use cpu, or auto")  # fmt: skip
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise EcgcnnError(f"{what} {name!r}: no such GPU ({count} visible: cuda:0 to "
+                              f"cuda:{count - 1})")  # fmt: skip
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise EcgcnnError(f"{what} {name!r}: MPS is not available on this machine; use cpu")
+    return dev
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint dict, loaded safely (no arbitrary objects)."""
+    """The checkpoint dict, loaded safely (no arbitrary objects); its tensors on ``map_location``
+    (see :func:`resolve_device`)."""
+    map_location = resolve_device(map_location, "map_location")
     path = Path(path)
     if path.is_dir():
         found = " (it holds checkpoint.pt)" if (path / "checkpoint.pt").is_file() else ""
@@ -123,5 +151,7 @@ def model_from_checkpoint(payload: dict[str, Any], source: str = "checkpoint") -
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Classifier:
-    """Load a trained model in eval mode; ``model.meta`` holds classes, rate, thresholds and more."""
-    return model_from_checkpoint(load_checkpoint(path, map_location), str(path))
+    """Load a trained model in eval mode on ``map_location`` (cpu, cuda, cuda:N, or auto: cuda where
+    there is a GPU); ``model.meta`` holds classes, rate, thresholds and more."""
+    device = resolve_device(map_location, "map_location")
+    return model_from_checkpoint(load_checkpoint(path, device), str(path)).to(device)

@@ -380,11 +380,20 @@ def _read_file(
     segment: tuple[float | None, float | None] | None = None,
     baseline: str = "highpass",
     allow_missing_leads: bool = False,
+    need: int = 0,
 ) -> tuple[np.ndarray, str]:
     """A recording file (WFDB, EDF, .npy, CSV...) in the model's leads, its baseline treated as
     ``predict`` does, resampled to its rate; with ``segment`` only that part (named after it:
-    'holter 20-30s')."""
-    from ecgcnn.recording import FILE_SUFFIXES, read_recording, remove_baseline, resample
+    'holter 20-30s'). One too short for ``need`` samples at the model's rate (with predict's
+    tolerance) is refused before its baseline is treated."""
+    from ecgcnn.predict import SHORT_TOLERANCE
+    from ecgcnn.recording import (
+        FILE_SUFFIXES,
+        read_recording,
+        remove_baseline,
+        resample,
+        resampled_length,
+    )
 
     rec = read_recording(path, leads, fs=fs, units=units, segment=segment,
                          allow_missing_leads=allow_missing_leads).validate()  # fmt: skip
@@ -397,6 +406,12 @@ def _read_file(
         name += f" {start:g}-{end:g}s"
     for warning in rec.warnings:
         log.warning("%s: %s", name, warning)
+    samples = resampled_length(len(rec.signal), rec.fs, model_fs)
+    if samples < need - need // SHORT_TOLERANCE:
+        raise EcgcnnError(
+            f"{name} holds {samples / model_fs:g} s at {model_fs:g} Hz; the model expects "
+            f"{need / model_fs:g} s ({need} samples)"
+        )
     signal = remove_baseline(rec.signal, rec.fs, baseline)
     if abs(rec.fs - model_fs) > 1e-6:
         log.warning("%s: resampled from %g Hz to the model's %g Hz", name, rec.fs, model_fs)
@@ -429,8 +444,9 @@ def _record_signal(
     truth = None
     if record is not None:
         baseline = baseline or default_baseline(checkpoint_baseline(meta))
+        need = int(meta.get("window") or meta.get("input_length") or 0)
         signal, name = _read_file(record, leads, fs, model_fs, units, segment, baseline,
-                                  allow_missing_leads)  # fmt: skip
+                                  allow_missing_leads, need)  # fmt: skip
     elif segment is not None:
         raise EcgcnnError("--segment needs --record (a PTB-XL record is 10 s)")
     else:

@@ -1,18 +1,24 @@
 """ONNX export: a checkpoint as a self-describing ``.onnx`` file plus a sidecar ``.onnx.json``.
 
-The graph takes raw ECGs, ``ecg`` (batch, leads, window) float32 millivolts with a dynamic batch
-axis, and returns ``logits`` and ``probabilities`` (batch, classes). The per-lead standardisation
-is inside the graph, so a consumer feeds millivolts and must not normalise again. Everything else
-needed to use it (classes, rate, window, leads, thresholds...) is stored twice: as ONNX
-``metadata_props`` (JSON-encoded values) and in the sidecar JSON, for tools that read neither.
+The graph takes windows of ECGs, ``ecg`` (batch, leads, window) float32 millivolts with a dynamic
+batch axis, and returns ``logits`` and ``probabilities`` (batch, classes). The per-lead
+standardisation is inside the graph, so a consumer feeds millivolts and must not normalise again;
+the baseline treatment (``default_baseline``: what predict applies), resampling, windowing and
+aggregation are not, and are the consumer's (README "ecgcnn export"). Everything needed to use it
+(classes, rate, window, stride, leads, thresholds...) is stored twice: as ONNX ``metadata_props``
+(JSON-encoded values) and in the sidecar JSON, for tools that read neither.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import os
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,7 @@ from torch import nn
 
 from ecgcnn import __version__, atomic
 from ecgcnn.errors import EcgcnnError
-from ecgcnn.recording import checkpoint_baseline
+from ecgcnn.recording import HIGHPASS_HZ, checkpoint_baseline, default_baseline
 from ecgcnn.records import LEADS
 
 ONNX_FORMAT = "ecgcnn-onnx/1"
@@ -69,6 +75,9 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, Any]:
         "aggregate": meta.get("aggregate") or "max",
         # how the records the model learnt from had their baseline treated (outside the graph)
         "baseline": baseline,
+        # and how predict, serve and Predictor treat a recording's for it by default (outside the
+        # graph too): highpass for a model that learnt records as recorded
+        "default_baseline": default_baseline(baseline),
         "preprocess": {"mean": list(pre["mean"]), "std": list(pre["std"]), "in_graph": True},
         "thresholds": [float(t) for t in meta["thresholds"]],
         "threshold_source": meta.get("threshold_source"),
@@ -79,6 +88,29 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, Any]:
         "version": meta.get("version"),
         "exported_by": f"ecgcnn {__version__}",
     }
+
+
+def describe_graph(info: dict[str, Any]) -> str:
+    """The ONNX graph's doc_string: its input as predict prepares it, from :func:`onnx_metadata`."""
+    how = info["default_baseline"]
+    treated = {
+        "highpass": f"each lead high-pass filtered below {HIGHPASS_HZ:g} Hz (zero-phase Butterworth, "
+                    "order 2)",
+        "median": "each lead's median subtracted",
+    }.get(how)  # fmt: skip
+    baseline = (
+        f"{treated} at the recording's rate, before resampling and outside the graph, as "
+        f'ecgcnn.recording.remove_baseline(x, fs, "{how}") does'
+        if treated
+        else "baseline as recorded"
+    )
+    return (
+        f"ecgcnn {info['model']['name']} ({info['task']}): input {INPUT_NAME} (batch, "
+        f"{len(info['leads'])}, {info['window']}) float32 millivolts at {info['fs']:g} Hz, leads "
+        f"{', '.join(info['leads'])}; {baseline}; standardisation is inside the graph; a longer "
+        f"record: windows {info['stride']} samples apart, the last aligned to the record's end, "
+        f"probabilities aggregated by {info['aggregate']}; metadata_props hold the rest"
+    )
 
 
 def decode_metadata(props: dict[str, str], where: str) -> dict[str, Any]:
@@ -105,12 +137,36 @@ def decode_metadata(props: dict[str, str], where: str) -> dict[str, Any]:
     return meta
 
 
+def opset_range() -> tuple[int, int]:
+    """The lowest and highest ONNX opset this PyTorch's TorchScript exporter writes (7 and 20 in
+    torch 2.x; the exporter's own constants where it has them)."""
+    try:
+        from torch.onnx import _constants
+    except ImportError:
+        return 7, 20
+    low = getattr(_constants, "ONNX_MIN_OPSET", 7)
+    high = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", None)
+    return int(low), int(high if high is not None else getattr(_constants, "ONNX_MAX_OPSET", 20))
+
+
+def check_opset(opset: int) -> int:
+    """``opset`` if this PyTorch exports it, else the one-line error ``ecgcnn export`` gives."""
+    low, high = opset_range()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not low <= opset <= high:
+        raise EcgcnnError(
+            f"--opset {opset}: this PyTorch ({torch.__version__}) exports ONNX opsets {low} to "
+            f"{high}; the default, {DEFAULT_OPSET}, exports every ecgcnn model"
+        )
+    return opset
+
+
 def export_onnx(
     checkpoint: str | Path, out: str | Path, opset: int = DEFAULT_OPSET
 ) -> dict[str, Any]:
     """Export a checkpoint to ONNX (dynamic batch), checked against PyTorch; returns the sidecar."""
     from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
 
+    check_opset(opset)  # before the checkpoint is read
     model = model_from_checkpoint(load_checkpoint(checkpoint), str(checkpoint))
     return export_model(model, model.meta, out, opset)
 
@@ -121,6 +177,7 @@ def export_model(
     """Export a :class:`~ecgcnn.models.Classifier` described by checkpoint ``meta``."""
     import onnx
 
+    check_opset(opset)
     if Path(out).is_dir():
         raise EcgcnnError(
             f"--out {out} is a folder; give the model's file name, e.g. {Path(out) / 'model.onnx'}"
@@ -137,27 +194,32 @@ def export_model(
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         try:
-            torch.onnx.export(
-                graph, (example,), buf, input_names=[INPUT_NAME], output_names=[LOGITS, PROBABILITIES],
-                dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, LOGITS, PROBABILITIES)},
-                opset_version=opset, do_constant_folding=True, dynamo=False,
-            )  # fmt: skip
+            with _native_stdout_discarded():
+                torch.onnx.export(
+                    graph, (example,), buf, input_names=[INPUT_NAME],
+                    output_names=[LOGITS, PROBABILITIES],
+                    dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, LOGITS, PROBABILITIES)},
+                    opset_version=opset, do_constant_folding=True, dynamo=False,
+                )  # fmt: skip
         except Exception as exc:
             raise EcgcnnError(
-                f"ONNX export of model {info['model']['name']!r} failed ({type(exc).__name__}: {exc})"
+                f"ONNX export of model {info['model']['name']!r} at opset {opset} failed "
+                f"({_first_line(exc)}){_try_default(opset)}"
             ) from None
     proto = onnx.load_from_string(buf.getvalue())
-    proto.doc_string = (
-        f"ecgcnn {info['model']['name']} ({info['task']}): input {INPUT_NAME} (batch, {n_leads}, "
-        f"{window}) raw millivolts at {info['fs']} Hz, leads {', '.join(info['leads'])}; "
-        "standardisation is inside the graph"
-    )
+    proto.doc_string = describe_graph(info)
     for key, value in info.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
-    got, want = _compare(data, model, n_leads, window)
+    try:
+        got, want = _compare(data, model, n_leads, window)
+    except Exception as exc:  # onnxruntime without a kernel for an operator at this opset
+        raise EcgcnnError(
+            f"ONNX export of model {info['model']['name']!r} at opset {opset}: onnxruntime cannot "
+            f"run it ({_first_line(exc)}){_try_default(opset)}"
+        ) from None
     diff = float(np.abs(got - want).max())
     if not np.allclose(got, want, rtol=TOLERANCE, atol=TOLERANCE):
         raise EcgcnnError(
@@ -173,6 +235,42 @@ def export_model(
     atomic.write_bytes(out, data)
     atomic.write_json(sidecar_path(out), sidecar)
     return sidecar
+
+
+def _first_line(exc: Exception) -> str:
+    """An exception as one short line: its type and the first line of its message, without the
+    graph dump torch's exporter appends ("[Caused by the value ...")."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    first = first.split("[Caused by")[0].strip()
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _try_default(opset: int) -> str:
+    return f"; the default, --opset {DEFAULT_OPSET}, exports every ecgcnn model" if (
+        opset != DEFAULT_OPSET) else ""  # fmt: skip
+
+
+@contextlib.contextmanager
+def _native_stdout_discarded() -> Iterator[None]:
+    """Discard what is written to file descriptor 1 meanwhile. When an export fails, the
+    TorchScript exporter prints its whole IR graph there from C++ (its logging is left on) before
+    it raises; the error says what failed. Where stdout has no descriptor, nothing is redirected."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class WithProbabilities(nn.Module):

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,11 +42,15 @@ from ecgcnn.recording import (
     record_name,
     remove_baseline,
     resample,
+    resampled_length,
     segment_samples,
 )
 from ecgcnn.records import LEADS, unit_scale
 from ecgcnn.windows import AGGREGATIONS, window_starts
 from ecgcnn.windows import aggregate as aggregate_probabilities
+
+if TYPE_CHECKING:  # for annotations (from_checkpoint imports torch where it runs a checkpoint)
+    import torch
 
 OUTPUT_FORMATS = ("table", "csv", "json")
 # Below this many records, reading in the calling process beats starting worker processes: a
@@ -105,6 +109,8 @@ class Prediction:
     end_s: float | None = None  # and where it ends (the next part's start)
 
     def to_dict(self) -> dict[str, Any]:
+        """The prediction as plain JSON-serialisable data: every field by name (``probabilities``
+        a dict of class to probability), as ``predict --format json`` writes each record."""
         return asdict(self)
 
 
@@ -179,18 +185,21 @@ class InputSpec:
                             "highpass removes it)")  # fmt: skip
         if rec.fs < self.fs:
             warn.append(f"upsampled from {rec.fs:g} Hz to the model's {self.fs:g} Hz")
+        # told before the baseline is treated: a record of fewer samples than leads is too short
+        # for any model, not an array in the wrong orientation
+        shortest = self.window - self.window // SHORT_TOLERANCE  # padded to a window from there
+        if resampled_length(len(rec.signal), rec.fs, self.fs) < shortest:
+            raise RecordError(
+                rec.name,
+                f"too short: {rec.duration_s:g} s, the model needs at least "
+                f"{self.window / self.fs:g} s ({self.window} samples at {self.fs:g} Hz)",
+            )
         x = resample(remove_baseline(rec.signal, rec.fs, self.baseline), rec.fs, self.fs)
         x, padded = pad_near_miss(x, self.window)
         if padded:
             window_s = self.window / self.fs
             warn.append(f"{rec.duration_s:g} s, {window_s - rec.duration_s:g} s short of the "
                         f"model's {window_s:g} s window: padded with its last value")  # fmt: skip
-        if x.shape[0] < self.window:
-            raise RecordError(
-                rec.name,
-                f"too short: {rec.duration_s:g} s, the model needs at least "
-                f"{self.window / self.fs:g} s ({self.window} samples at {self.fs:g} Hz)",
-            )
         w = windows(np.ascontiguousarray(x.T), self.window, self.stride)
         return Prepared(rec.name, w, rec.fs, rec.duration_s, rec.filled_leads, tuple(warn))
 
@@ -559,16 +568,18 @@ class Predictor:
     def from_checkpoint(
         cls,
         path: str | Path,
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
         threshold: float | None = None,
         aggregate: str | None = None,
         batch_size: int = 256,
     ) -> Predictor:
-        """Run a checkpoint (``checkpoint.pt``) on PyTorch."""
+        """Run a checkpoint (``checkpoint.pt``) on PyTorch, on ``device``: cpu, cuda, cuda:N, or
+        auto (cuda where there is a GPU, else cpu)."""
         import torch
 
-        from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint
+        from ecgcnn.checkpoint import load_checkpoint, model_from_checkpoint, resolve_device
 
+        device = resolve_device(device)
         model = model_from_checkpoint(load_checkpoint(path), str(path)).to(device).eval()
 
         def infer(x: np.ndarray) -> np.ndarray:
@@ -642,8 +653,32 @@ class Predictor:
                          allow_missing_leads, segment, baseline, self.trained_baseline)  # fmt: skip
 
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities (n, classes) for model-ready windows (n, leads, window), in batches."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        """Probabilities (n, classes) of model-ready windows, one row per window, in batches.
+
+        ``x`` is (n, leads, window): millivolts at the model's rate (``fs``), its ``leads`` in
+        order, ``window`` samples each, the baseline already treated (:meth:`predict` treats it
+        as ``default_baseline`` says); the windows are not aggregated. Any other shape, and NaN or
+        infinite values, are an EcgcnnError.
+        """
+        try:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise EcgcnnError(f"windows: expected numbers (millivolts): {exc}") from None
+        want = (len(self.leads), self.window)
+        if x.ndim != 3 or x.shape[1:] != want:
+            batch = "; add a batch axis: x[None]" if x.shape == want else ""
+            raise EcgcnnError(
+                f"windows: expected shape (n, {want[0]}, {want[1]}) ({want[0]} leads, "
+                f"{self.window} samples: {self.window / self.fs:g} s at {self.fs:g} Hz), got "
+                f"{x.shape}{batch}"
+            )
+        bad = ~np.isfinite(x)
+        if bad.any():
+            window, lead, _ = np.argwhere(bad)[0]
+            raise EcgcnnError(
+                f"windows: {int(bad.sum())} NaN or infinite value(s) (first in window {window}, "
+                f"lead {self.leads[lead]})"
+            )
         out = [self._infer(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
@@ -658,9 +693,16 @@ class Predictor:
         name: str = "signal",
         baseline: str | None = None,
     ) -> Prediction:
-        """Predict one ECG given as an array: (samples, leads) or (leads, samples).
+        """Predict one ECG given as an array: (samples, leads) or (leads, samples), at ``fs`` Hz.
 
-        ``leads`` names the array's channels in order (None: the model's leads, in its order).
+        ``leads`` names the array's channels in order (None: the model's leads, in its order);
+        ``units`` are the samples' (mV, uV or V; the model reads mV). The recording is prepared as
+        ``ecgcnn predict`` prepares a file: its baseline treated as ``baseline`` says, by default
+        as in the records the model learnt, except that for a model that learnt them as recorded
+        (``keep``, every recipe's default) the input is high-pass filtered below 0.5 Hz
+        (``baseline="keep"`` scores it as recorded); then resampled to the model's rate, cut into the model's windows (``stride`` apart, the
+        last aligned to the end; a record up to 1% short of one window is padded) and the windows'
+        probabilities aggregated (``aggregate``: max or mean) into one per class.
         """
         spec = self.input_spec(fs, units, allow_missing_leads, segment, baseline)
         rec = conform(signal, fs, leads, name, self.leads, units, allow_missing_leads)
@@ -676,7 +718,13 @@ class Predictor:
         baseline: str | None = None,
     ) -> Prediction:
         """Predict one recording file (WFDB, EDF, DICOM, ECG XML, SCP-ECG, ISHNE Holter, or .npy/.csv
-        with ``fs``)."""
+        with ``fs``; ``units`` for .npy/.csv without a units row: mV, uV or V, converted to mV).
+
+        As :meth:`predict`: the baseline treated as ``baseline`` says, by default high-pass filtered
+        below 0.5 Hz for a model that learnt records as recorded (else as in the records it learnt;
+        ``baseline="keep"`` scores it as recorded), resampled to the model's rate, cut into windows
+        whose probabilities are aggregated (max or mean) into one per class.
+        """
         spec = self.input_spec(fs, units, allow_missing_leads, segment, baseline)
         return self._predict_prepared([spec.read(path)])[0]
 

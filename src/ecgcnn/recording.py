@@ -211,8 +211,18 @@ def remove_baseline(signal: np.ndarray, fs: float, how: str) -> np.ndarray:
     """(samples, leads) with each lead's baseline removed: ``median`` subtracts the lead's median
     (a constant offset), ``highpass`` filters out what is slower than HIGHPASS_HZ (offset and
     drift; a zero-phase 2nd-order Butterworth, which also flattens slow ST changes a little);
-    ``keep`` returns the signal as it is."""
-    if check_baseline(how) == "keep":
+    ``keep`` returns the signal as it is. A 2-D array with fewer rows than columns is refused: a
+    lead-major (leads, samples) array would be filtered along the wrong axis."""
+    check_baseline(how)
+    shape = tuple(np.shape(signal))
+    if len(shape) != 2 or shape[0] < shape[1]:
+        why = "fewer samples than leads" if len(shape) == 2 else f"{len(shape)}-D"
+        raise EcgcnnError(
+            f"remove_baseline: expected a (samples, leads) array, got shape {shape} ({why}): "
+            "transpose a lead-major (leads, samples) array (signal.T); a stack of records "
+            "(records, leads, samples) takes remove_baseline_records"
+        )
+    if how == "keep":
         return signal
     if how == "median":
         return (signal - np.median(signal, axis=0)).astype(signal.dtype, copy=False)
@@ -300,6 +310,14 @@ def _highpass(x: np.ndarray, fs: float, axis: int) -> np.ndarray:
 def _ratio(fs_in: float, fs_out: float) -> Fraction:
     """fs_out / fs_in as up / down factors for resample_poly."""
     return Fraction(float(fs_out) / float(fs_in)).limit_denominator(1000)
+
+
+def resampled_length(samples: int, fs_in: float, fs_out: float) -> int:
+    """How many samples :func:`resample` makes of ``samples`` at ``fs_in``: ceil(samples * up / down)."""
+    if fs_in == fs_out:
+        return int(samples)
+    ratio = _ratio(fs_in, fs_out)
+    return -(-int(samples) * ratio.numerator // ratio.denominator)
 
 
 def resample(signal: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:

@@ -19,6 +19,8 @@ def register_model(fn: ModelFn) -> ModelFn:
 
 
 def list_models() -> list[str]:
+    """The names of the registered models, sorted: what :func:`create_model`, ``train --model``
+    and ``ecgcnn models`` take (a model registered with :func:`register_model` is listed too)."""
     return sorted(_MODELS)
 
 
