@@ -479,6 +479,10 @@ def test_serve_loads_the_model_once(served_checkpoint, monkeypatch):
 
 def test_serve_command_rejects_bad_settings(tmp_path):
     runner = CliRunner()
+    r = runner.invoke(cli_app, ["serve", "--checkpoint", "x.pt", "--max-inflight-mb", "4"])
+    assert r.exit_code != 0 and "--max-inflight-mb (4) must hold the largest body" in str(
+        r.exception or r.output
+    )
     r = runner.invoke(cli_app, ["serve", "--checkpoint", "x.pt", "--log-level", "warn"])
     assert r.exit_code != 0 and "'warn' is not one of" in str(r.exception or r.output)
     folder = tmp_path / "models"
