@@ -96,14 +96,20 @@ def start_server(checkpoint: Path, log: Path, *args: str, timeout_s: float = 90.
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
+    # several workers share the socket, each loading its model: ready when every one answers, so
+    # ask until /readyz has said yes many times in a row
+    workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
+    streak = 0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"ecgcnn serve exited with {proc.returncode}:\n{log.read_text()}")
         try:
             with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
-                if r.status == 200:
+                streak = streak + 1 if r.status == 200 else 0
+                if streak >= 1 + 10 * (workers - 1):
                     return proc, url
         except OSError:
+            streak = 0
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"ecgcnn serve not ready after {timeout_s} s:\n{log.read_text()}")
