@@ -73,6 +73,8 @@ class Behaviour:
     errors: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses to answer first
     redirects: dict[str, str] = field(default_factory=dict)  # path -> Location, once
     listing: bytes | None = None  # served instead of the real SHA256SUMS.txt
+    stall: set[str] = field(default_factory=set)  # path -> first response stops half-way, open
+    release: threading.Event = field(default_factory=threading.Event)  # ends the stalls
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     served: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -140,6 +142,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
+        if rel in b.stall and n == 0:
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            b.release.wait(120)  # a server gone quiet: the connection stays open, nothing comes
+            self.close_connection = True
+            return
         if b.drop_first and n == 0 and len(payload) > 1:
             self.wfile.write(payload[: len(payload) // 2])
             self.close_connection = True  # the connection ends before Content-Length bytes
@@ -169,6 +177,7 @@ def server(tree: Path, monkeypatch: pytest.MonkeyPatch):
     thread.start()
     port = httpd.server_address[1]
     yield Server(f"http://127.0.0.1:{port}/files/ptb-xl/{{version}}/", port, httpd.behaviour, tree)  # type: ignore[attr-defined]
+    httpd.behaviour.release.set()  # type: ignore[attr-defined]
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
@@ -258,6 +267,19 @@ def test_a_part_file_of_an_interrupted_run_is_resumed(server: Server, tree: Path
     assert server.behaviour.ranges(path) == [1000]
     assert next(f for f in report.files if f.path == path).bytes == len(data) - 1000
     assert (dest / path).read_bytes() == data and not part.exists()
+
+
+def test_a_connection_gone_quiet_mid_file_is_resumed_after_what_arrived(
+    server: Server, tree: Path, tmp_path
+):
+    # a stall (no close) ends in a timeout: the half that arrived before it is kept and resumed
+    path = a_record_file(tree, "_hr.dat")
+    size = (tree / path).stat().st_size
+    server.behaviour.stall.add(path)
+    report = fetch(tmp_path / "ptbxl", server, timeout=0.5)
+    assert report.succeeded, report.problems()
+    assert server.behaviour.ranges(path) == [size // 2]
+    assert next(f for f in report.files if f.path == path).bytes == size
 
 
 def test_a_server_ignoring_range_restarts_the_file(server: Server, tree: Path, tmp_path):

@@ -476,7 +476,9 @@ class _Fetcher:
             except OSError as exc:
                 raise _Permanent(f"cannot write {part}: {exc.strerror or exc}") from None
             with f:
-                while chunk := response.read(CHUNK_BYTES):
+                # read1: what arrived is written at once, so a connection that stalls into a
+                # timeout keeps it for the resume (read() would drop a partly filled chunk)
+                while chunk := response.read1(CHUNK_BYTES):
                     try:
                         f.write(chunk)
                     except OSError as exc:
