@@ -12,9 +12,11 @@ import hashlib
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
@@ -514,6 +516,32 @@ def test_the_download_and_verify_commands(server: Server, tree: Path, tmp_path: 
     assert proc.returncode == 1
     assert f"failed: {path}: checksum mismatch in 3 transfers" in proc.stderr
     assert f"{n - 1} ok ({n - 1} already present), 0 re-fetched, 1 failed" in proc.stderr
+
+
+def test_ctrl_c_stops_a_download_stalled_on_a_quiet_server(server: Server, tree: Path, tmp_path):
+    path = a_record_file(tree, "_hr.dat")
+    server.behaviour.stall.add(path)  # half the file, then nothing for 120 s (the timeout is 60)
+    dest = tmp_path / "ptbxl"
+    args = ["download", "--dest", dest, "--base-url", server.url, "--rate", "both", "--no-progress"]
+    # a shell that starts CI in the background ignores SIGINT: give Ctrl-C its terminal meaning
+    proc = subprocess.Popen([sys.executable, "-m", "ecgcnn", *map(str, args)],
+                            env=os.environ | {"PYTHONWARNINGS": "ignore"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    part = dest / (path + ".part")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (part.is_file() and part.stat().st_size):
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[1]
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)  # not the minute of the read timeout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "interrupted: run the same command again to resume" in stderr, stderr
+    assert part.read_bytes() == (tree / path).read_bytes()[: (tree / path).stat().st_size // 2]
 
 
 def test_the_download_command_refuses_a_bad_rate(tmp_path: Path):

@@ -1050,10 +1050,12 @@ def download(
     """Download PTB-XL from PhysioNet, verifying every file against its SHA256SUMS.txt."""
     from ecgcnn.download import download_ptbxl
 
-    report = download_ptbxl(
-        dest, version=version, rate=rate, base_url=base_url, jobs=jobs, retries=retries,
-        progress=not no_progress,
-    )  # fmt: skip
+    again = "run the same command again to resume (files already verified are kept)"
+    with on_interrupt(dest, again):
+        report = download_ptbxl(
+            dest, version=version, rate=rate, base_url=base_url, jobs=jobs, retries=retries,
+            progress=not no_progress,
+        )  # fmt: skip
     for line in report.problems():
         print(f"failed: {line}", file=sys.stderr)
     print(report.summary(), file=sys.stderr)

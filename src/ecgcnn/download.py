@@ -18,12 +18,14 @@ import http.client
 import logging
 import os
 import re
+import socket
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -369,6 +371,31 @@ class _Fetcher:
     timeout: float
     stop: threading.Event
     on_bytes: Callable[[int], None]
+    # the sockets of the transfers under way, for interrupt() (a copy of each: see _interruptible)
+    _sockets: set[socket.socket] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def interrupt(self) -> None:
+        """Stop every transfer now, even one blocked on a server gone quiet (Ctrl-C)."""
+        self.stop.set()
+        with self._lock:
+            for sock in self._sockets:
+                with suppress(OSError):  # already closed by the other end
+                    sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+
+    @contextmanager
+    def _interruptible(self, response: http.client.HTTPResponse) -> Iterator[None]:
+        # a duplicate of the response's socket: shutting it down ends the connection itself,
+        # and it cannot be a number the system gave to another file after the response closed
+        sock = socket.socket(fileno=os.dup(response.fileno()))
+        with self._lock:
+            self._sockets.add(sock)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._sockets.discard(sock)
+            sock.close()
 
     def fetch_file(self, base_url: str, entry: str, digest: str, target: Path) -> FileResult:
         """Make ``target`` a verified copy of ``entry``; never raises for one file's trouble."""
@@ -454,7 +481,7 @@ class _Fetcher:
                     f"HTTP {exc.code} {exc.reason}", _retry_after(exc.headers.get("Retry-After"))
                 ) from None
             raise _Permanent(f"HTTP {exc.code} {exc.reason}") from None
-        with response:
+        with response, self._interruptible(response):
             if response.status == 206:
                 first = _content_range_start(response.headers.get("Content-Range"))
                 if first != start:
@@ -611,7 +638,7 @@ def _fetch_all(
                 with lock:
                     bar.set_postfix_str(f"{len(results)}/{len(selected)} files")  # type: ignore[attr-defined]
     except BaseException:
-        fetcher.stop.set()  # Ctrl-C: running transfers stop at their next chunk, .part kept
+        fetcher.interrupt()  # Ctrl-C: running transfers stop now, what they wrote kept in .part
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
