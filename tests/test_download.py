@@ -319,15 +319,20 @@ def test_a_file_always_corrupt_fails_and_the_others_are_kept(server: Server, tre
     dest = tmp_path / "ptbxl"
     report = fetch(dest, server)
     assert not report.succeeded
-    assert [(f.path, f.detail) for f in report.failed] == [
-        (path, "checksum mismatch in 3 transfers")
-    ]
+    data = (tree / path).read_bytes()
+    served = (
+        data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF]) + data[len(data) // 2 + 1 :]
+    )
+    detail = (
+        f"checksum mismatch in 3 transfers (expected sha256 {sha256(data)}, got {sha256(served)})"
+    )
+    assert [(f.path, f.detail) for f in report.failed] == [(path, detail)]
     assert server.behaviour.served[path] == dl.MAX_FETCHES
     assert not (dest / path).exists() and not (dest / (path + ".part")).exists()
     check = verify_ptbxl(dest)
     assert check.missing == (path,) and not check.mismatched
     assert len(check.ok) == len(listed(tree)) - 1
-    assert report.problems() == [f"{path}: checksum mismatch in 3 transfers"]
+    assert report.problems() == [f"{path}: {detail}"]
 
 
 def test_a_mismatching_local_file_is_replaced(server: Server, tree: Path, tmp_path):
@@ -417,7 +422,7 @@ def test_malformed_or_oversized_listings_are_refused(server: Server, tmp_path, m
         fetch(tmp_path / "a", server)
     server.behaviour.listing = f"{'a' * 64}  x.csv\n".encode() * 100
     monkeypatch.setattr(dl, "MAX_CHECKSUMS_BYTES", 1000)
-    with pytest.raises(EcgcnnError, match="over the bound"):
+    with pytest.raises(EcgcnnError, match="announces 7200 bytes, over the bound of 1.0 kB"):
         fetch(tmp_path / "b", server)
     assert not list((tmp_path / "b").iterdir())
 
@@ -476,7 +481,11 @@ def test_verify_lists_tampered_and_missing_files(server: Server, tree: Path, tmp
     report = verify_ptbxl(dest)
     assert not report.succeeded
     assert report.mismatched == (changed,) and report.missing == (removed,)
-    assert report.problems() == [f"missing: {removed}", f"checksum mismatch: {changed}"]
+    expected, got = sha256((tree / changed).read_bytes()), sha256((dest / changed).read_bytes())
+    assert report.problems() == [
+        f"missing: {removed}",
+        f"checksum mismatch: {changed} (expected sha256 {expected}, got {got})",
+    ]
     with pytest.raises(EcgcnnError, match="SHA256SUMS.txt not found"):
         verify_ptbxl(tmp_path)
 

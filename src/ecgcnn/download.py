@@ -127,7 +127,8 @@ class VerifyReport:
     mismatched: tuple[str, ...]
     skipped: int = 0
     unreadable: tuple[str, ...] = ()  # present but not readable (permissions, I/O error)
-    reasons: dict[str, str] = field(default_factory=dict, hash=False)  # why each is unreadable
+    # why each is unreadable, and the digests of each mismatch
+    reasons: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def succeeded(self) -> bool:
@@ -138,7 +139,10 @@ class VerifyReport:
         lines += [
             f"unreadable: {p} ({self.reasons.get(p, 'cannot read it')})" for p in self.unreadable
         ]
-        lines += [f"checksum mismatch: {p}" for p in self.mismatched]
+        lines += [
+            f"checksum mismatch: {p}" + (f" ({self.reasons[p]})" if p in self.reasons else "")
+            for p in self.mismatched
+        ]
         return _clip(lines, limit)
 
     def summary(self) -> str:
@@ -416,7 +420,8 @@ class _Fetcher:
             target.parent.mkdir(parents=True, exist_ok=True)
             for fetch in range(1, MAX_FETCHES + 1):
                 self.transfer(_file_url(base_url, entry), part, MAX_FILE_BYTES, count)
-                if sha256_file(part) == digest:
+                got = sha256_file(part)
+                if got == digest:
                     with open(part, "ab") as f:
                         os.fsync(f.fileno())
                     os.replace(part, target)
@@ -425,7 +430,7 @@ class _Fetcher:
                 part.unlink()
                 if fetch < MAX_FETCHES:
                     log.warning("%s: checksum mismatch, fetching it again", entry)
-            detail = f"checksum mismatch in {MAX_FETCHES} transfers"
+            detail = f"checksum mismatch in {MAX_FETCHES} transfers (expected sha256 {digest}, got {got})"
         except _Failed as exc:
             detail = str(exc)
         except OSError as exc:  # the local disk: permissions, a full disk, a file in the way
@@ -495,7 +500,10 @@ class _Fetcher:
             length = response.headers.get("Content-Length", "")
             expected = int(length) if length.isdigit() else None
             if expected is not None and start + expected > limit:
-                raise _Permanent(f"the server announces {start + expected} bytes, over the bound")
+                raise _Permanent(
+                    f"the server announces {start + expected} bytes, over the bound of "
+                    f"{_human_bytes(limit)}"
+                )
             got = 0
             # errors of the local disk are not worth a retry, unlike those of the network
             try:
@@ -677,7 +685,11 @@ def verify_ptbxl(
         try:  # is_file() itself raises when a parent folder cannot be searched
             if not targets[entry].is_file():
                 return "missing"
-            return "ok" if sha256_file(targets[entry]) == selected[entry] else "mismatched"
+            got = sha256_file(targets[entry])
+            if got == selected[entry]:
+                return "ok"
+            reasons[entry] = f"expected sha256 {selected[entry]}, got {got}"
+            return "mismatched"
         except OSError as exc:
             reasons[entry] = exc.strerror or str(exc)
             return "unreadable"
