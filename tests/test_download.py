@@ -369,6 +369,29 @@ def test_server_errors_are_retried_and_missing_files_are_not(server: Server, tre
     assert {f.path for f in report.failed} == {gone, down}
 
 
+def test_a_server_gone_down_mid_download_is_not_asked_for_every_remaining_file(
+    server: Server, tree: Path, tmp_path, monkeypatch
+):
+    # 22,000 files, each retried for half a minute, would take a day to report an outage
+    monkeypatch.setattr(dl, "MAX_FAILED_IN_A_ROW", 3)
+    records = [p for p in listed(tree) if p.startswith("records")]
+    server.behaviour.errors = {p: [503] * 10 for p in records}
+    dest = tmp_path / "ptbxl"
+    report = fetch(dest, server, jobs=1, retries=0)
+    assert not report.succeeded
+    asked = [p for p in records if server.behaviour.served[p]]
+    assert len(asked) == 3, asked
+    assert [f.path for f in report.ok] == ["LICENSE.txt", "ptbxl_database.csv"]  # before them
+    untried = [f for f in report.failed if f.path not in asked]
+    assert len(untried) == len(listed(tree)) - 2 - 3
+    assert {f.detail for f in untried} == {
+        "not tried: 3 files in a row failed (is the network or the server down?); "
+        "run again to resume"
+    }
+    server.behaviour.errors = {}
+    assert fetch(dest, server).succeeded  # once it is back up
+
+
 def test_redirects_stay_on_the_same_host(server: Server, tmp_path: Path):
     server.behaviour.redirects["LICENSE.txt"] = f"{PREFIX}LICENSE.txt?moved=1"
     report = fetch(tmp_path / "a", server, rate="100")

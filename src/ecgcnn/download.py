@@ -49,6 +49,9 @@ MAX_CHECKSUMS_BYTES = 64 * 2**20
 MAX_FILE_BYTES = 2**30
 # A file whose checksum still mismatches after this many complete transfers is given up.
 MAX_FETCHES = 3
+# After this many files in a row failed after all their retries, the rest are not tried: with the
+# network or the server down, retrying each of PTB-XL's 22,000 files would take about a day.
+MAX_FAILED_IN_A_ROW = 10
 MAX_BACKOFF_S = 60.0
 CHUNK_BYTES = 256 * 1024
 USER_AGENT = f"ecgcnn/{__version__} (PTB-XL downloader)"
@@ -298,6 +301,10 @@ class _Failed(Exception):
     """A file could not be fetched; the message says why."""
 
 
+class _GaveUp(_Failed):
+    """A file could not be fetched in all the retries the user allowed."""
+
+
 class _Permanent(Exception):
     """No point in asking again: 404, a refused redirect, a body over the size bound."""
 
@@ -378,6 +385,13 @@ class _Fetcher:
     # the sockets of the transfers under way, for interrupt() (a copy of each: see _interruptible)
     _sockets: set[socket.socket] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _failed_in_a_row: int = 0
+
+    def _count(self, result: FileResult, gave_up: bool) -> FileResult:
+        """Track files that failed in a row after all their retries (any answer resets it)."""
+        with self._lock:
+            self._failed_in_a_row = self._failed_in_a_row + 1 if gave_up else 0
+        return result
 
     def interrupt(self) -> None:
         """Stop every transfer now, even one blocked on a server gone quiet (Ctrl-C)."""
@@ -409,7 +423,7 @@ class _Fetcher:
             received[0] += n
             self.on_bytes(n)
 
-        replaced = False
+        replaced, gave_up = False, False
         part = target.with_name(target.name + ".part")
         try:
             if target.is_file():
@@ -417,6 +431,11 @@ class _Fetcher:
                     return FileResult(entry, "ok", present=True)
                 log.debug("%s: checksum mismatch, fetching it again", entry)
                 replaced = True  # only once the new copy is verified: a failed fetch keeps it
+            if self._failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+                return FileResult(
+                    entry, "failed", detail=f"not tried: {MAX_FAILED_IN_A_ROW} files in a row "
+                    "failed (is the network or the server down?); run again to resume",
+                )  # fmt: skip
             target.parent.mkdir(parents=True, exist_ok=True)
             for fetch in range(1, MAX_FETCHES + 1):
                 self.transfer(_file_url(base_url, entry), part, MAX_FILE_BYTES, count)
@@ -426,16 +445,17 @@ class _Fetcher:
                         os.fsync(f.fileno())
                     os.replace(part, target)
                     status = "refetched" if fetch > 1 or replaced else "ok"
-                    return FileResult(entry, status, received[0])
+                    return self._count(FileResult(entry, status, received[0]), gave_up=False)
                 part.unlink()
                 if fetch < MAX_FETCHES:
                     log.warning("%s: checksum mismatch, fetching it again", entry)
             detail = f"checksum mismatch in {MAX_FETCHES} transfers (expected sha256 {digest}, got {got})"
         except _Failed as exc:
             detail = str(exc)
+            gave_up = isinstance(exc, _GaveUp)
         except OSError as exc:  # the local disk: permissions, a full disk, a file in the way
             detail = f"cannot write {target}: {exc.strerror or exc}"
-        return FileResult(entry, "failed", received[0], detail)
+        return self._count(FileResult(entry, "failed", received[0], detail), gave_up)
 
     def transfer(self, url: str, part: Path, limit: int, count: Callable[[int], None]) -> None:
         """Complete ``part`` from ``url``; retry failures with exponential backoff.
@@ -462,7 +482,7 @@ class _Fetcher:
             else:
                 failures += 1
                 if failures > self.retries:
-                    raise _Failed(f"{reason} (gave up after {failures} attempts)")
+                    raise _GaveUp(f"{reason} (gave up after {failures} attempts)")
             if delay is None:
                 delay = self.backoff * 2 ** (failures - 1) if failures else 0.0
             log.debug("%s: %s; trying again in %.1f s", url, reason, delay)
