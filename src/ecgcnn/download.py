@@ -405,7 +405,11 @@ class _Fetcher:
     def _interruptible(self, response: http.client.HTTPResponse) -> Iterator[None]:
         # a duplicate of the response's socket: shutting it down ends the connection itself,
         # and it cannot be a number the system gave to another file after the response closed
-        sock = socket.socket(fileno=os.dup(response.fileno()))
+        try:
+            sock = socket.socket(fileno=os.dup(response.fileno()))
+        except OSError:  # a socket is no file on Windows: stop at the next chunk there
+            yield
+            return
         with self._lock:
             self._sockets.add(sock)
         try:
