@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from ecgcnn import __version__, atomic
 from ecgcnn.cache import Signals, load_signals
-from ecgcnn.checkpoint import save_checkpoint
+from ecgcnn.checkpoint import resolve_device, save_checkpoint
 from ecgcnn.dataset import RecordDataset, collate_batch, standardization
 from ecgcnn.distributed import (
     World,
@@ -113,6 +113,7 @@ class TrainConfig:
                 "--holdout-fold applies to --protocol cv; the benchmark split has --test-fold"
             )
         self.recipe.validate()
+        resolve_device(self.device, "--device")  # a typo or a missing GPU: before any data is read
         if self.recipe.aux_task == self.task:
             raise EcgcnnError(f"--aux-task {self.task} is the task itself; choose another task")
 
