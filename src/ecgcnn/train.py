@@ -215,6 +215,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """
     cfg.validate()
     world = init_world()
+    check_same_world(Path(cfg.out), world.size)  # on every rank, before any data is read
     if not world.is_main:
         cfg = dataclasses.replace(cfg, progress=False)
         logging.getLogger("ecgcnn").setLevel(logging.WARNING)
@@ -277,6 +278,20 @@ def _train(cfg: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
     if cfg.only_fold is not None:
         return results[0]
     return cv_summary(out)
+
+
+def check_same_world(out: Path, size: int) -> None:
+    """Refuse to go on with a trained run in another number of processes: --batch-size is per
+    process, so the effective batch (and with it the result) would change."""
+    path = out / "config.json"
+    began = read_json(path).get("world_size") if path.is_file() else None
+    if began is None or int(began) == size or not any(out.glob("*/history.json")):
+        return
+    raise EcgcnnError(
+        f"{out} was trained with {began} process(es) and this is {size}: --batch-size is per "
+        f"process, so the run would go on with another effective batch; continue it with {began} "
+        f"(ecgcnn train --resume {out} --nproc {began}) or train into a new --out"
+    )
 
 
 def work_in_run(cfg: TrainConfig) -> list[str]:
