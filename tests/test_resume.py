@@ -249,3 +249,33 @@ def test_a_run_begun_by_another_ecgcnn_version_resumes_and_says_so(
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "begun by ecgcnn 10.0.0, newer than this one" in proc.stderr
     assert "resume it with ecgcnn 10.0.0 or newer" in proc.stderr
+
+
+def test_a_run_goes_on_only_with_the_number_of_processes_it_began_with(synthetic_root, tmp_path):
+    """--batch-size is per process: resuming a two-process run in one process (as the Ctrl-C hint
+    said to) halved the effective batch, gave another result and overwrote world_size in
+    config.json, so the run no longer said how it was trained."""
+    from ecgcnn.errors import EcgcnnError
+    from ecgcnn.recipes import get_recipe
+    from ecgcnn.train import TrainConfig, resume_config, train
+
+    out = tmp_path / "run"
+    recipe = get_recipe("seed").with_overrides(epochs=1, batch_size=32)
+    train(TrainConfig(data_root=str(synthetic_root), out=str(out), folds=2, only_fold=0,
+                      recipe=recipe, progress=False))  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(config | {"world_size": 2}))  # begun by torchrun
+    with pytest.raises(EcgcnnError, match=r"trained with 2 process\(es\) and this is 1.*--nproc 2"):
+        train(resume_config(out, progress=False), resume=True)
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+
+
+def test_the_resume_command_of_a_multi_process_run_names_its_processes():
+    from pathlib import Path
+
+    from ecgcnn.cli import resume_command
+
+    assert (
+        resume_command(Path("runs/r"), None, processes=2)
+        == "resume with `ecgcnn train --resume runs/r --nproc 2`"
+    )

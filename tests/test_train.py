@@ -431,3 +431,12 @@ def test_class_weight_warnings_say_what_happened(caplog):
     assert any("C: no positives in the training fold" in m for m in messages), messages
     assert any("B (pos_weight 149)" in m and "clamped to 100" in m for m in messages), messages
     assert not any(" A" in m for m in messages)
+
+
+def test_an_unusable_device_or_weight_decay_is_refused_before_any_work(synthetic_root, tmp_path):
+    with pytest.raises(EcgcnnError, match="--device 'nope': expected auto, cpu, cuda"):
+        train(config(synthetic_root, tmp_path / "x", device="nope"))
+    with pytest.raises(EcgcnnError, match="weight decay must be a number >= 0, got -1"):
+        train(dataclasses.replace(config(synthetic_root, tmp_path / "x"),
+                                  recipe=get_recipe("seed").with_overrides(weight_decay=-1.0)))  # fmt: skip
+    assert not (tmp_path / "x").exists()

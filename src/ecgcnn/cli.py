@@ -287,7 +287,9 @@ def train_cmd(
         )
     if nproc > 1 and "RANK" not in os.environ:
         run = resume if resume is not None else out
-        with on_interrupt((run or Path("-")) / "config.json", resume_command(run, only_fold)):
+        with on_interrupt(
+            (run or Path("-")) / "config.json", resume_command(run, only_fold, nproc)
+        ):
             sys.exit(launch_torchrun(nproc))
     from ecgcnn.recipes import get_recipe
     from ecgcnn.train import TrainConfig, check_same_run, resume_config, train, work_in_run
@@ -1195,10 +1197,14 @@ def _root(
     _setup_logging(verbose)
 
 
-def resume_command(run: Path | None, only_fold: int | None) -> str:
-    """The command that continues ``run`` as this process would have (one fold, if it had one)."""
+def resume_command(run: Path | None, only_fold: int | None, processes: int | None = None) -> str:
+    """The command that continues ``run`` as this process would have (one fold, if it had one, in
+    as many processes: by default the torchrun world this process is part of)."""
+    if processes is None:
+        processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
     fold = f" --only-fold {only_fold}" if only_fold is not None else ""
-    return f"resume with `ecgcnn train --resume {shlex.quote(str(run))}{fold}`"
+    nproc = f" --nproc {processes}" if processes > 1 else ""
+    return f"resume with `ecgcnn train --resume {shlex.quote(str(run))}{fold}{nproc}`"
 
 
 @contextmanager

@@ -72,6 +72,8 @@ class Recipe:
             raise EcgcnnError(
                 "epochs and batch size must be at least 1 and the learning rate positive"
             )
+        if not self.weight_decay >= 0:  # torch's own refusal would come after the data is read
+            raise EcgcnnError(f"weight decay must be a number >= 0, got {self.weight_decay}")
         if self.optimizer not in ("adam", "adamw"):
             raise EcgcnnError(f"unknown optimizer {self.optimizer!r}; expected adam or adamw")
         if self.schedule not in ("constant", "onecycle"):

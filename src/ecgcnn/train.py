@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from ecgcnn import __version__, atomic
 from ecgcnn.cache import Signals, load_signals
-from ecgcnn.checkpoint import save_checkpoint
+from ecgcnn.checkpoint import resolve_device, save_checkpoint
 from ecgcnn.dataset import RecordDataset, collate_batch, standardization
 from ecgcnn.distributed import (
     World,
@@ -113,6 +113,7 @@ class TrainConfig:
                 "--holdout-fold applies to --protocol cv; the benchmark split has --test-fold"
             )
         self.recipe.validate()
+        resolve_device(self.device, "--device")  # a typo or a missing GPU: before any data is read
         if self.recipe.aux_task == self.task:
             raise EcgcnnError(f"--aux-task {self.task} is the task itself; choose another task")
 
@@ -214,6 +215,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """
     cfg.validate()
     world = init_world()
+    check_same_world(Path(cfg.out), world.size)  # on every rank, before any data is read
     if not world.is_main:
         cfg = dataclasses.replace(cfg, progress=False)
         logging.getLogger("ecgcnn").setLevel(logging.WARNING)
@@ -276,6 +278,20 @@ def _train(cfg: TrainConfig, resume: bool, world: World) -> dict[str, Any]:
     if cfg.only_fold is not None:
         return results[0]
     return cv_summary(out)
+
+
+def check_same_world(out: Path, size: int) -> None:
+    """Refuse to go on with a trained run in another number of processes: --batch-size is per
+    process, so the effective batch (and with it the result) would change."""
+    path = out / "config.json"
+    began = read_json(path).get("world_size") if path.is_file() else None
+    if began is None or int(began) == size or not any(out.glob("*/history.json")):
+        return
+    raise EcgcnnError(
+        f"{out} was trained with {began} process(es) and this is {size}: --batch-size is per "
+        f"process, so the run would go on with another effective batch; continue it with {began} "
+        f"(ecgcnn train --resume {out} --nproc {began}) or train into a new --out"
+    )
 
 
 def work_in_run(cfg: TrainConfig) -> list[str]:
