@@ -256,6 +256,18 @@ def test_explain_record_input_errors(synthetic_root, tmp_path):
         explain_record(ckpt, tmp_path, record=record, method="lime")
 
 
+def test_explain_refuses_a_directory_as_its_record(tmp_path, monkeypatch):
+    """`--record .` once ended in a ValueError traceback (Path('.').with_name), and another folder
+    in 'unsupported file type (none)': explain takes one recording, predict reads folders."""
+    ckpt = fake_checkpoint(tmp_path / "cnn1d.pt", "cnn1d")
+    folder = tmp_path / "ecgs"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    for record in (Path("."), folder):
+        with pytest.raises(EcgcnnError, match=r"a directory, not a recording file"):
+            explain_record(ckpt, tmp_path / "o", record=record)
+
+
 def test_explain_record_resamples_and_checks_the_length(synthetic_root, tmp_path, caplog):
     ckpt = fake_checkpoint(tmp_path / "cnn1d.pt", "cnn1d")
     payload = torch.load(ckpt, weights_only=True)
