@@ -121,6 +121,26 @@ def test_paper_drawing_validates_its_input(tmp_path):
     assert short.read_bytes()[:8] == PNG
 
 
+def test_a_record_shorter_than_the_page_still_shows_every_lead():
+    """A windowed model explains records from 2.5 s on: in the 3 x 4 layout (2.5 s a column, one
+    after another) a 3 s record once left the V1-V6 columns blank while the bar chart gave them
+    most of the attribution. Each column now shows 2.5 s of its leads, the last it can."""
+    x = ecg(samples=300)  # 3 s at 100 Hz
+    fig = paper_figure(x, 100, attribution=np.abs(x))
+    try:
+        page = fig.axes[0]
+        drawn = {t.get_text() for t in page.texts}
+        assert {"V1", "V2", "V3", "V4", "V5", "V6", "aVR", "aVL", "aVF"} <= drawn
+        # every column holds a full 2.5 s of trace (the traces are the lines of 250 points)
+        assert sum(len(line.get_xdata()) == 250 for line in page.lines) == 12
+        note = " ".join(t.get_text() for t in fig.texts)
+        assert "columns from 0, 0.5, 0.5, 0.5 s" in note
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
 # --- a checkpoint without training, for the command ---------------------------------------------
 
 
@@ -234,6 +254,18 @@ def test_explain_record_input_errors(synthetic_root, tmp_path):
         explain_record(ckpt, tmp_path, record=tmp_path / "ecg.npy")
     with pytest.raises(EcgcnnError, match="unknown method"):
         explain_record(ckpt, tmp_path, record=record, method="lime")
+
+
+def test_explain_refuses_a_directory_as_its_record(tmp_path, monkeypatch):
+    """`--record .` once ended in a ValueError traceback (Path('.').with_name), and another folder
+    in 'unsupported file type (none)': explain takes one recording, predict reads folders."""
+    ckpt = fake_checkpoint(tmp_path / "cnn1d.pt", "cnn1d")
+    folder = tmp_path / "ecgs"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    for record in (Path("."), folder):
+        with pytest.raises(EcgcnnError, match=r"a directory, not a recording file"):
+            explain_record(ckpt, tmp_path / "o", record=record)
 
 
 def test_explain_record_resamples_and_checks_the_length(synthetic_root, tmp_path, caplog):

@@ -229,11 +229,14 @@ def paper_figure(
                 color="#222222", zorder=4, va="center",
                 bbox={"facecolor": PAPER_COLOUR, "edgecolor": "none", "pad": 0.6, "alpha": 0.85})  # fmt: skip
 
+    # Column c shows the c-th 2.5 s; a record shorter than the page (a windowed model reads 2.5 s
+    # on) shows its last 2.5 s in the columns it cannot fill, rather than no V1-V6 at all.
+    starts = [min(c * col_n, max(n - col_n, 0)) for c in range(4)]
     for r, row in enumerate(LAYOUT):
         y = baselines[r]
         _calibration(ax, y)
         for c, lead in enumerate(row):
-            start, stop = c * col_n, min((c + 1) * col_n, n)
+            start, stop = starts[c], min(starts[c] + col_n, n)
             x0 = CAL_MM + c * COLUMN_S * MM_PER_S
             if start < n:
                 segment(lead, start, stop, x0, y)
@@ -257,6 +260,8 @@ def paper_figure(
         + (" (the most attribution)" if chosen else "")
         if total > n else whole
     )  # fmt: skip
+    if starts != [c * col_n for c in range(4)]:
+        shown += f" (columns from {', '.join(f'{start_s + (first + i) / fs:g}' for i in starts)} s)"
     note = f"25 mm/s  ·  10 mm/mV  ·  {fs:g} Hz  ·  {shown}  ·  {DISCLAIMER}"
     fig.text(left / fig_w, 6.0 / fig_h, note, fontsize=8, color="#666666", va="center")
 

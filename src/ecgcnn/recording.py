@@ -512,8 +512,11 @@ def record_kind(path: Path) -> str:
     formats.
     """
     suffix = path.suffix.lower()
-    if suffix in WFDB_SUFFIXES or (path.with_name(path.name + ".hea")).is_file():
+    header = path.name not in ("", "..") and path.with_name(path.name + ".hea").is_file()
+    if suffix in WFDB_SUFFIXES or header:
         return "wfdb"
+    if path.is_dir():  # '.' has no name to look a header up by
+        raise RecordError(str(path), "a directory, not a recording file (predict reads folders)")
     if suffix in EDF_SUFFIXES:
         return "edf"
     if suffix in ARRAY_SUFFIXES:
