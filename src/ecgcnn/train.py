@@ -893,7 +893,7 @@ def cv_summary(run_dir: str | Path) -> dict[str, Any]:
         raise EcgcnnError(f"{run}: fold(s) {', '.join(missing)} not trained yet (no metrics.json)")
     for n in names:
         check_fold_settings(run, n, config)
-    folds = {n: read_json(run / n / "metrics.json") for n in names}
+    folds = {n: read_fold_metrics(run / n / "metrics.json") for n in names}
     results: dict[str, Any] = {
         "run": str(run),
         "model": config["model"],
@@ -914,7 +914,7 @@ def cv_summary(run_dir: str | Path) -> dict[str, Any]:
                         f"{file} is missing (the run scores a held-out fold); delete {run / n} "
                         f"and train it again (ecgcnn train --resume {run})"
                     )
-        test_metrics = {n: read_json(run / n / "metrics_test.json") for n in names}
+        test_metrics = {n: read_fold_metrics(run / n / "metrics_test.json") for n in names}
         part: dict[str, Any] = {
             "folds": {
                 n: scalar_metrics(m) | {"per_class": m["per_class"]}
@@ -927,6 +927,15 @@ def cv_summary(run_dir: str | Path) -> dict[str, Any]:
         results["holdout" if config["protocol"] == "cv" else "test"] = part
     atomic.write_json(run / "cv_results.json", results)
     return results
+
+
+def read_fold_metrics(path: Path) -> dict[str, Any]:
+    """A fold's saved metrics; JSON that is not (a hand-edited file) is an error naming the file."""
+    metrics = read_json(path)
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("per_class"), dict):
+        raise EcgcnnError(f"{path}: expected a fold's metrics (an object with per_class); "
+                          "was it written by ecgcnn train?")  # fmt: skip
+    return metrics
 
 
 def check_fold_settings(run: Path, name: str, config: dict[str, Any]) -> None:
