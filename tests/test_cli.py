@@ -78,6 +78,19 @@ def test_evaluate_and_resume_name_a_damaged_saved_file(run_dir, tmp_path, ecgcnn
                           "copy/config.json: not readable JSON")  # fmt: skip
 
 
+def test_evaluate_refuses_options_of_the_other_mode(ecgcnn_here, tmp_path):
+    """--test-fold with --run (or --fold with --checkpoint) was ignored: a user asking for fold 10
+    got the saved validation figures, with nothing to say so."""
+    for args, flag in (
+        (("--run", tmp_path, "--test-fold", 10), "--test-fold"),
+        (("--run", tmp_path, "--data-root", tmp_path), "--data-root"),
+        (("--run", tmp_path, "--out", tmp_path / "o"), "--out"),
+        (("--checkpoint", tmp_path / "c.pt", "--data-root", tmp_path, "--fold", 1), "--fold"),
+    ):
+        mode = "--run" if args[0] == "--run" else "--checkpoint"
+        assert_one_line_error(ecgcnn_here("evaluate", *args), f"{flag} does not apply to {mode}")
+
+
 def test_evaluate_checkpoint_on_a_strat_fold(run_dir, synthetic_root, tmp_path):
     proc = ecgcnn("evaluate", "--checkpoint", run_dir / "fold_0" / "checkpoint.pt", "--data-root", synthetic_root,
                   "--test-fold", 9, "--out", tmp_path / "ev", "--no-progress")  # fmt: skip

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -98,6 +99,25 @@ def test_cv_summary_names_missing_folds(synthetic_root, tmp_path):
     train(config(synthetic_root, tmp_path / "part", only_fold=0, epochs=1))
     with pytest.raises(EcgcnnError, match="fold_1, fold_2 not trained yet"):
         cv_summary(tmp_path / "part")
+
+
+def test_cv_summary_refuses_a_fold_trained_with_other_settings(synthetic_root, tmp_path):
+    """Folds trained apart (parallel --only-fold jobs) can end up in one folder with different
+    settings, past the start-up check: their figures must not be merged as one run's."""
+    train(config(synthetic_root, tmp_path / "a", epochs=1))
+    # a metrics.json that is valid JSON but not a fold's metrics: named, not a traceback
+    metrics = tmp_path / "a" / "fold_2" / "metrics.json"
+    saved = metrics.read_text()
+    for damaged in ("[]", '{"split": "val"}'):
+        metrics.write_text(damaged)
+        with pytest.raises(EcgcnnError, match=r"fold_2/metrics.json: expected .*per_class"):
+            cv_summary(tmp_path / "a")
+    metrics.write_text(saved)
+    train(config(synthetic_root, tmp_path / "b", only_fold=1, epochs=1, seed=7))
+    shutil.rmtree(tmp_path / "a" / "fold_1")
+    shutil.copytree(tmp_path / "b" / "fold_1", tmp_path / "a" / "fold_1")
+    with pytest.raises(EcgcnnError, match=r"fold_1 was trained with other settings .*seed: 7"):
+        cv_summary(tmp_path / "a")
 
 
 def test_holdout_fold_is_kept_out_of_cv_and_scored_by_every_fold_and_the_ensemble(

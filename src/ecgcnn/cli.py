@@ -506,6 +506,15 @@ def evaluate(
 
     if (run is None) == (checkpoint is None):
         raise EcgcnnError("give either --run RUN_DIR or --checkpoint PATH --data-root DIR")
+    # an option of the other mode is an error, not ignored (--test-fold with --run scored nothing new)
+    if run is not None:
+        other = {"--data-root": data_root, "--test-fold": test_fold, "--out": out}
+    else:
+        other = {"--fold": fold}
+    for flag, value in other.items():
+        if value is not None:
+            mode, use = ("--run", "--checkpoint") if run is not None else ("--checkpoint", "--run")
+            raise EcgcnnError(f"{flag} does not apply to {mode} (it goes with {use})")
     if run is not None:
         results = evaluate_run(run, fold, threshold)
     else:

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from ecgcnn import __version__, atomic
 from ecgcnn.cache import Signals, load_signals
-from ecgcnn.checkpoint import resolve_device, save_checkpoint
+from ecgcnn.checkpoint import load_checkpoint, resolve_device, save_checkpoint
 from ecgcnn.dataset import RecordDataset, collate_batch, standardization
 from ecgcnn.distributed import (
     World,
@@ -891,7 +891,9 @@ def cv_summary(run_dir: str | Path) -> dict[str, Any]:
     missing = [n for n in names if not (run / n / "metrics.json").is_file()]
     if missing:
         raise EcgcnnError(f"{run}: fold(s) {', '.join(missing)} not trained yet (no metrics.json)")
-    folds = {n: read_json(run / n / "metrics.json") for n in names}
+    for n in names:
+        check_fold_settings(run, n, config)
+    folds = {n: read_fold_metrics(run / n / "metrics.json") for n in names}
     results: dict[str, Any] = {
         "run": str(run),
         "model": config["model"],
@@ -912,7 +914,7 @@ def cv_summary(run_dir: str | Path) -> dict[str, Any]:
                         f"{file} is missing (the run scores a held-out fold); delete {run / n} "
                         f"and train it again (ecgcnn train --resume {run})"
                     )
-        test_metrics = {n: read_json(run / n / "metrics_test.json") for n in names}
+        test_metrics = {n: read_fold_metrics(run / n / "metrics_test.json") for n in names}
         part: dict[str, Any] = {
             "folds": {
                 n: scalar_metrics(m) | {"per_class": m["per_class"]}
@@ -925,6 +927,42 @@ def cv_summary(run_dir: str | Path) -> dict[str, Any]:
         results["holdout" if config["protocol"] == "cv" else "test"] = part
     atomic.write_json(run / "cv_results.json", results)
     return results
+
+
+def read_fold_metrics(path: Path) -> dict[str, Any]:
+    """A fold's saved metrics; JSON that is not (a hand-edited file) is an error naming the file."""
+    metrics = read_json(path)
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("per_class"), dict):
+        raise EcgcnnError(f"{path}: expected a fold's metrics (an object with per_class); "
+                          "was it written by ecgcnn train?")  # fmt: skip
+    return metrics
+
+
+def check_fold_settings(run: Path, name: str, config: dict[str, Any]) -> None:
+    """Refuse a fold whose checkpoint was trained with other settings than the run's config.json:
+    folds trained apart (parallel --only-fold jobs) can pass the start-up check at the same time."""
+    path = run / name / "checkpoint.pt"
+    if not path.is_file():
+        return
+    trained = load_checkpoint(path).get("config")
+    if not isinstance(trained, dict):  # a checkpoint that does not record its settings
+        return
+    diff = []
+    for k, v in trained.items():
+        was = config.get(k)
+        if k == "recipe" and isinstance(v, dict) and isinstance(was, dict):
+            v = Recipe.from_dict(v, str(path)).to_dict()
+            was = Recipe.from_dict(was, str(run / "config.json")).to_dict()
+            diff += [f"recipe.{f}: {v.get(f)!r} there, {was.get(f)!r} in config.json"
+                     for f in sorted(v.keys() | was.keys()) if v.get(f) != was.get(f)]  # fmt: skip
+        elif k not in PER_PROCESS_SETTINGS and v != was:
+            diff.append(f"{k}: {v!r} there, {was!r} in config.json")
+    if diff:
+        raise EcgcnnError(
+            f"{run}: {name} was trained with other settings than the run ({'; '.join(diff[:3])}; "
+            f"{path}); delete {run / name} and train it again (ecgcnn train --resume {run} "
+            f"--only-fold {config['fold_names'].index(name)})"
+        )
 
 
 def ensemble_metrics(run: Path, names: list[str], classes: list[str]) -> dict[str, Any]:
