@@ -342,6 +342,24 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> TrainConfig:
 PER_PROCESS_SETTINGS = ("only_fold", "progress", "device", "cache_dir", "out", "data_root")
 
 
+def settings_diff(
+    there: dict[str, Any], here: dict[str, Any], here_is: str = "now", skip: tuple[str, ...] = ()
+) -> list[str]:
+    """The settings of ``here`` that differ from ``there`` ('seed: 42 there, 7 now'), the recipe
+    field by field; per-process settings and ``skip`` are not compared."""
+    diff = []
+    for k, v in here.items():
+        was = there.get(k)
+        if k in (*PER_PROCESS_SETTINGS, *skip) or was == v:
+            continue
+        if isinstance(v, dict) and isinstance(was, dict):  # the recipe: name its changed fields
+            diff += [f"{k}.{f}: {was.get(f)!r} there, {v.get(f)!r} {here_is}"
+                     for f in sorted(v.keys() | was.keys()) if was.get(f) != v.get(f)]  # fmt: skip
+        else:
+            diff.append(f"{k}: {was!r} there, {v!r} {here_is}")
+    return diff
+
+
 def check_same_run(
     config_path: Path, config: dict[str, Any], quiet: bool = False
 ) -> dict[str, Any]:
@@ -356,16 +374,7 @@ def check_same_run(
     old = read_json(config_path)
     if isinstance(old.get("recipe"), dict):  # a run from before a setting existed had its default
         old["recipe"] = Recipe.from_dict(old["recipe"], str(config_path)).to_dict()
-    diff = []
-    for k, v in json.loads(json.dumps(config)).items():
-        if k in (*PER_PROCESS_SETTINGS, "version", "continued_by") or old.get(k) == v:
-            continue
-        was = old.get(k)
-        if isinstance(v, dict) and isinstance(was, dict):  # the recipe: name its changed fields
-            diff += [f"{k}.{f}: {was.get(f)!r} there, {v.get(f)!r} now"
-                     for f in sorted(v.keys() | was.keys()) if was.get(f) != v.get(f)]  # fmt: skip
-        else:
-            diff.append(f"{k}: {was!r} there, {v!r} now")
+    diff = settings_diff(old, json.loads(json.dumps(config)), skip=("version", "continued_by"))
     if diff:
         raise EcgcnnError(
             f"{config_path.parent} already holds a run with other settings ({'; '.join(diff[:3])}); "
@@ -947,16 +956,13 @@ def check_fold_settings(run: Path, name: str, config: dict[str, Any]) -> None:
     trained = load_checkpoint(path).get("config")
     if not isinstance(trained, dict):  # a checkpoint that does not record its settings
         return
-    diff = []
-    for k, v in trained.items():
-        was = config.get(k)
-        if k == "recipe" and isinstance(v, dict) and isinstance(was, dict):
-            v = Recipe.from_dict(v, str(path)).to_dict()
-            was = Recipe.from_dict(was, str(run / "config.json")).to_dict()
-            diff += [f"recipe.{f}: {v.get(f)!r} there, {was.get(f)!r} in config.json"
-                     for f in sorted(v.keys() | was.keys()) if v.get(f) != was.get(f)]  # fmt: skip
-        elif k not in PER_PROCESS_SETTINGS and v != was:
-            diff.append(f"{k}: {v!r} there, {was!r} in config.json")
+    in_config = {k: config.get(k) for k in trained}
+    if isinstance(trained.get("recipe"), dict) and isinstance(in_config["recipe"], dict):
+        trained = trained | {"recipe": Recipe.from_dict(trained["recipe"], str(path)).to_dict()}
+        in_config["recipe"] = Recipe.from_dict(
+            in_config["recipe"], str(run / "config.json")
+        ).to_dict()
+    diff = settings_diff(trained, in_config, here_is="in config.json")
     if diff:
         raise EcgcnnError(
             f"{run}: {name} was trained with other settings than the run ({'; '.join(diff[:3])}; "
